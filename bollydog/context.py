@@ -1,0 +1,88 @@
+"""Per-message context, kept in :mod:`contextvars`.
+
+The hub sets these while a handler runs; a message queued with ``put_message`` captures a copy of
+the caller's context, so the session set by an entrypoint reaches every nested handler and two
+concurrent handlers never see each other's message, app or protocol.
+"""
+
+from __future__ import annotations
+
+import random
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.models.base import BaseMessage, Session
+
+# The handler being run, as one tuple ``(message, app, protocol, hub)``: one context variable
+# set per handler execution instead of four.
+handler_frame: ContextVar[tuple[Any, Any, Any, Any] | None] = ContextVar(
+    "bollydog.handler_frame", default=None
+)
+current_session: ContextVar["Session | None"] = ContextVar("bollydog.session", default=None)
+# The hub outside handlers (a shell, a script): set when a hub starts.
+current_hub: ContextVar[Any] = ContextVar("bollydog.hub", default=None)
+
+
+def get_message() -> "BaseMessage | None":
+    """The message whose handler is running, or None."""
+    frame = handler_frame.get()
+    return frame[0] if frame is not None else None
+
+
+def get_app() -> Any:
+    frame = handler_frame.get()
+    return frame[1] if frame is not None else None
+
+
+def get_protocol() -> Any:
+    frame = handler_frame.get()
+    return frame[2] if frame is not None else None
+
+
+def get_hub() -> Any:
+    frame = handler_frame.get()
+    return frame[3] if frame is not None else current_hub.get()
+
+
+def get_session() -> "Session | None":
+    return current_session.get()
+
+
+# Remote parent ``(trace_id, span_id)`` set by an entrypoint from an incoming ``traceparent``;
+# messages created with no current message join that trace.
+remote_parent: ContextVar[tuple[str, str] | None] = ContextVar("bollydog.remote_parent", default=None)
+
+# Ids need uniqueness, not secrecy; random.getrandbits is what OpenTelemetry's SDK uses too.
+_random_bits = random.getrandbits
+
+
+def new_trace_id() -> str:
+    """A W3C trace id: 32 lowercase hex digits, never all zero."""
+    return "%032x" % (_random_bits(128) or 1)
+
+
+def new_span_id() -> str:
+    """A W3C span id: 16 lowercase hex digits, never all zero."""
+    return "%016x" % (_random_bits(64) or 1)
+
+
+def parse_traceparent(header: str | None) -> tuple[str, str] | None:
+    """``(trace_id, parent_span_id)`` from a W3C ``traceparent`` header, or None if invalid."""
+    if not header:
+        return None
+    parts = header.strip().split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[0] == "ff":
+        return None
+    trace_id, span_id = parts[1].lower(), parts[2].lower()
+    try:
+        int(parts[0], 16), int(parts[3], 16)
+        if int(trace_id, 16) == 0 or int(span_id, 16) == 0:
+            return None
+    except ValueError:
+        return None
+    return trace_id, span_id
+
+
+def format_traceparent(trace_id: str, span_id: str, sampled: bool = True) -> str:
+    return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"

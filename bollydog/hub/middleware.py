@@ -1,0 +1,167 @@
+"""Layers around one handler execution: retries, timeouts, transactions (telemetry plugs in too).
+
+A middleware is ``layer(message, handler, call_next) -> awaitable result``; a layer with nothing
+to do returns ``call_next(message, handler)`` itself, which keeps pass-through layers cheap. The hub composes the
+list once, at construction, outermost first; each layer calls ``call_next(message, handler)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from bollydog.errors import HandlerTimeoutError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.handlers import Handler
+    from bollydog.models.base import BaseMessage
+
+log = logging.getLogger("bollydog.hub")
+
+Next = Callable[["BaseMessage", "Handler"], Awaitable[Any]]
+Middleware = Callable[..., Awaitable[Any]]
+
+
+def compose(middlewares: Sequence[Middleware], innermost: Next) -> Next:
+    """Fold ``middlewares`` around ``innermost``; the first one listed runs first."""
+    call = innermost
+    for layer in reversed(middlewares):
+        call = functools.partial(layer, call_next=call)
+    return call
+
+
+class RetryMiddleware:
+    """Re-runs a failed handler until ``message.delivery_count`` deliveries were made.
+
+    The wait doubles after each failure, from ``backoff`` up to ``backoff_max`` seconds.
+    """
+
+    def __init__(self, backoff: float = 0.1, backoff_max: float = 5.0) -> None:
+        self.backoff, self.backoff_max = backoff, backoff_max
+
+    def __call__(self, message: "BaseMessage", handler: "Handler", call_next: Next) -> Awaitable[Any]:
+        if (message.delivery_count or 1) <= 1:
+            return call_next(message, handler)  # pass-through: no extra coroutine frame
+        return self._deliver(message, handler, call_next)
+
+    async def _deliver(self, message: "BaseMessage", handler: "Handler", call_next: Next) -> Any:
+        deliveries = message.delivery_count or 1
+        delay = self.backoff
+        for attempt in range(1, deliveries + 1):
+            try:
+                return await call_next(message, handler)
+            except Exception as exc:
+                if attempt == deliveries:
+                    raise
+                log.warning(
+                    "%s failed (delivery %d of %d), retrying in %.3fs: %s: %s",
+                    message.name, attempt, deliveries, delay, type(exc).__name__, exc,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+
+
+class _Deadline:
+    __slots__ = ("task", "expired")
+
+    def __init__(self, task: asyncio.Task) -> None:
+        self.task, self.expired = task, False
+
+
+class TimeoutMiddleware:
+    """Bounds each delivery by ``message.expire_time`` seconds.
+
+    ``asyncio.timeout`` arms one loop timer per call, which dominates the cost of a fast
+    handler. Here deliveries with the same ``expire_time`` share a bucket: an insertion-ordered
+    dict whose first entry has the earliest deadline (same duration, monotonic clock), and one
+    loop timer serves the earliest deadline of all buckets. Registering a delivery is a dict
+    insert; finishing it is a dict delete.
+    """
+
+    def __init__(self) -> None:
+        self._buckets: dict[float, dict[int, tuple[float, _Deadline]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._keys = itertools.count()
+
+    def __call__(self, message: "BaseMessage", handler: "Handler", call_next: Next) -> Awaitable[Any]:
+        if not message.expire_time:
+            return call_next(message, handler)
+        return self._bounded(message, handler, call_next)
+
+    async def _bounded(self, message: "BaseMessage", handler: "Handler", call_next: Next) -> Any:
+        limit = message.expire_time
+        loop = asyncio.get_running_loop()
+        deadline = _Deadline(asyncio.current_task())
+        at = loop.time() + limit
+        bucket = self._buckets.get(limit)
+        if bucket is None:
+            bucket = self._buckets[limit] = {}
+        key = next(self._keys)
+        bucket[key] = (at, deadline)
+        if at < self._timer_at:
+            self._arm(loop, at)
+        try:
+            return await call_next(message, handler)
+        except asyncio.CancelledError:
+            if deadline.expired and deadline.task.uncancel() == 0:
+                raise HandlerTimeoutError(
+                    f"{message.name} ({message.iid}) did not finish within {limit}s "
+                    f"(handler {handler.qualname})"
+                ) from None
+            raise
+        finally:
+            bucket.pop(key, None)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = loop.call_at(at, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        now = loop.time()
+        earliest = float("inf")
+        for limit, bucket in list(self._buckets.items()):
+            while bucket:
+                key, (at, deadline) = next(iter(bucket.items()))
+                if at > now:
+                    earliest = min(earliest, at)
+                    break
+                del bucket[key]
+                deadline.expired = True
+                deadline.task.cancel()
+            if not bucket:
+                del self._buckets[limit]
+        if earliest != float("inf"):
+            self._arm(loop, earliest)
+
+
+class TransactionMiddleware:
+    """Runs the handler in a unit-of-work scope of its app's protocol.
+
+    Commits when the handler returns, rolls back when it raises (timeouts included), then
+    hands the domain events collected by the scope to ``publish`` — only after a commit.
+    """
+
+    def __init__(self, publish: Callable[["BaseMessage"], Any]) -> None:
+        self.publish = publish
+
+    def __call__(self, message: "BaseMessage", handler: "Handler", call_next: Next) -> Awaitable[Any]:
+        app = handler.app
+        protocol = getattr(app, "protocol", None) if app is not None else None
+        if protocol is None:
+            return call_next(message, handler)
+        return self._in_scope(protocol, message, handler, call_next)
+
+    async def _in_scope(self, protocol: Any, message: "BaseMessage", handler: "Handler", call_next: Next) -> Any:
+        async with protocol.unit_of_work.scope() as scope:
+            result = await call_next(message, handler)
+        for event in scope.collect_events():
+            self.publish(event)
+        return result

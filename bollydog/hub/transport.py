@@ -1,0 +1,45 @@
+"""The transport port: where a message goes when no local handler serves it.
+
+The hub runs a message locally when its handler is registered in this process. Otherwise it asks
+the transport, which may deliver it to another process (Redis Streams) and bring the reply back.
+The default, :class:`InProcessTransport`, knows no other process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bollydog.errors import NoHandlerError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.models.base import BaseMessage
+    from bollydog.service.app import HubService
+
+
+class Transport:
+    """Port for delivering messages to other processes."""
+
+    async def start(self, hub: "HubService") -> None:
+        """Connect; from now on, messages for hosted domains may arrive and go to ``hub``."""
+
+    async def stop(self) -> None:
+        """Stop receiving, wait for replies in flight, disconnect."""
+
+    def serves(self, message_type: type["BaseMessage"]) -> bool:
+        """True when another process handles ``message_type``."""
+        return False
+
+    async def request(self, message: "BaseMessage") -> Any:
+        """Deliver a Command elsewhere and return its result (or raise its error)."""
+        raise NoHandlerError(
+            f"no handler for {message.domain}.{message.name} "
+            f"({type(message).__module__}.{type(message).__qualname__}): "
+            "register one in a handlers module of a configured app"
+        )
+
+    async def publish(self, event: "BaseMessage") -> None:
+        """Deliver an Event to the other processes that handle it (none by default)."""
+
+
+class InProcessTransport(Transport):
+    """One process: every message is handled here or has no handler."""

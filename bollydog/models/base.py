@@ -1,0 +1,349 @@
+"""Messages: the pydantic models that carry every Command and Event.
+
+Framework fields (:data:`RESERVED_FIELDS`) are declared here once; a subclass that declares one of
+them fails at class definition. A message created while another is being handled joins its trace:
+same ``trace_id``, ``parent_span_id`` = the parent's ``span_id``, same ``priority``.
+
+The result slot :attr:`BaseMessage.state` is not a pydantic field, so
+``Cls.model_validate(msg.model_dump())`` and JSON round-trips work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from bollydog.context import current_session, handler_frame, new_trace_id, remote_parent
+from bollydog.errors import InvalidMessageError, ReservedFieldError
+from bollydog.settings import get_settings
+
+_random_bits = random.getrandbits
+_set_slot = object.__setattr__
+_now = time.time
+_HEX32 = r"^[0-9a-f]{32}$"
+_HEX16 = r"^[0-9a-f]{16}$"
+
+#: Fields every message has. Entrypoints never let untrusted input set them.
+RESERVED_FIELDS: frozenset[str] = frozenset(
+    {
+        "iid",
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "created_time",
+        "created_by",
+        "expire_time",
+        "delivery_count",
+        "priority",
+        "qos",
+    }
+)
+#: Names a subclass may not use for a field: the reserved fields plus the class-level routing
+#: attributes and the result slot.
+_FORBIDDEN_FIELD_NAMES = RESERVED_FIELDS | {"name", "domain", "state"}
+_CLASS_DEFAULTS = frozenset({"expire_time", "delivery_count", "qos"})
+#: Reserved fields untrusted input may set (delivery preferences, not identity or trace).
+CLIENT_SETTABLE_FIELDS: frozenset[str] = frozenset({"expire_time", "priority", "qos"})
+
+
+def _new_iid() -> str:
+    # 128 random bits like uuid4, at a tenth of its cost (this runs for every message).
+    return new_trace_id()
+
+
+class _Outcome:
+    """The result slot of one message: a lazily created future plus partial-result listeners.
+
+    Class-level defaults instead of ``__init__``: most messages only ever set ``done`` and
+    ``result``, and this object is created for every message on the hot path.
+    """
+
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+    future: asyncio.Future | None = None
+    listeners: list[asyncio.Queue] | None = None
+
+
+_END_OF_STREAM = object()
+
+
+class BaseMessage(BaseModel):
+    """Base of every message. Subclass :class:`Command` or :class:`Event`, not this.
+
+    Class attributes (set them in a subclass, no annotation):
+
+    - ``name``: routing name, default the lowercased class name.
+    - ``domain``: owning domain, default the top-level package of the defining module.
+    - ``default_expire_time``, ``default_delivery_count``, ``default_priority``,
+      ``default_qos``: per-class defaults of the delivery fields.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: ClassVar[str] = "basemessage"
+    domain: ClassVar[str] = "bollydog"
+    default_expire_time: ClassVar[float | None] = None
+    default_delivery_count: ClassVar[int] = 1
+    default_qos: ClassVar[int] = 1
+
+    # Framework fields are filled in model_post_init rather than by default factories: one
+    # Python call instead of six, which matters on the dispatch hot path.
+    iid: str = Field("", pattern=_HEX32, description="Unique message id.")
+    trace_id: str = Field("", pattern=_HEX32, description="W3C trace id, shared by a trace.")
+    span_id: str = Field("", pattern=_HEX16, description="W3C span id of this message.")
+    parent_span_id: str | None = Field(None, pattern=_HEX16)
+    created_time: float = Field(0.0, description="Unix time of creation.")
+    created_by: str | None = Field(None, description="Username of the session that created it.")
+    expire_time: float | None = Field(
+        None, gt=0, description="Seconds a delivery may take; None takes the class default."
+    )
+    delivery_count: int | None = Field(
+        None, ge=1, description="Deliveries allowed (1 = no retry); None takes the class default."
+    )
+    priority: int = Field(0, description="Higher runs first; inherited from the parent message.")
+    qos: int | None = Field(
+        None, ge=0, le=2, description="0 fire-and-forget, 1 at-least-once (default), 2 exactly-once."
+    )
+
+    # A slot, not a PrivateAttr: it costs nothing until a result is awaited or set, and it stays
+    # out of equality, dumps and copies.
+    __slots__ = ("_bd_outcome",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        annotations = cls.__dict__.get("__annotations__", {})
+        for field in annotations:
+            if field in _FORBIDDEN_FIELD_NAMES:
+                raise ReservedFieldError(
+                    f"{cls.__qualname__}.{field}: '{field}' is a field reserved by bollydog "
+                    f"messages; rename it (reserved: {', '.join(sorted(_FORBIDDEN_FIELD_NAMES))})"
+                )
+        for field in RESERVED_FIELDS & set(cls.__dict__):
+            hint = (
+                f"set the class default with 'default_{field}' instead"
+                if field in _CLASS_DEFAULTS
+                else "it is set by bollydog"
+            )
+            raise ReservedFieldError(
+                f"{cls.__qualname__}.{field}: '{field}' is a reserved message field; {hint}"
+            )
+        super().__init_subclass__(**kwargs)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__.lower()
+        if "domain" not in cls.__dict__:
+            cls.domain = cls.__module__.split(".")[0]
+
+    def model_post_init(self, context: Any, /) -> None:
+        _set_slot(self, "_bd_outcome", None)
+        values, given = self.__dict__, self.__pydantic_fields_set__
+        if "iid" not in given:
+            values["iid"] = "%032x" % _random_bits(128)
+        if "span_id" not in given:
+            values["span_id"] = "%016x" % _random_bits(64)
+        if "trace_id" not in given:
+            frame = handler_frame.get()
+            if frame is not None:
+                parent = frame[0]
+                values["trace_id"] = parent.trace_id
+                if "parent_span_id" not in given:
+                    values["parent_span_id"] = parent.span_id
+                if "priority" not in given:
+                    values["priority"] = parent.priority
+            elif (remote := remote_parent.get()) is not None:
+                values["trace_id"] = remote[0]
+                if "parent_span_id" not in given:
+                    values["parent_span_id"] = remote[1]
+            else:
+                values["trace_id"] = "%032x" % _random_bits(128)
+        if "created_time" not in given:
+            values["created_time"] = _now()
+        if "created_by" not in given and (session := current_session.get()) is not None:
+            values["created_by"] = session.username
+        # Class defaults are resolved per instance so that settings read at run time (not at
+        # import time) apply, and so that a dumped message is explicit for other processes.
+        if values["expire_time"] is None:
+            values["expire_time"] = self._class_expire_time()
+        if values["delivery_count"] is None:
+            values["delivery_count"] = type(self).default_delivery_count
+        if values["qos"] is None:
+            values["qos"] = type(self).default_qos
+
+    @classmethod
+    def _class_expire_time(cls) -> float:
+        if cls.default_expire_time is not None:
+            return cls.default_expire_time
+        settings = get_settings()
+        return settings.event_expire_time if issubclass(cls, Event) else settings.command_expire_time
+
+    # -- construction from untrusted input --------------------------------------------------
+
+    @classmethod
+    def from_input(cls, data: dict[str, Any]) -> "BaseMessage":
+        """Build a message from untrusted input (HTTP, WebSocket, CLI, agent).
+
+        Identity and trace fields are refused; field errors become :class:`InvalidMessageError`.
+        """
+        errors = [
+            {"field": key, "message": "reserved field, cannot be set by a client", "type": "reserved"}
+            for key in data
+            if key in RESERVED_FIELDS and key not in CLIENT_SETTABLE_FIELDS
+        ]
+        if errors:
+            raise InvalidMessageError(cls.name, errors)
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            raise InvalidMessageError(cls.name, validation_errors(exc)) from None
+
+    @classmethod
+    def user_fields(cls) -> dict[str, Any]:
+        """The model fields a user declared (reserved framework fields excluded)."""
+        return {k: v for k, v in cls.model_fields.items() if k not in RESERVED_FIELDS}
+
+    # -- result slot --------------------------------------------------------------------------
+
+    def _slot(self) -> _Outcome:
+        outcome = self._bd_outcome
+        if outcome is None:
+            outcome = _Outcome()
+            _set_slot(self, "_bd_outcome", outcome)
+        return outcome
+
+    @property
+    def state(self) -> asyncio.Future:
+        """Awaitable result: the handler's return value, or its exception raised."""
+        outcome = self._slot()
+        if outcome.future is None:
+            outcome.future = asyncio.get_running_loop().create_future()
+            if outcome.done:
+                self._settle_future(outcome)
+        return outcome.future
+
+    @property
+    def done(self) -> bool:
+        return self._bd_outcome is not None and self._bd_outcome.done
+
+    def set_result(self, result: Any) -> None:
+        outcome = self._slot()
+        if outcome.done:
+            return
+        outcome.done, outcome.result = True, result
+        self._finish(outcome)
+
+    def set_exception(self, error: BaseException) -> None:
+        outcome = self._slot()
+        if outcome.done:
+            return
+        outcome.done, outcome.error = True, error
+        self._finish(outcome)
+
+    def _finish(self, outcome: _Outcome) -> None:
+        if outcome.future is not None:
+            self._settle_future(outcome)
+        if outcome.listeners:
+            for queue in outcome.listeners:
+                queue.put_nowait(_END_OF_STREAM)
+
+    @staticmethod
+    def _settle_future(outcome: _Outcome) -> None:
+        future = outcome.future
+        if future is None or future.done():
+            return
+        if outcome.error is not None:
+            future.set_exception(outcome.error)
+        else:
+            future.set_result(outcome.result)
+
+    def emit_partial(self, value: Any) -> None:
+        """Hand a partial result to every :meth:`stream` listener."""
+        outcome = self._bd_outcome
+        if outcome is not None and outcome.listeners:
+            for queue in outcome.listeners:
+                queue.put_nowait(value)
+
+    async def stream(self) -> AsyncIterator[Any]:
+        """Partial results as they are produced, until the message completes.
+
+        Start iterating before dispatching to see every partial result. The final result (or
+        error) is then available from :attr:`state`.
+        """
+        outcome = self._slot()
+        queue: asyncio.Queue = asyncio.Queue()
+        if outcome.listeners is None:
+            outcome.listeners = []
+        outcome.listeners.append(queue)
+        try:
+            if outcome.done:
+                return
+            while (item := await queue.get()) is not _END_OF_STREAM:
+                yield item
+        finally:
+            outcome.listeners.remove(queue)
+
+    def __repr_args__(self):
+        yield from ((k, v) for k, v in super().__repr_args__() if k not in RESERVED_FIELDS)
+        yield "iid", self.iid
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic errors as ``{"field", "message", "type"}`` dicts, fields dotted."""
+    return [
+        {
+            "field": ".".join(str(p) for p in err["loc"]) or "__root__",
+            "message": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors(include_url=False)
+    ]
+
+
+class Command(BaseMessage):
+    """A request to do one thing; it has exactly one handler."""
+
+
+class Event(BaseMessage):
+    """A fact that happened; any number of handlers react to it, concurrently."""
+
+
+class Session(BaseModel):
+    """Who is acting: set by an entrypoint, visible to every nested handler."""
+
+    uid: str = Field(default_factory=_new_iid)
+    username: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def current(cls) -> "Session | None":
+        return current_session.get()
+
+
+class BaseDomain(BaseModel):
+    """Base of domain objects (entities, aggregates).
+
+    Domain events raised with :meth:`raise_event` are collected by the UnitOfWork that saw the
+    object and dispatched by the hub after the transaction commits.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    iid: str = Field(default_factory=_new_iid)
+    created_time: float = Field(default_factory=time.time)
+    updated_time: float = Field(default_factory=time.time)
+
+    _events: list[Event] = PrivateAttr(default_factory=list)
+
+    def raise_event(self, event: Event) -> None:
+        self._events.append(event)
+
+    def collect_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events

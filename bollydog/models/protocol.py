@@ -1,0 +1,134 @@
+"""Persistence ports: :class:`UnitOfWork` (transaction scope) and :class:`Protocol` (repository).
+
+The hub opens one unit-of-work *scope* around every handler execution of an app that has a
+protocol. The transaction inside it starts lazily, the first time the handler touches the
+protocol, commits when the handler returns and rolls back when it raises or times out. Domain
+events raised by objects the protocol saw (``BaseDomain.raise_event``) or recorded with
+:meth:`UnitOfWork.record_event` are handed to the hub only after the commit succeeded.
+
+Nested commands (yielded by a generator handler, or executed from a handler) get scopes of their
+own, so each commits or rolls back on its own; the parent's transaction is not shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from bollydog.models.base import BaseDomain, Event
+
+
+class TransactionScope:
+    """What one handler execution did through a unit of work."""
+
+    __slots__ = ("transaction", "started", "seen", "events")
+
+    def __init__(self) -> None:
+        self.transaction: Any = None
+        self.started = False
+        self.seen: list[BaseDomain] = []
+        self.events: list[Event] = []
+
+    def collect_events(self) -> list[Event]:
+        events = list(self.events)
+        for obj in self.seen:
+            events.extend(obj.collect_events())
+        return events
+
+
+class UnitOfWork:
+    """A connection and its transactions. Subclass and implement the four adapter hooks.
+
+    ``connect``/``disconnect`` run when the owning AppService starts and stops;
+    ``begin``/``commit``/``rollback`` bracket one handler execution that used the protocol.
+    Constructor keyword arguments come from the ``unit_of_work`` section of the config.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self._scope: ContextVar[TransactionScope | None] = ContextVar(
+            f"bollydog.uow.{id(self):x}", default=None
+        )
+
+    # -- adapter hooks --------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open pools, create tables; called once at start-up."""
+
+    async def disconnect(self) -> None:
+        """Release every connection; called once at shutdown."""
+
+    async def begin(self) -> Any:
+        """Start a transaction and return its handle (a session, a connection, ...)."""
+        return None
+
+    async def commit(self, transaction: Any) -> None:
+        """Make the transaction's writes durable."""
+
+    async def rollback(self, transaction: Any) -> None:
+        """Discard the transaction's writes."""
+
+    # -- used by the hub and by protocols ---------------------------------------------------
+
+    @asynccontextmanager
+    async def scope(self) -> AsyncIterator[TransactionScope]:
+        """One handler execution. Yields the scope; events are read from it after commit."""
+        scope = TransactionScope()
+        token = self._scope.set(scope)
+        try:
+            yield scope
+        except BaseException:
+            if scope.started:
+                await self.rollback(scope.transaction)
+            raise
+        else:
+            if scope.started:
+                await self.commit(scope.transaction)
+        finally:
+            self._scope.reset(token)
+
+    async def transaction(self) -> Any:
+        """The current handler's transaction, begun on first use.
+
+        Outside a hub-managed scope (a script, a test), each call gets a fresh transaction that
+        the caller must commit; prefer running code as a handler.
+        """
+        scope = self._scope.get()
+        if scope is None:
+            return await self.begin()
+        if not scope.started:
+            scope.transaction = await self.begin()
+            scope.started = True
+        return scope.transaction
+
+    def record_event(self, event: Event) -> None:
+        """Publish ``event`` after the current transaction commits (dropped on rollback)."""
+        scope = self._scope.get()
+        if scope is None:
+            raise RuntimeError("record_event() needs a running handler (no unit-of-work scope)")
+        scope.events.append(event)
+
+    def saw(self, obj: Any) -> None:
+        """Track a domain object so that the events it raises are published after commit."""
+        scope = self._scope.get()
+        if scope is not None and isinstance(obj, BaseDomain):
+            scope.seen.append(obj)
+
+
+class Protocol:
+    """The repository a handler calls. Subclass it with your domain's operations.
+
+    The base class only binds a :class:`UnitOfWork`; adapters add the CRUD surface.
+    """
+
+    def __init__(self, unit_of_work: UnitOfWork | None = None, **options: Any) -> None:
+        self.unit_of_work = unit_of_work if unit_of_work is not None else UnitOfWork()
+        self.options = options
+
+    async def connect(self) -> None:
+        await self.unit_of_work.connect()
+
+    async def disconnect(self) -> None:
+        await self.unit_of_work.disconnect()

@@ -1,0 +1,75 @@
+"""AppService: one domain's handlers and persistence, with a ``mode`` service lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from mode import Service
+
+from bollydog.models.protocol import Protocol, UnitOfWork
+
+
+class AppService(Service):
+    """A domain: the handler modules it owns and the Protocol/UnitOfWork they persist through.
+
+    Use it directly (``AppService.create_from(domain="shop", handlers=["shop.handlers"])`` or
+    ``app: !module bollydog.models.service.AppService`` in config), or subclass it to add
+    start/stop behaviour. Its ``name`` (default: the lowercased class name) is the middle part
+    of HTTP routes ``/{domain}/{name}/{message}``.
+    """
+
+    domain: ClassVar[str | None] = None
+    name: ClassVar[str | None] = None
+    #: Config keys that are not constructor options of every AppService.
+    handlers: list[str]
+
+    def __init__(
+        self,
+        *,
+        domain: str | None = None,
+        name: str | None = None,
+        handlers: Iterable[str] = (),
+        protocol: Protocol | None = None,
+        unit_of_work: UnitOfWork | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        cls = type(self)
+        self.domain = domain or cls.domain or cls.__module__.split(".")[0]
+        self.name = (name or cls.name or cls.__name__).lower()
+        self.handlers = list(handlers)
+        if protocol is None and unit_of_work is not None:
+            protocol = Protocol(unit_of_work)
+        elif protocol is not None and unit_of_work is not None:
+            protocol.unit_of_work = unit_of_work
+        self.protocol = protocol
+        self.options = options
+        self.hub: Any = None
+
+    @classmethod
+    def create_from(
+        cls,
+        domain: str,
+        handlers: Iterable[str] = (),
+        protocol: Protocol | None = None,
+        unit_of_work: UnitOfWork | None = None,
+        **options: Any,
+    ) -> "AppService":
+        """An app for ``domain`` serving the handlers found in the ``handlers`` modules."""
+        return cls(domain=domain, handlers=handlers, protocol=protocol, unit_of_work=unit_of_work, **options)
+
+    @property
+    def unit_of_work(self) -> UnitOfWork | None:
+        return self.protocol.unit_of_work if self.protocol is not None else None
+
+    async def on_start(self) -> None:
+        if self.protocol is not None:
+            await self.protocol.connect()
+
+    async def on_stop(self) -> None:
+        if self.protocol is not None:
+            await self.protocol.disconnect()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} domain={self.domain!r} name={self.name!r}>"

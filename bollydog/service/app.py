@@ -1,0 +1,322 @@
+"""HubService: dispatches every Command and Event, in this process or through a transport.
+
+``await hub.execute(msg)`` runs the message now, in the caller's task, and returns its result.
+``await hub.put_message(msg)`` queues it and returns at once; ``await msg.state`` gives the
+result. The queue is bounded (:class:`~bollydog.errors.QueueFullError` when full) and is drained
+by up to ``concurrency`` concurrent tasks. Messages queued from inside a handler are part of
+their parent's work: they start at once, outside the queue and its limit, so nested dispatch
+cannot deadlock however busy the hub is.
+
+Lifecycle (``mode``): ``async with hub`` starts the apps (and their protocols) and the
+transport; stopping refuses new messages, lets queued and in-flight work finish within
+``shutdown_grace`` seconds, then cancels what is left (its callers get
+:class:`~bollydog.errors.HubNotRunningError`), and stops the apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Iterable, Sequence
+from contextvars import copy_context
+from typing import Any
+
+from mode import Service
+
+from bollydog.context import current_hub, handler_frame
+from bollydog.errors import EventHandlersError, HubNotRunningError, NoHandlerError, QueueFullError
+from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover
+from bollydog.hub.middleware import (
+    Middleware,
+    RetryMiddleware,
+    TransactionMiddleware,
+    compose,
+    TimeoutMiddleware,
+)
+from bollydog.hub.orchestration import drive
+from bollydog.hub.transport import InProcessTransport, Transport
+from bollydog.models.base import BaseMessage, Event
+from bollydog.models.service import AppService
+from bollydog.settings import get_settings
+
+log = logging.getLogger("bollydog.hub")
+
+
+class HubService(Service):
+    """The message hub. See the module documentation for the dispatch rules."""
+
+    def __init__(
+        self,
+        apps: Iterable[AppService] = (),
+        *,
+        transport: Transport | None = None,
+        queue_max_size: int | None = None,
+        concurrency: int | None = None,
+        shutdown_grace: float | None = None,
+        middlewares: Sequence[Middleware] = (),
+        builtins: bool = True,
+    ) -> None:
+        super().__init__()
+        settings = get_settings()
+        self.queue_max_size = queue_max_size or settings.queue_max_size
+        self.concurrency = concurrency or settings.hub_concurrency
+        self.shutdown_grace = settings.shutdown_grace if shutdown_grace is None else shutdown_grace
+        self.transport = transport if transport is not None else InProcessTransport()
+        self.registry = HandlerRegistry()
+        self.apps: dict[str, AppService] = {}
+        if builtins:
+            from bollydog.service.builtins import BollydogService
+
+            self.add_app(BollydogService())
+        for app in apps:
+            self.add_app(app)
+        # Outermost first: user layers (e.g. telemetry) see retries; each retry gets its own
+        # timeout; a timeout rolls back the transaction it interrupts.
+        self._run_layers = compose(
+            [
+                *middlewares,
+                RetryMiddleware(settings.retry_backoff, settings.retry_backoff_max),
+                TimeoutMiddleware(),
+                TransactionMiddleware(self.publish_nowait),
+            ],
+            self._invoke,
+        )
+        self._queue: asyncio.PriorityQueue | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._sequence = itertools.count()
+        self._inflight: dict[asyncio.Task, BaseMessage] = {}
+        self._accepting = False
+        self._intake_task: asyncio.Task | None = None
+
+    # -- composition ---------------------------------------------------------------------------
+
+    def add_app(self, app: AppService) -> AppService:
+        """Register ``app`` and the handlers of its modules; it starts and stops with the hub."""
+        if app.domain in self.apps and self.apps[app.domain] is not app:
+            raise ValueError(f"two apps for domain '{app.domain}'; a domain has one AppService")
+        for module in app.handlers:
+            self.registry.register_all(discover(module), app)
+        self.apps[app.domain] = app
+        app.hub = self
+        self.add_dependency(app)
+        return app
+
+    def register(self, *handlers: Any, app: AppService | None = None) -> None:
+        """Register handler functions or self-handling message classes directly."""
+        from bollydog.handlers import handler_of
+
+        for obj in handlers:
+            handler = obj if isinstance(obj, Handler) else handler_of(obj)
+            if handler is None:
+                raise TypeError(f"{obj!r} is not a handler: annotate its first parameter with a message class")
+            self.registry.register(handler, app)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        current_hub.set(self)
+        self._queue = asyncio.PriorityQueue(self.queue_max_size)
+        self._slots = asyncio.Semaphore(self.concurrency)
+
+    async def on_started(self) -> None:
+        # mode starts the apps (and their protocols) between on_start and on_started: only
+        # now can messages be handled.
+        await self.transport.start(self)
+        self._accepting = True
+        self._intake_task = asyncio.create_task(self._intake(), name="bollydog-hub-intake")
+
+    async def on_stop(self) -> None:
+        self._accepting = False
+        await self.drain(self.shutdown_grace)
+        if self._intake_task is not None:
+            self._intake_task.cancel()
+            await asyncio.gather(self._intake_task, return_exceptions=True)
+        await self.cancel_inflight()
+        await self.transport.stop()
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    async def drain(self, grace: float) -> bool:
+        """Wait up to ``grace`` seconds for queued and in-flight messages; True if all finished."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._inflight or (self._queue is not None and not self._queue.empty()):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            if self._inflight:
+                await asyncio.wait(list(self._inflight), timeout=remaining)
+            else:
+                await asyncio.sleep(0)  # queued work is about to be picked up by the intake
+        return True
+
+    async def cancel_inflight(self) -> None:
+        """Fail queued messages and cancel running ones: used when the grace period ran out."""
+        self._accepting = False
+        error = HubNotRunningError("the hub stopped before this message completed")
+        while self._queue is not None and not self._queue.empty():
+            _, _, message, _ = self._queue.get_nowait()
+            message.set_exception(error)
+        tasks = list(self._inflight.items())
+        for task, _ in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*(t for t, _ in tasks), return_exceptions=True)
+        for _, message in tasks:
+            message.set_exception(error)
+
+    # -- public dispatch -----------------------------------------------------------------------
+
+    async def execute(self, message: BaseMessage) -> Any:
+        """Run ``message`` now and return its result; its handler's exception propagates."""
+        try:
+            # The common case, a Command with a local handler, skips one coroutine frame.
+            handler = self.registry.commands.get(type(message))
+            if handler is not None:
+                result = await self._run_layers(message, handler)
+            else:
+                result = await self.dispatch(message)
+        except BaseException as exc:
+            message.set_exception(exc)
+            raise
+        message.set_result(result)
+        return result
+
+    async def put_message(self, message: BaseMessage) -> BaseMessage:
+        """Queue ``message`` and return it; ``await message.state`` gives the outcome."""
+        if not self._accepting:
+            raise HubNotRunningError("the hub is not running (not started, or stopping)")
+        if handler_frame.get() is not None:
+            self._spawn(message)
+            return message
+        try:
+            self._queue.put_nowait((-message.priority, next(self._sequence), message, copy_context()))
+        except asyncio.QueueFull:
+            raise QueueFullError(
+                f"the hub queue is full ({self.queue_max_size} messages, BOLLYDOG_QUEUE_MAX_SIZE); "
+                "retry later"
+            ) from None
+        return message
+
+    def publish_nowait(self, event: BaseMessage) -> None:
+        """Start ``event``'s handlers in the background; failures are logged, never lost."""
+        self._spawn(event)
+
+    async def dispatch(self, message: BaseMessage) -> Any:
+        """Route ``message`` to its local handler(s) or to the transport and return the result."""
+        if isinstance(message, Event):
+            handlers = self.registry.event_handlers(type(message))
+            if self.transport.serves(type(message)):
+                await self.transport.publish(message)
+            return await self._run_event_handlers(message, handlers)
+        handler = self.registry.command_handler(type(message))
+        if handler is not None:
+            return await self._run_layers(message, handler)
+        if self.transport.serves(type(message)):
+            return await self.transport.request(message)
+        raise NoHandlerError(
+            f"no handler for {message.domain}.{message.name} "
+            f"({type(message).__module__}.{type(message).__qualname__}); "
+            "list its module under 'handlers' of an app in the config"
+        )
+
+    # -- internals -----------------------------------------------------------------------------
+
+    async def _run_event_handlers(self, event: BaseMessage, handlers: tuple[Handler, ...]) -> list[Any]:
+        if not handlers:
+            return []
+        if len(handlers) == 1:
+            outcomes = [await self._isolated(event, handlers[0])]
+        else:
+            outcomes = await asyncio.gather(*(self._isolated(event, h) for h in handlers))
+        failures = [o for o in outcomes if isinstance(o, _Failure)]
+        if not failures:
+            return outcomes
+        for failure in failures:
+            log.error(
+                "event handler %s failed for %s (%s) trace_id=%s",
+                failure.handler.qualname, event.name, event.iid, event.trace_id,
+                exc_info=failure.error,
+            )
+        raise EventHandlersError(
+            f"{len(failures)} of {len(handlers)} handlers of {event.name} failed",
+            [f.error for f in failures],
+        )
+
+    async def _isolated(self, event: BaseMessage, handler: Handler) -> Any:
+        try:
+            return await self._run_layers(event, handler)
+        except Exception as exc:
+            return _Failure(handler, exc)
+
+    async def _invoke(self, message: BaseMessage, handler: Handler) -> Any:
+        app = handler.app
+        token = handler_frame.set((message, app, app.protocol if app is not None else None, self))
+        try:
+            started = handler.call(message)
+            if handler.kind == ASYNCGEN:
+                return await drive(started, message, self.execute, self.publish_nowait)
+            result = await started
+            if isinstance(result, BaseMessage):
+                return await self.execute(result)  # hand-off to the returned message
+            return result
+        finally:
+            handler_frame.reset(token)
+
+    async def _intake(self) -> None:
+        queue, slots = self._queue, self._slots
+        while True:
+            await slots.acquire()
+            _, _, message, context = await queue.get()
+            task = asyncio.create_task(self._run_queued(message, slots), context=context)
+            self._inflight[task] = message
+            task.add_done_callback(self._forget)
+
+    def _spawn(self, message: BaseMessage) -> None:
+        task = asyncio.create_task(self._run_queued(message, None))
+        self._inflight[task] = message
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task) -> None:
+        self._inflight.pop(task, None)
+
+    async def _run_queued(self, message: BaseMessage, slots: asyncio.Semaphore | None) -> None:
+        try:
+            result = await self.dispatch(message)
+        except Exception as exc:
+            message.set_exception(exc)
+            if not isinstance(exc, EventHandlersError):  # already logged handler by handler
+                log.error(
+                    "%s (%s) failed trace_id=%s: %s: %s",
+                    message.name, message.iid, message.trace_id, type(exc).__name__, exc,
+                    exc_info=exc,
+                )
+        else:
+            message.set_result(result)
+        finally:
+            if slots is not None:
+                slots.release()
+
+    # -- introspection -------------------------------------------------------------------------
+
+    @property
+    def task_count(self) -> int:
+        """Messages being handled now (queued ones excluded)."""
+        return len(self._inflight)
+
+    @property
+    def queue_size(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    def inflight_messages(self) -> list[BaseMessage]:
+        return list(self._inflight.values())
+
+
+class _Failure:
+    __slots__ = ("handler", "error")
+
+    def __init__(self, handler: Handler, error: Exception) -> None:
+        self.handler, self.error = handler, error

@@ -1,0 +1,79 @@
+"""Introspection commands every hub serves, in domain ``bollydog``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bollydog.models.base import Command
+from bollydog.models.service import AppService
+from bollydog.service.app import HubService
+
+
+class TaskCount(Command):
+    """How many messages the hub is handling right now, and how many wait in its queue."""
+
+    domain = "bollydog"
+
+
+class TaskList(Command):
+    """The messages being handled right now."""
+
+    domain = "bollydog"
+
+
+class Messages(Command):
+    """Every message this hub knows: domain, name, kind, fields and handlers."""
+
+    domain = "bollydog"
+
+
+async def task_count(command: TaskCount, hub: HubService) -> dict[str, int]:
+    # The TaskCount being handled is itself in flight when it was queued; it does not count.
+    inflight = [m for m in hub.inflight_messages() if m is not command]
+    return {"running": len(inflight), "queued": hub.queue_size}
+
+
+async def task_list(command: TaskList, hub: HubService) -> list[dict[str, Any]]:
+    now = time.time()
+    return [
+        {
+            "iid": m.iid,
+            "domain": m.domain,
+            "name": m.name,
+            "trace_id": m.trace_id,
+            "age": round(now - m.created_time, 6),
+        }
+        for m in hub.inflight_messages()
+        if m is not command
+    ]
+
+
+async def messages(command: Messages, hub: HubService) -> list[dict[str, Any]]:
+    registry = hub.registry
+    described = []
+    for cls in registry.message_classes():
+        if cls in registry.commands:
+            kind, handlers = "command", [registry.commands[cls].qualname]
+        else:
+            kind, handlers = "event", [h.qualname for h in registry.event_handlers(cls)]
+        described.append(
+            {
+                "domain": cls.domain,
+                "name": cls.name,
+                "kind": kind,
+                "class": f"{cls.__module__}.{cls.__qualname__}",
+                "fields": sorted(cls.user_fields()),
+                "handlers": handlers,
+            }
+        )
+    return sorted(described, key=lambda d: (d["domain"], d["name"]))
+
+
+class BollydogService(AppService):
+    """The built-in app of domain ``bollydog``."""
+
+    domain = "bollydog"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(handlers=[__name__], **options)

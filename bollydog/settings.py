@@ -1,0 +1,42 @@
+"""Process-wide settings from ``BOLLYDOG_*`` environment variables.
+
+Read lazily and cached: importing bollydog reads nothing. The CLI calls :func:`reload_settings`
+after it has loaded a ``.env`` file.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOLLYDOG_", extra="ignore")
+
+    command_expire_time: float = Field(60.0, gt=0, description="Default Command timeout, seconds.")
+    event_expire_time: float = Field(60.0, gt=0, description="Default Event timeout, seconds.")
+    log_level: str = "INFO"
+    log_json: bool = False
+    log_file: str | None = None
+    handlers: str = Field("", description="Comma-separated handler modules for config-less use.")
+    queue_max_size: int = Field(1000, ge=1)
+    hub_concurrency: int = Field(100, ge=1)
+    retry_backoff: float = Field(0.1, ge=0, description="First retry delay; doubles each retry.")
+    retry_backoff_max: float = Field(5.0, ge=0)
+    shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight work gets to drain.")
+
+    @property
+    def handler_modules(self) -> list[str]:
+        return [m.strip() for m in self.handlers.split(",") if m.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reload_settings() -> Settings:
+    get_settings.cache_clear()
+    return get_settings()
