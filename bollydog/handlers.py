@@ -151,8 +151,10 @@ def discover(module: str | types.ModuleType) -> list[Handler]:
     if isinstance(module, str):
         try:
             module = importlib.import_module(module)
-        except ImportError as exc:
-            raise HandlerRegistrationError(f"cannot import handler module '{module}': {exc}") from exc
+        except Exception as exc:  # a user module may fail in any way while importing
+            raise HandlerRegistrationError(
+                f"cannot import handler module '{module}': {type(exc).__name__}: {exc}"
+            ) from exc
     found = []
     for obj in vars(module).values():
         if getattr(obj, "__module__", None) != module.__name__:

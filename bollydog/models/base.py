@@ -11,6 +11,7 @@ The result slot :attr:`BaseMessage.state` is not a pydantic field, so
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import AsyncIterator
@@ -187,10 +188,12 @@ class BaseMessage(BaseModel):
     # -- construction from untrusted input --------------------------------------------------
 
     @classmethod
-    def from_input(cls, data: dict[str, Any]) -> "BaseMessage":
+    def from_input(cls, data: dict[str, Any], *, strings: bool = False) -> "BaseMessage":
         """Build a message from untrusted input (HTTP, WebSocket, CLI, agent).
 
         Identity and trace fields are refused; field errors become :class:`InvalidMessageError`.
+        ``strings=True`` accepts values given as text (query strings, command lines): ``"3"``
+        for an int, ``"2024-01-01"`` for a date, JSON for list and dict fields.
         """
         errors = [
             {"field": key, "message": "reserved field, cannot be set by a client", "type": "reserved"}
@@ -199,6 +202,8 @@ class BaseMessage(BaseModel):
         ]
         if errors:
             raise InvalidMessageError(cls.name, errors)
+        if strings:
+            data = {key: _decode_text(cls, key, value) for key, value in data.items()}
         try:
             return cls(**data)
         except ValidationError as exc:
@@ -292,6 +297,17 @@ class BaseMessage(BaseModel):
     def __repr_args__(self):
         yield from ((k, v) for k, v in super().__repr_args__() if k not in RESERVED_FIELDS)
         yield "iid", self.iid
+
+
+def _decode_text(cls: type[BaseModel], key: str, value: Any) -> Any:
+    """JSON-decode a text value meant for a list/dict field; scalars rely on lax validation."""
+    field = cls.model_fields.get(key)
+    if field is None or field.annotation is str or not isinstance(value, str) or value[:1] not in "[{":
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ class AppService(Service):
     of HTTP routes ``/{domain}/{name}/{message}``.
     """
 
+    mundane_level = "debug"  # mode logs every start/stop at INFO otherwise
     domain: ClassVar[str | None] = None
     name: ClassVar[str | None] = None
     #: Config keys that are not constructor options of every AppService.

@@ -46,6 +46,8 @@ log = logging.getLogger("bollydog.hub")
 class HubService(Service):
     """The message hub. See the module documentation for the dispatch rules."""
 
+    mundane_level = "debug"
+
     def __init__(
         self,
         apps: Iterable[AppService] = (),
@@ -65,6 +67,7 @@ class HubService(Service):
         self.transport = transport if transport is not None else InProcessTransport()
         self.registry = HandlerRegistry()
         self.apps: dict[str, AppService] = {}
+        self.entrypoints: list[Service] = []
         if builtins:
             from bollydog.service.builtins import BollydogService
 
@@ -87,6 +90,7 @@ class HubService(Service):
         self._sequence = itertools.count()
         self._inflight: dict[asyncio.Task, BaseMessage] = {}
         self._accepting = False
+        self._forced = asyncio.Event()
         self._intake_task: asyncio.Task | None = None
 
     # -- composition ---------------------------------------------------------------------------
@@ -114,19 +118,30 @@ class HubService(Service):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    def add_entrypoint(self, entrypoint: Service) -> Service:
+        """Start ``entrypoint`` after the apps; on stop, stop it before draining the hub."""
+        entrypoint.hub = self
+        self.entrypoints.append(entrypoint)
+        self.add_dependency(entrypoint)
+        return entrypoint
+
     async def on_start(self) -> None:
+        # mode starts dependencies after on_start, in the order they were added: apps (and their
+        # protocols) first, then entrypoints, which may send messages as soon as they are up.
         current_hub.set(self)
         self._queue = asyncio.PriorityQueue(self.queue_max_size)
         self._slots = asyncio.Semaphore(self.concurrency)
-
-    async def on_started(self) -> None:
-        # mode starts the apps (and their protocols) between on_start and on_started: only
-        # now can messages be handled.
-        await self.transport.start(self)
         self._accepting = True
         self._intake_task = asyncio.create_task(self._intake(), name="bollydog-hub-intake")
 
+    async def on_started(self) -> None:
+        await self.transport.start(self)
+
     async def on_stop(self) -> None:
+        # Entrypoints first: they stop taking requests and finish the ones in flight; then the
+        # hub drains its queue; mode stops the apps afterwards.
+        if self.entrypoints:
+            await asyncio.gather(*(e.stop() for e in reversed(self.entrypoints)), return_exceptions=True)
         self._accepting = False
         await self.drain(self.shutdown_grace)
         if self._intake_task is not None:
@@ -140,18 +155,31 @@ class HubService(Service):
         return self._accepting
 
     async def drain(self, grace: float) -> bool:
-        """Wait up to ``grace`` seconds for queued and in-flight messages; True if all finished."""
+        """Wait up to ``grace`` seconds for queued and in-flight messages; True if all finished.
+
+        :meth:`force_stop` cuts the wait short.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while self._inflight or (self._queue is not None and not self._queue.empty()):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            if self._inflight:
-                await asyncio.wait(list(self._inflight), timeout=remaining)
-            else:
-                await asyncio.sleep(0)  # queued work is about to be picked up by the intake
-        return True
+        forced = asyncio.ensure_future(self._forced.wait())
+        try:
+            while self._inflight or (self._queue is not None and not self._queue.empty()):
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self._forced.is_set():
+                    return False
+                if self._inflight:
+                    await asyncio.wait(
+                        [forced, *self._inflight], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                else:
+                    await asyncio.sleep(0)  # queued work is about to be picked up by the intake
+            return True
+        finally:
+            forced.cancel()
+
+    def force_stop(self) -> None:
+        """Stop waiting for in-flight work: a stop in progress cancels it now."""
+        self._forced.set()
 
     async def cancel_inflight(self) -> None:
         """Fail queued messages and cancel running ones: used when the grace period ran out."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bollydog.handlers import HandlerRegistry
 from bollydog.models.base import Command
 from bollydog.models.service import AppService
 from bollydog.service.app import HubService
@@ -50,7 +51,11 @@ async def task_list(command: TaskList, hub: HubService) -> list[dict[str, Any]]:
 
 
 async def messages(command: Messages, hub: HubService) -> list[dict[str, Any]]:
-    registry = hub.registry
+    return describe_messages(hub.registry)
+
+
+def describe_messages(registry: HandlerRegistry) -> list[dict[str, Any]]:
+    """Every registered message: domain, name, kind, class, user fields, handlers."""
     described = []
     for cls in registry.message_classes():
         if cls in registry.commands:

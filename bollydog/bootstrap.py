@@ -1,0 +1,200 @@
+"""The composition root: turns a configuration into a hub, its apps and its entrypoints.
+
+Configuration format (YAML or JSON), one top-level key per domain or entrypoint::
+
+    example:                                   # domain name
+      app: !module example.app.ExampleService  # an AppService (subclass)
+      handlers: [example.handler]              # modules searched for handlers
+      unit_of_work: {module: !module bollydog.adapters.memory.MemoryUnitOfWork}
+      protocol: {module: !module bollydog.adapters.memory.MemoryProtocol}
+      any_other_key: passed to the app's constructor
+    http:
+      app: !module bollydog.entrypoint.http.app.HttpService   # an entrypoint
+      port: 8000                                               # constructor options
+
+This is the only module that names concrete adapters, transports and entrypoints.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mode import Service
+
+from bollydog.config import ModuleRef, load_config
+from bollydog.errors import BollydogError, ConfigError
+from bollydog.models.protocol import Protocol, UnitOfWork
+from bollydog.models.service import AppService
+from bollydog.service.app import HubService
+from bollydog.settings import get_settings
+
+
+class Entrypoint(Service):
+    """Base of services that feed the hub from outside: HTTP, WebSocket, agent, transport.
+
+    Constructor keyword arguments come from the entrypoint's config section; ``hub`` is set by
+    :func:`build` before the service starts.
+    """
+
+    mundane_level = "debug"
+
+    def __init__(self, *, hub: HubService | None = None, **options: Any) -> None:
+        super().__init__()
+        self.hub = hub
+        self.options = options
+
+
+@dataclass
+class Composition:
+    """What :func:`build` made: the hub (apps registered) and the entrypoints around it."""
+
+    hub: HubService
+    apps: list[AppService] = field(default_factory=list)
+    entrypoints: list[Service] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def build(
+    config: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+    *,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    hub_options: Mapping[str, Any] | None = None,
+    entrypoints: bool = True,
+) -> Composition:
+    """Build a hub from a config file or dict; ``BOLLYDOG_HANDLERS`` adds config-less handlers.
+
+    ``include``/``exclude`` select top-level keys to run in this process; the others are not
+    constructed (and their code is not imported). ``entrypoints=False`` builds the apps only
+    (``bollydog execute`` and ``ls`` serve nothing).
+    """
+    if config is None:
+        sections: dict[str, Any] = {}
+    elif isinstance(config, Mapping):
+        sections = dict(config)
+    else:
+        path = Path(config)
+        add_import_roots(path)
+        sections = load_config(path)
+    selected = select(sections, include, exclude)
+    hub = HubService(**dict(hub_options or {}))
+    composition = Composition(hub=hub, config=sections)
+    for key, section in selected.items():
+        if not entrypoints and not _is_app_section(section):
+            continue
+        obj = _construct(key, section)
+        if isinstance(obj, AppService):
+            hub.add_app(obj)
+            composition.apps.append(obj)
+        else:
+            hub.add_entrypoint(obj)
+            composition.entrypoints.append(obj)
+    env_modules = get_settings().handler_modules
+    if env_modules:
+        app = AppService(domain="handlers", handlers=env_modules)
+        hub.add_app(app)
+        composition.apps.append(app)
+    return composition
+
+
+def select(
+    sections: Mapping[str, Any], include: Iterable[str] | None, exclude: Iterable[str] | None
+) -> dict[str, Any]:
+    """The sections to run here: ``include`` (all when empty) minus ``exclude``."""
+    names = list(sections)
+    wanted = [n for n in (include or []) if n]
+    unwanted = [n for n in (exclude or []) if n]
+    for name in [*wanted, *unwanted]:
+        if name not in sections:
+            raise ConfigError(
+                f"--include/--exclude name '{name}' is not in the config (known: {', '.join(names)})"
+            )
+    return {
+        k: v for k, v in sections.items() if (not wanted or k in wanted) and k not in unwanted
+    }
+
+
+def add_import_roots(config_path: Path) -> None:
+    """Make the user's packages importable, as running from the project root would.
+
+    The current directory comes first; then, when the config sits inside a package (say
+    ``example/config.yaml`` next to ``example/__init__.py``), the folder holding that package,
+    so ``bollydog execute --config=./config.yaml`` also works from inside ``example/``.
+    """
+    roots = [Path.cwd()]
+    folder = config_path.resolve().parent
+    while (folder / "__init__.py").exists() and folder.parent != folder:
+        folder = folder.parent
+    roots.append(folder)
+    for root in roots:
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+
+
+def _is_app_section(section: Any) -> bool:
+    target = section.get("app") if isinstance(section, Mapping) else None
+    if target is None:
+        return True
+    resolved = _resolve(target, "app")
+    return isinstance(resolved, type) and issubclass(resolved, AppService)
+
+
+def _construct(key: str, section: Any) -> Any:
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{key}: expected a mapping with an 'app' key, got {type(section).__name__}")
+    options = dict(section)
+    target = _resolve(options.pop("app", None), f"{key}.app")
+    if target is None:
+        target = AppService
+    if not isinstance(target, type) or not issubclass(target, Service):
+        raise ConfigError(f"{key}.app: {target!r} is not an AppService or entrypoint Service class")
+    try:
+        if issubclass(target, AppService):
+            handlers = options.pop("handlers", []) or []
+            if isinstance(handlers, str) or not isinstance(handlers, list):
+                raise ConfigError(f"{key}.handlers: expected a list of module paths")
+            unit_of_work = _component(options.pop("unit_of_work", None), f"{key}.unit_of_work", UnitOfWork)
+            protocol = _component(
+                options.pop("protocol", None), f"{key}.protocol", Protocol, unit_of_work=unit_of_work
+            )
+            options.setdefault("domain", key)
+            return target(handlers=handlers, protocol=protocol, unit_of_work=unit_of_work, **options)
+        return target(**options)
+    except (BollydogError, ConfigError):
+        raise
+    except TypeError as exc:
+        raise ConfigError(f"{key}: cannot create {target.__name__}: {exc}") from exc
+
+
+def _component(section: Any, key: str, base: type, **extra: Any) -> Any:
+    if section is None:
+        return None
+    if isinstance(section, ModuleRef):
+        section = {"module": section}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{key}: expected a mapping with a 'module' key")
+    options = dict(section)
+    target = _resolve(options.pop("module", None), f"{key}.module")
+    if not (isinstance(target, type) and issubclass(target, base)):
+        raise ConfigError(f"{key}.module: {target!r} is not a {base.__name__} class")
+    if extra.get("unit_of_work") is None:
+        extra.pop("unit_of_work", None)
+    try:
+        return target(**extra, **options)
+    except TypeError as exc:
+        raise ConfigError(f"{key}: cannot create {target.__name__}: {exc}") from exc
+
+
+def _resolve(value: Any, key: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, ModuleRef):
+        return value.resolve()
+    if isinstance(value, str):
+        return ModuleRef(value, key=key).resolve()
+    raise ConfigError(f"{key}: expected '!module dotted.path', got {value!r}")

@@ -1,0 +1,197 @@
+"""The ``bollydog`` command: ``execute``, ``service``, ``shell``, ``ls``.
+
+Every command takes ``--config`` (YAML or JSON; optional when ``BOLLYDOG_HANDLERS`` names the
+handler modules). A ``.env`` file in the current directory is loaded first (existing variables
+win). Errors are printed on stderr with a non-zero exit status: 1 for a failing handler, 2 for
+bad input (config, unknown message, invalid field).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic_core import to_jsonable_python
+
+from bollydog.errors import (
+    BollydogError,
+    ConfigError,
+    HandlerRegistrationError,
+    InvalidMessageError,
+    MessageError,
+)
+from bollydog.settings import reload_settings
+
+T = TypeVar("T")
+
+EXIT_HANDLER_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+_config_option = click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Configuration file (YAML or JSON).",
+)
+_include_option = click.option("--include", default="", help="Comma-separated config keys to run here.")
+_exclude_option = click.option("--exclude", default="", help="Comma-separated config keys not to run here.")
+
+
+def _split(names: str) -> list[str]:
+    return [n.strip() for n in names.split(",") if n.strip()]
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run ``main`` and turn framework errors into CLI messages and exit statuses."""
+    try:
+        return asyncio.run(main())
+    except (ConfigError, MessageError, HandlerRegistrationError) as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    except BollydogError as exc:
+        _fail(f"{type(exc).__name__}: {exc}", EXIT_HANDLER_FAILED)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bollydog")
+def cli() -> None:
+    """bollydog: Commands, Events and one Hub behind every entrypoint."""
+    from dotenv import load_dotenv
+
+    from bollydog.logging import configure_logging
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    settings = reload_settings()
+    configure_logging(settings.log_level, json=settings.log_json, file=settings.log_file)
+
+
+def parse_fields(args: list[str]) -> dict[str, Any]:
+    """``--name=value`` / ``--name value`` pairs; a repeated name gives a list."""
+    fields: dict[str, Any] = {}
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if not arg.startswith("--") or arg == "--":
+            raise InvalidMessageError("message", [{"field": arg, "message": "expected --field=value", "type": "cli"}])
+        name, sep, value = arg[2:].partition("=")
+        if not sep:
+            if index + 1 >= len(args) or args[index + 1].startswith("--"):
+                value = "true"  # a bare flag
+            else:
+                index += 1
+                value = args[index]
+        name = name.replace("-", "_")
+        if name in fields:
+            previous = fields[name]
+            fields[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            fields[name] = value
+        index += 1
+    return fields
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@_config_option
+@click.option("--message", "message_ref", required=True, help="Message class path or registered name.")
+@click.pass_context
+def execute(ctx: click.Context, config: str | None, message_ref: str) -> None:
+    """Run one message and print its result as JSON. Extra --field=value set its fields."""
+    from bollydog.bootstrap import build
+
+    async def main() -> Any:
+        fields = parse_fields(ctx.args)
+        composition = build(config, entrypoints=False)
+        hub = composition.hub
+        async with hub:
+            message_class = hub.registry.resolve(message_ref)
+            message = message_class.from_input(fields, strings=True)
+            try:
+                return await hub.execute(message)
+            except BollydogError:
+                raise
+            except Exception as exc:
+                _fail(f"{type(exc).__name__}: {exc}", EXIT_HANDLER_FAILED)
+
+    result = _run(main)
+    click.echo(json.dumps(to_jsonable_python(result, fallback=repr), ensure_ascii=False))
+
+
+@cli.command()
+@_config_option
+@_include_option
+@_exclude_option
+def service(config: str | None, include: str, exclude: str) -> None:
+    """Run the hub and every configured service until SIGINT/SIGTERM."""
+    from bollydog.bootstrap import build
+    from bollydog.cli.runner import serve
+
+    async def main() -> None:
+        composition = build(config, include=_split(include), exclude=_split(exclude))
+        await serve(composition.hub)
+
+    _run(main)
+
+
+@cli.command()
+@_config_option
+@_include_option
+@_exclude_option
+def shell(config: str | None, include: str, exclude: str) -> None:
+    """An interactive ptpython shell with a running hub; top-level await works."""
+    from bollydog.cli.shell import run_shell
+
+    run_shell(config, include=_split(include), exclude=_split(exclude))
+
+
+@cli.command(name="ls")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_command(config: str | None, as_json: bool) -> None:
+    """List domains, messages and their handlers."""
+    from bollydog.bootstrap import build
+    from bollydog.service.builtins import describe_messages
+
+    try:
+        composition = build(config, entrypoints=False)
+    except BollydogError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    hub = composition.hub
+    domains = [
+        {"domain": app.domain, "app": f"{type(app).__module__}.{type(app).__qualname__}",
+         "name": app.name, "handlers": app.handlers}
+        for app in hub.apps.values()
+    ]
+    messages = describe_messages(hub.registry)
+    if as_json:
+        click.echo(json.dumps({"domains": domains, "messages": messages}, indent=2))
+        return
+    click.echo("DOMAINS")
+    for d in domains:
+        click.echo(f"  {d['domain']:<16} {d['app']}  ({', '.join(d['handlers']) or 'no handler modules'})")
+    click.echo("MESSAGES")
+    for m in messages:
+        target = f"{m['domain']}.{m['name']}"
+        click.echo(f"  {m['kind']:<8} {target:<32} {m['class']}")
+        for handler in m["handlers"] or ["(no handler)"]:
+            click.echo(f"  {'':<8} {'':<32}   -> {handler}")
+
+
+def main() -> None:
+    cli(prog_name="bollydog")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

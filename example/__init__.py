@@ -1,0 +1,1 @@
+"""The bollydog example: hub introspection (the seed's TaskCount/TaskList) and a small shop."""
