@@ -1,0 +1,226 @@
+import asyncio
+import time
+
+import pytest
+
+from bollydog.errors import ConcurrentDispatchError
+from bollydog.models.base import Command, Event
+from bollydog.service.app import HubService
+
+
+class Double(Command):
+    value: int
+
+
+class Fail(Command):
+    reason: str
+
+
+class Wait(Command):
+    seconds: float
+
+
+class Flow(Command):
+    value: int
+
+
+class Recovering(Command):
+    pass
+
+
+class Batch(Command):
+    fail_one: bool = False
+
+
+class Shipped(Event):
+    value: int
+
+
+class Chain(Command):
+    value: int
+
+
+class ThroughQueue(Command):
+    depth: int
+
+
+class FromEvent(Event):
+    value: int
+
+
+class Collect(Command):
+    value: int
+
+
+published = []
+collected = []
+
+
+async def double(command: Double) -> int:
+    return command.value * 2
+
+
+async def fail(command: Fail) -> None:
+    raise LookupError(command.reason)
+
+
+async def wait(command: Wait) -> float:
+    await asyncio.sleep(command.seconds)
+    return command.seconds
+
+
+async def flow(command: Flow):
+    doubled = yield Double(value=command.value)
+    yield f"doubled to {doubled}"
+    both = yield [Double(value=doubled), Double(value=1)]
+    yield Shipped(value=sum(both))
+    yield sum(both)
+
+
+async def recovering(command: Recovering):
+    try:
+        yield Fail(reason="inner")
+    except LookupError as exc:
+        yield f"recovered from {exc}"
+
+
+async def batch(command: Batch):
+    started = time.perf_counter()
+    messages = [Wait(seconds=0.3), Wait(seconds=0.3), Wait(seconds=0.3)]
+    if command.fail_one:
+        messages.append(Fail(reason="one of many"))
+    failed = None
+    try:
+        results = yield messages
+    except* LookupError as group:
+        failed = [str(e) for e in group.exceptions]
+    if failed:
+        yield {"failed": failed}
+    else:
+        yield {"results": results, "elapsed": time.perf_counter() - started}
+
+
+async def on_shipped(event: Shipped) -> None:
+    published.append(event)
+
+
+async def chain(command: Chain) -> Double:
+    return Double(value=command.value + 1)  # hand-off
+
+
+async def through_queue(command: ThroughQueue, hub: HubService) -> int:
+    if command.depth == 0:
+        return 0
+    child = await hub.put_message(ThroughQueue(depth=command.depth - 1))
+    return 1 + await child.state
+
+
+async def from_event(event: FromEvent, hub: HubService) -> int:
+    result = await hub.execute(Collect(value=event.value))
+    collected.append(result)
+    return result
+
+
+async def collect(command: Collect) -> int:
+    return command.value
+
+
+HANDLERS = [double, fail, wait, flow, recovering, batch, on_shipped, chain, through_queue, from_event, collect]
+
+
+@pytest.fixture
+async def hub():
+    published.clear()
+    collected.clear()
+    hub = HubService(concurrency=1)
+    hub.register(*HANDLERS)
+    async with hub:
+        yield hub
+
+
+async def test_yielded_commands_send_results_back_and_last_value_is_the_result(hub):
+    message = Flow(value=3)
+    partials = []
+
+    async def listen():
+        async for item in message.stream():
+            partials.append(item)
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0)
+    assert await hub.execute(message) == 14
+    await listener
+    assert partials == ["doubled to 6", 14]
+    await asyncio.sleep(0.01)
+    assert [e.value for e in published] == [14]
+    assert published[0].trace_id == message.trace_id
+    assert published[0].parent_span_id == message.span_id
+
+
+async def test_failure_of_a_yielded_command_is_thrown_back_into_the_generator(hub):
+    assert await hub.execute(Recovering()) == "recovered from inner"
+
+
+async def test_yielded_list_runs_concurrently(hub):
+    result = await hub.execute(Batch())
+    assert result["results"] == [0.3, 0.3, 0.3]
+    assert result["elapsed"] < 0.6
+
+
+async def test_failures_in_a_yielded_list_come_back_as_an_exception_group(hub):
+    assert await hub.execute(Batch(fail_one=True)) == {"failed": ["one of many"]}
+
+
+async def test_uncaught_concurrent_failure_propagates_with_partial_results():
+    class Unguarded(Command):
+        pass
+
+    async def unguarded(command: Unguarded):
+        yield [Double(value=1), Fail(reason="x")]
+
+    hub = HubService()
+    hub.register(unguarded, double, fail)
+    async with hub:
+        with pytest.raises(ConcurrentDispatchError) as info:
+            await hub.execute(Unguarded())
+    assert info.value.results[0] == 2 and isinstance(info.value.results[1], LookupError)
+
+
+async def test_coroutine_returning_a_message_hands_off_to_it(hub):
+    assert await hub.execute(Chain(value=4)) == 10
+
+
+async def test_nested_put_message_does_not_deadlock_at_concurrency_one(hub):
+    queued = await hub.put_message(ThroughQueue(depth=5))
+    assert await asyncio.wait_for(queued.state, 2) == 5
+
+
+async def test_event_handler_dispatching_a_command_through_the_queue_does_not_deadlock(hub):
+    event = await hub.put_message(FromEvent(value=7))
+    assert await asyncio.wait_for(event.state, 2) == [7]
+    assert collected == [7]
+
+
+async def test_children_inherit_trace_and_point_at_their_parent():
+    seen = {}
+
+    class Parent(Command):
+        pass
+
+    class Kid(Command):
+        pass
+
+    async def parent(command: Parent):
+        yield Kid()
+
+    async def kid(command: Kid) -> None:
+        from bollydog.globals import message
+
+        seen["kid"] = (message.trace_id, message.parent_span_id)
+
+    hub = HubService()
+    hub.register(parent, kid)
+    async with hub:
+        root = Parent()
+        await hub.execute(root)
+    assert seen["kid"] == (root.trace_id, root.span_id)
