@@ -1,7 +1,8 @@
 """Layers around one handler execution: retries, timeouts, transactions (telemetry plugs in too).
 
-A middleware is ``layer(message, handler, call_next) -> awaitable result``; a layer with nothing
-to do returns ``call_next(message, handler)`` itself, which keeps pass-through layers cheap. The hub composes the
+A middleware is ``layer(call_next, message, handler) -> awaitable result``; a layer with nothing
+to do returns ``call_next(message, handler)`` itself, which keeps pass-through layers cheap.
+(``call_next`` comes first so that composing is a C-level ``functools.partial``.) The hub composes the
 list once, at construction, outermost first; each layer calls ``call_next(message, handler)``.
 """
 
@@ -30,7 +31,7 @@ def compose(middlewares: Sequence[Middleware], innermost: Next) -> Next:
     """Fold ``middlewares`` around ``innermost``; the first one listed runs first."""
     call = innermost
     for layer in reversed(middlewares):
-        call = functools.partial(layer, call_next=call)
+        call = functools.partial(layer, call)
     return call
 
 
@@ -43,7 +44,7 @@ class RetryMiddleware:
     def __init__(self, backoff: float = 0.1, backoff_max: float = 5.0) -> None:
         self.backoff, self.backoff_max = backoff, backoff_max
 
-    def __call__(self, message: "BaseMessage", handler: "Handler", call_next: Next) -> Awaitable[Any]:
+    def __call__(self, call_next: Next, message: "BaseMessage", handler: "Handler") -> Awaitable[Any]:
         if (message.delivery_count or 1) <= 1:
             return call_next(message, handler)  # pass-through: no extra coroutine frame
         return self._deliver(message, handler, call_next)
@@ -65,13 +66,6 @@ class RetryMiddleware:
                 delay = min(delay * 2, self.backoff_max)
 
 
-class _Deadline:
-    __slots__ = ("task", "expired")
-
-    def __init__(self, task: asyncio.Task) -> None:
-        self.task, self.expired = task, False
-
-
 class TimeoutMiddleware:
     """Bounds each delivery by ``message.expire_time`` seconds.
 
@@ -83,12 +77,13 @@ class TimeoutMiddleware:
     """
 
     def __init__(self) -> None:
-        self._buckets: dict[float, dict[int, tuple[float, _Deadline]]] = {}
+        self._buckets: dict[float, dict[int, tuple[float, asyncio.Task]]] = {}
+        self._expired: set[int] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._keys = itertools.count()
 
-    def __call__(self, message: "BaseMessage", handler: "Handler", call_next: Next) -> Awaitable[Any]:
+    def __call__(self, call_next: Next, message: "BaseMessage", handler: "Handler") -> Awaitable[Any]:
         if not message.expire_time:
             return call_next(message, handler)
         return self._bounded(message, handler, call_next)
@@ -96,26 +91,29 @@ class TimeoutMiddleware:
     async def _bounded(self, message: "BaseMessage", handler: "Handler", call_next: Next) -> Any:
         limit = message.expire_time
         loop = asyncio.get_running_loop()
-        deadline = _Deadline(asyncio.current_task())
+        task = asyncio.current_task()
         at = loop.time() + limit
         bucket = self._buckets.get(limit)
         if bucket is None:
             bucket = self._buckets[limit] = {}
         key = next(self._keys)
-        bucket[key] = (at, deadline)
+        bucket[key] = (at, task)
         if at < self._timer_at:
             self._arm(loop, at)
         try:
             return await call_next(message, handler)
         except asyncio.CancelledError:
-            if deadline.expired and deadline.task.uncancel() == 0:
-                raise HandlerTimeoutError(
-                    f"{message.name} ({message.iid}) did not finish within {limit}s "
-                    f"(handler {handler.qualname})"
-                ) from None
+            if key in self._expired:
+                self._expired.discard(key)
+                if task.uncancel() == 0:
+                    raise HandlerTimeoutError(
+                        f"{message.name} ({message.iid}) did not finish within {limit}s "
+                        f"(handler {handler.qualname})"
+                    ) from None
             raise
         finally:
-            bucket.pop(key, None)
+            if bucket.pop(key, None) is None:
+                self._expired.discard(key)
 
     def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
         if self._timer is not None:
@@ -129,13 +127,13 @@ class TimeoutMiddleware:
         earliest = float("inf")
         for limit, bucket in list(self._buckets.items()):
             while bucket:
-                key, (at, deadline) = next(iter(bucket.items()))
+                key, (at, task) = next(iter(bucket.items()))
                 if at > now:
                     earliest = min(earliest, at)
                     break
                 del bucket[key]
-                deadline.expired = True
-                deadline.task.cancel()
+                self._expired.add(key)
+                task.cancel()
             if not bucket:
                 del self._buckets[limit]
         if earliest != float("inf"):
@@ -152,7 +150,7 @@ class TransactionMiddleware:
     def __init__(self, publish: Callable[["BaseMessage"], Any]) -> None:
         self.publish = publish
 
-    def __call__(self, message: "BaseMessage", handler: "Handler", call_next: Next) -> Awaitable[Any]:
+    def __call__(self, call_next: Next, message: "BaseMessage", handler: "Handler") -> Awaitable[Any]:
         app = handler.app
         protocol = getattr(app, "protocol", None) if app is not None else None
         if protocol is None:

@@ -112,6 +112,7 @@ class BaseMessage(BaseModel):
         None, ge=0, le=2, description="0 fire-and-forget, 1 at-least-once (default), 2 exactly-once."
     )
 
+    _bd_defaults: ClassVar[Any] = None
     # A slot, not a PrivateAttr: it costs nothing until a result is awaited or set, and it stays
     # out of equality, dumps and copies.
     __slots__ = ("_bd_outcome",)
@@ -146,20 +147,48 @@ class BaseMessage(BaseModel):
     def model_post_init(self, context: Any, /) -> None:
         _set_slot(self, "_bd_outcome", None)
         values, given = self.__dict__, self.__pydantic_fields_set__
+        if given.isdisjoint(RESERVED_FIELDS):
+            self._fill_new()  # the common case: a message created by user code
+        else:
+            self._fill_partial(values, given)
+
+    def _fill_new(self) -> None:
+        values = self.__dict__
+        bits = "%048x" % _random_bits(192)  # one draw for both ids
+        values["iid"] = bits[:32]
+        values["span_id"] = bits[32:]
+        frame = handler_frame.get()
+        if frame is not None:
+            parent = frame[0]
+            values["trace_id"] = parent.trace_id
+            values["parent_span_id"] = parent.span_id
+            values["priority"] = parent.priority
+        elif (remote := remote_parent.get()) is not None:
+            values["trace_id"], values["parent_span_id"] = remote
+        else:
+            values["trace_id"] = "%032x" % _random_bits(128)
+        values["created_time"] = _now()
+        session = current_session.get()
+        if session is not None:
+            values["created_by"] = session.username
+        values["expire_time"], values["delivery_count"], values["qos"] = type(self)._delivery_defaults()
+
+    def _fill_partial(self, values: dict[str, Any], given: set[str]) -> None:
         if "iid" not in given:
             values["iid"] = "%032x" % _random_bits(128)
         if "span_id" not in given:
             values["span_id"] = "%016x" % _random_bits(64)
         if "trace_id" not in given:
             frame = handler_frame.get()
-            if frame is not None:
-                parent = frame[0]
+            parent = frame[0] if frame is not None else None
+            remote = remote_parent.get()
+            if parent is not None:
                 values["trace_id"] = parent.trace_id
                 if "parent_span_id" not in given:
                     values["parent_span_id"] = parent.span_id
                 if "priority" not in given:
                     values["priority"] = parent.priority
-            elif (remote := remote_parent.get()) is not None:
+            elif remote is not None:
                 values["trace_id"] = remote[0]
                 if "parent_span_id" not in given:
                     values["parent_span_id"] = remote[1]
@@ -169,14 +198,23 @@ class BaseMessage(BaseModel):
             values["created_time"] = _now()
         if "created_by" not in given and (session := current_session.get()) is not None:
             values["created_by"] = session.username
-        # Class defaults are resolved per instance so that settings read at run time (not at
-        # import time) apply, and so that a dumped message is explicit for other processes.
+        expire_time, delivery_count, qos = type(self)._delivery_defaults()
         if values["expire_time"] is None:
-            values["expire_time"] = self._class_expire_time()
+            values["expire_time"] = expire_time
         if values["delivery_count"] is None:
-            values["delivery_count"] = type(self).default_delivery_count
+            values["delivery_count"] = delivery_count
         if values["qos"] is None:
-            values["qos"] = type(self).default_qos
+            values["qos"] = qos
+
+    @classmethod
+    def _delivery_defaults(cls) -> tuple[float, int, int]:
+        """``(expire_time, delivery_count, qos)`` defaults, cached per class and settings."""
+        settings = get_settings()
+        cached = cls.__dict__.get("_bd_defaults")
+        if cached is None or cached[0] is not settings:
+            cached = (settings, (cls._class_expire_time(), cls.default_delivery_count, cls.default_qos))
+            type.__setattr__(cls, "_bd_defaults", cached)
+        return cached[1]
 
     @classmethod
     def _class_expire_time(cls) -> float:
@@ -238,7 +276,12 @@ class BaseMessage(BaseModel):
         return self._bd_outcome is not None and self._bd_outcome.done
 
     def set_result(self, result: Any) -> None:
-        outcome = self._slot()
+        outcome = self._bd_outcome
+        if outcome is None:  # nobody is waiting yet: just record it
+            outcome = _Outcome()
+            outcome.done, outcome.result = True, result
+            _set_slot(self, "_bd_outcome", outcome)
+            return
         if outcome.done:
             return
         outcome.done, outcome.result = True, result

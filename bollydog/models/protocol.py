@@ -28,7 +28,7 @@ class TransactionScope:
     def __init__(self) -> None:
         self.transaction: Any = None
         self.started = False
-        self.seen: list[BaseDomain] = []
+        self.seen: list[Any] = []
         self.events: list[Event] = []
 
     def collect_events(self) -> list[Event]:
@@ -111,9 +111,15 @@ class UnitOfWork:
         scope.events.append(event)
 
     def saw(self, obj: Any) -> None:
-        """Track a domain object so that the events it raises are published after commit."""
+        """Track a domain object so that the events it raises are published after commit.
+
+        Any object with a ``collect_events()`` method qualifies: a :class:`BaseDomain`, or an
+        ORM-mapped class using an events mixin.
+        """
         scope = self._scope.get()
-        if scope is not None and isinstance(obj, BaseDomain):
+        if scope is not None and (
+            isinstance(obj, BaseDomain) or callable(getattr(obj, "collect_events", None))
+        ):
             scope.seen.append(obj)
 
 

@@ -86,7 +86,9 @@ class HubService(Service):
             self._invoke,
         )
         self._queue: asyncio.PriorityQueue | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._active = 0  # top-level messages running (nested ones are not counted)
+        self._capacity: asyncio.Future | None = None  # the intake waits here when at the limit
+        self._held: BaseMessage | None = None  # taken by the intake, waiting for capacity
         self._sequence = itertools.count()
         self._inflight: dict[asyncio.Task, BaseMessage] = {}
         self._accepting = False
@@ -130,7 +132,6 @@ class HubService(Service):
         # protocols) first, then entrypoints, which may send messages as soon as they are up.
         current_hub.set(self)
         self._queue = asyncio.PriorityQueue(self.queue_max_size)
-        self._slots = asyncio.Semaphore(self.concurrency)
         self._accepting = True
         self._intake_task = asyncio.create_task(self._intake(), name="bollydog-hub-intake")
 
@@ -163,7 +164,7 @@ class HubService(Service):
         deadline = loop.time() + grace
         forced = asyncio.ensure_future(self._forced.wait())
         try:
-            while self._inflight or (self._queue is not None and not self._queue.empty()):
+            while self._inflight or self._held is not None or (self._queue is not None and not self._queue.empty()):
                 remaining = deadline - loop.time()
                 if remaining <= 0 or self._forced.is_set():
                     return False
@@ -185,6 +186,9 @@ class HubService(Service):
         """Fail queued messages and cancel running ones: used when the grace period ran out."""
         self._accepting = False
         error = HubNotRunningError("the hub stopped before this message completed")
+        if self._held is not None:
+            self._held.set_exception(error)
+            self._held = None
         while self._queue is not None and not self._queue.empty():
             _, _, message, _ = self._queue.get_nowait()
             message.set_exception(error)
@@ -219,6 +223,10 @@ class HubService(Service):
             raise HubNotRunningError("the hub is not running (not started, or stopping)")
         if handler_frame.get() is not None:
             self._spawn(message)
+            return message
+        if self._active < self.concurrency and self._held is None and self._queue.empty():
+            # Capacity is free and nobody waits before us: start now, skipping a loop turn.
+            self._start(message, None)
             return message
         try:
             self._queue.put_nowait((-message.priority, next(self._sequence), message, copy_context()))
@@ -295,23 +303,32 @@ class HubService(Service):
             handler_frame.reset(token)
 
     async def _intake(self) -> None:
-        queue, slots = self._queue, self._slots
+        queue = self._queue
+        loop = asyncio.get_running_loop()
         while True:
-            await slots.acquire()
             _, _, message, context = await queue.get()
-            task = asyncio.create_task(self._run_queued(message, slots), context=context)
-            self._inflight[task] = message
-            task.add_done_callback(self._forget)
+            self._held = message
+            while self._active >= self.concurrency:
+                self._capacity = loop.create_future()
+                await self._capacity
+            self._held = None
+            self._start(message, context)
+
+    def _start(self, message: BaseMessage, context: Any) -> None:
+        self._active += 1
+        task = asyncio.create_task(self._run_queued(message, True), context=context)
+        self._inflight[task] = message
+        task.add_done_callback(self._forget)
 
     def _spawn(self, message: BaseMessage) -> None:
-        task = asyncio.create_task(self._run_queued(message, None))
+        task = asyncio.create_task(self._run_queued(message, False))
         self._inflight[task] = message
         task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task) -> None:
         self._inflight.pop(task, None)
 
-    async def _run_queued(self, message: BaseMessage, slots: asyncio.Semaphore | None) -> None:
+    async def _run_queued(self, message: BaseMessage, counted: bool) -> None:
         try:
             result = await self.dispatch(message)
         except Exception as exc:
@@ -325,8 +342,11 @@ class HubService(Service):
         else:
             message.set_result(result)
         finally:
-            if slots is not None:
-                slots.release()
+            if counted:
+                self._active -= 1
+                capacity = self._capacity
+                if capacity is not None and not capacity.done():
+                    capacity.set_result(None)
 
     # -- introspection -------------------------------------------------------------------------
 

@@ -1,0 +1,486 @@
+"""SQL persistence on SQLAlchemy 2 (asyncio): any database with an async driver.
+
+:class:`SqlAlchemyUnitOfWork` owns the engine. Each handler execution that touches the
+protocol gets one :class:`~sqlalchemy.ext.asyncio.AsyncSession` (a connection is taken from the
+pool at its first statement), committed when the handler returns, rolled back when it raises
+or times out, and closed either way, so the connection goes back to the pool.
+
+:class:`SqlAlchemyProtocol` is the CRUD surface over ORM-mapped classes (``DeclarativeBase`` /
+``Mapped``). Sessions use ``expire_on_commit=False``: what a call returns stays readable after
+the handler's transaction ended. Relationships that were not loaded cannot be loaded then;
+declare them ``lazy="selectin"`` or query with loader options through :meth:`session`.
+
+ORM classes that mix in :class:`DomainEvents` can ``raise_event()``; those events are
+published after the commit, like those of :class:`~bollydog.models.base.BaseDomain`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from bollydog.errors import BollydogError, ConfigError, MissingDependencyError
+from bollydog.models.base import Event
+from bollydog.models.protocol import Protocol, UnitOfWork
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+    from sqlalchemy.pool import SingletonThreadPool, StaticPool
+except ImportError as _exc:  # pragma: no cover - exercised in a subprocess test
+    if (_exc.name or "").split(".")[0] == "sqlalchemy":
+        raise MissingDependencyError("SQL persistence", "sql", "sqlalchemy") from None
+    raise
+try:
+    import greenlet  # noqa: F401  (SQLAlchemy's asyncio layer runs on it)
+except ImportError:  # pragma: no cover
+    raise MissingDependencyError("SQL persistence", "sql", "greenlet") from None
+
+log = logging.getLogger("bollydog.adapters.sqlalchemy")
+
+T = TypeVar("T")
+_SELECT_1 = sa.text("SELECT 1")
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+class ModelError(BollydogError, ValueError):
+    """A class is not ORM-mapped, or a query or update names an attribute it does not map."""
+
+
+def mask_url(url: str | URL) -> str:
+    """``url`` with its password replaced by ``***``, safe to log and show."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return _PASSWORD_IN_URL.sub(r"\1***@", str(url))
+
+
+class DomainEvents:
+    """Mixin for ORM classes: ``raise_event()`` events are published after the commit.
+
+    The events live in the instance ``__dict__``, not in a mapped column.
+    """
+
+    def raise_event(self, event: Event) -> None:
+        self.__dict__.setdefault("_bollydog_events", []).append(event)
+
+    def collect_events(self) -> list[Event]:
+        return self.__dict__.pop("_bollydog_events", [])
+
+
+class SqlAlchemyUnitOfWork(UnitOfWork):
+    """An async engine, and one session per handler execution.
+
+    ``url``: a SQLAlchemy URL with an async driver (``sqlite+aiosqlite:///app.db``,
+    ``postgresql+asyncpg://user:pw@host/db``). ``metadata``: a ``MetaData``, a
+    ``DeclarativeBase`` subclass, a ``!module`` reference or dotted path to either, or a list of
+    them; with ``create_tables`` its tables are created on connect (existing ones are kept).
+    ``connect_timeout``: seconds the start-up connectivity check may take. Pool options are
+    passed to ``create_async_engine`` when set, and so are any other keyword options
+    (``isolation_level``, ``execution_options``, ...).
+
+    A single-connection database (``sqlite+aiosqlite://`` in memory) runs one transaction at a
+    time; a nested command that needs its own transaction while its parent's is open is an
+    error there: use a file database.
+    """
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        echo: bool = False,
+        metadata: Any = None,
+        create_tables: bool = True,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        pool_timeout: float | None = None,
+        pool_recycle: int | None = None,
+        pool_pre_ping: bool | None = None,
+        connect_args: dict[str, Any] | None = None,
+        connect_timeout: float = 10.0,
+        **engine_options: Any,
+    ) -> None:
+        super().__init__()
+        if not url:
+            raise ConfigError("unit_of_work.url: a database URL is required")
+        try:
+            self.url: URL = make_url(url)
+        except (sa_exc.ArgumentError, ValueError):
+            raise ConfigError(
+                f"unit_of_work.url: cannot parse database URL {mask_url(url)!r}; expected "
+                "dialect+driver://user:password@host:port/database"
+            ) from None
+        self.safe_url = mask_url(self.url)
+        self.metadata = _resolve_metadata(metadata)
+        self.create_tables = create_tables
+        self.connect_timeout = connect_timeout
+        options: dict[str, Any] = {"echo": echo, **engine_options}
+        for key, value in (
+            ("pool_size", pool_size),
+            ("max_overflow", max_overflow),
+            ("pool_timeout", pool_timeout),
+            ("pool_recycle", pool_recycle),
+            ("pool_pre_ping", pool_pre_ping),
+            ("connect_args", connect_args),
+        ):
+            if value is not None:
+                options[key] = value
+        self.engine_options = options
+        self.engine: AsyncEngine | None = None
+        self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        # Single-connection pools: one transaction at a time (see the class docstring).
+        self._serial: asyncio.Lock | None = None
+        self._serial_owner: asyncio.Task | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.safe_url}>"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Create the engine, check that the database answers, create the tables."""
+        if self.engine is not None:
+            return
+        engine = self._create_engine()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                async with engine.connect() as conn:
+                    await conn.execute(_SELECT_1)
+        except Exception as exc:
+            await _dispose_quietly(engine)
+            if isinstance(exc, TimeoutError):
+                problem = f"no answer within {self.connect_timeout}s (connect_timeout)"
+            else:
+                problem = self._describe(exc)
+            raise ConfigError(f"cannot connect to database {self.safe_url}: {problem}") from None
+        if self.metadata and self.create_tables:
+            try:
+                async with engine.begin() as conn:
+                    for metadata in self.metadata:
+                        await conn.run_sync(metadata.create_all)
+            except Exception as exc:
+                await _dispose_quietly(engine)
+                raise ConfigError(
+                    f"cannot create tables in database {self.safe_url}: {self._describe(exc)}"
+                ) from None
+        self.engine = engine
+        self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        if isinstance(engine.pool, (StaticPool, SingletonThreadPool)):
+            self._serial = asyncio.Lock()
+
+    def _create_engine(self) -> AsyncEngine:
+        try:
+            return create_async_engine(self.url, **self.engine_options)
+        except ImportError as exc:
+            driver = exc.name or self.url.drivername
+            raise ConfigError(
+                f"cannot use database {self.safe_url}: its driver module '{driver}' is not "
+                "installed (for PostgreSQL: pip install 'bollydog[postgres]'; for SQLite: "
+                "pip install 'bollydog[sql]')"
+            ) from None
+        except sa_exc.NoSuchModuleError:
+            raise ConfigError(
+                f"cannot use database {self.safe_url}: SQLAlchemy knows no dialect/driver "
+                f"'{self.url.drivername}'"
+            ) from None
+        except sa_exc.InvalidRequestError as exc:  # a sync-only driver
+            raise ConfigError(
+                f"cannot use database {self.safe_url}: {self._hide(str(exc))} Use an async "
+                "driver, e.g. postgresql+asyncpg:// or sqlite+aiosqlite://"
+            ) from None
+        except (TypeError, sa_exc.ArgumentError) as exc:
+            raise ConfigError(
+                f"invalid engine option for database {self.safe_url}: {self._hide(str(exc))}"
+            ) from None
+
+    async def disconnect(self) -> None:
+        """Dispose of the engine: every pooled connection is closed."""
+        engine, self.engine, self.sessionmaker = self.engine, None, None
+        if engine is not None:
+            await engine.dispose()
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, ImportError):
+            return f"driver module '{exc.name}' is not installed"
+        if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+            exc = exc.orig
+        text = str(exc).split("\n(Background on this error", 1)[0].strip()
+        return self._hide(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+    def _hide(self, text: str) -> str:
+        password = self.url.password
+        if password:
+            text = text.replace(str(password), "***")
+        return _PASSWORD_IN_URL.sub(r"\1***@", text)
+
+    # -- transactions -----------------------------------------------------------------------------
+
+    def in_handler(self) -> bool:
+        """True while a hub-managed scope (a handler execution) is active in this context."""
+        return self._scope.get() is not None
+
+    async def begin(self) -> AsyncSession:
+        """A new session with its transaction begun (no connection is taken until first use)."""
+        if self.sessionmaker is None:
+            raise RuntimeError(
+                f"{self!r} is not connected: start its app (async with hub) before using it"
+            )
+        if self._serial is not None:
+            await self._acquire_serial()
+        session = self.sessionmaker()
+        if self._serial is not None:
+            session.info["bollydog_serial"] = True
+        session.sync_session.begin()
+        return session
+
+    async def commit(self, transaction: AsyncSession) -> None:
+        try:
+            await transaction.commit()
+        finally:
+            await self._close(transaction)
+
+    async def rollback(self, transaction: AsyncSession) -> None:
+        # Never raises: the handler's own exception is what the caller must see.
+        try:
+            await transaction.rollback()
+        except Exception as exc:
+            log.warning("rollback failed on %s, discarding the connection: %s", self.safe_url, exc)
+            await _invalidate_quietly(transaction)
+        finally:
+            await self._close(transaction)
+
+    async def _close(self, session: AsyncSession) -> None:
+        try:
+            await session.close()
+        except Exception as exc:
+            log.warning("closing a session of %s failed, discarding the connection: %s", self.safe_url, exc)
+            await _invalidate_quietly(session)
+        finally:
+            if session.info.pop("bollydog_serial", False) and self._serial is not None:
+                self._serial_owner = None
+                self._serial.release()
+
+    async def _acquire_serial(self) -> None:
+        current = asyncio.current_task()
+        if self._serial_owner is not None and self._serial_owner is current:
+            raise ConfigError(
+                f"{self.safe_url} has a single connection: a nested command cannot start its own "
+                "transaction while its parent's is open; use a file database "
+                "(sqlite+aiosqlite:///path.db) or touch the protocol after the nested command"
+            )
+        await self._serial.acquire()
+        self._serial_owner = current
+
+
+async def _dispose_quietly(engine: AsyncEngine) -> None:
+    try:
+        await engine.dispose()
+    except Exception:  # pragma: no cover - best effort after a failed start
+        pass
+
+
+async def _invalidate_quietly(session: AsyncSession) -> None:
+    try:
+        await session.invalidate()
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+def _resolve_metadata(value: Any) -> list[sa.MetaData]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [md for item in value for md in _resolve_metadata(item)]
+    original = value
+    if isinstance(value, str):
+        from bollydog.config import ModuleRef
+
+        value = ModuleRef(value, key="unit_of_work.metadata").resolve()
+    elif callable(getattr(value, "resolve", None)) and hasattr(value, "path"):  # a ModuleRef
+        value = value.resolve()
+    if isinstance(value, sa.MetaData):
+        return [value]
+    metadata = getattr(value, "metadata", None)
+    if isinstance(metadata, sa.MetaData):
+        return [metadata]
+    raise ConfigError(
+        f"unit_of_work.metadata: {original!r} is not a MetaData or a DeclarativeBase class"
+    )
+
+
+M = TypeVar("M")
+
+
+class SqlAlchemyProtocol(Protocol):
+    """CRUD over ORM-mapped classes through :class:`SqlAlchemyUnitOfWork`.
+
+    Inside a handler every call joins the handler's transaction. Outside one (a script, a
+    test) each call runs in a transaction of its own, committed at once. Writes are flushed
+    when called, so database errors (a duplicate key) surface in the handler, and generated
+    keys and server defaults are loaded on the returned objects.
+    """
+
+    unit_of_work: SqlAlchemyUnitOfWork
+
+    def __init__(self, unit_of_work: UnitOfWork | None = None, **options: Any) -> None:
+        if unit_of_work is None:
+            url = options.pop("url", None)
+            if url is None:
+                raise ConfigError("SqlAlchemyProtocol needs a SqlAlchemyUnitOfWork (or a 'url' option)")
+            unit_of_work = SqlAlchemyUnitOfWork(url, **options.pop("engine", {}))
+        if not isinstance(unit_of_work, SqlAlchemyUnitOfWork):
+            raise TypeError(
+                f"SqlAlchemyProtocol needs a SqlAlchemyUnitOfWork, got {type(unit_of_work).__name__}"
+            )
+        super().__init__(unit_of_work, **options)
+
+    # -- sessions ---------------------------------------------------------------------------------
+
+    async def _run(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
+        uow = self.unit_of_work
+        if uow._scope.get() is not None:
+            return await operation(await uow.transaction(), *args)
+        session = await uow.begin()
+        try:
+            result = await operation(session, *args)
+        except BaseException:
+            await uow.rollback(session)
+            raise
+        await uow.commit(session)
+        return result
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """The handler's session, for queries of your own (``select``, loader options...).
+
+        Outside a handler: a session of its own, committed when the block ends without error.
+        Do not commit or close it yourself; the unit of work does.
+        """
+        uow = self.unit_of_work
+        if uow.in_handler():
+            yield await uow.transaction()
+            return
+        session = await uow.begin()
+        try:
+            yield session
+        except BaseException:
+            await uow.rollback(session)
+            raise
+        await uow.commit(session)
+
+    # -- CRUD -------------------------------------------------------------------------------------
+
+    async def add(self, obj: M) -> M:
+        """Insert ``obj``; its events are published after the commit."""
+        _mapper(type(obj))
+        return await self._run(self._add, [obj])
+
+    async def add_all(self, objs: Iterable[M]) -> list[M]:
+        objs = list(objs)
+        for obj in objs:
+            _mapper(type(obj))
+        if objs:
+            await self._run(self._add, objs)
+        return objs
+
+    async def _add(self, session: AsyncSession, objs: list[Any]) -> Any:
+        session.add_all(objs)
+        await session.flush()
+        for obj in objs:
+            await _load_expired(session, obj)
+            self.unit_of_work.saw(obj)
+        return objs[0]
+
+    async def get(self, model: type[M], iid: Any) -> M | None:
+        """The object with primary key ``iid`` (a tuple for composite keys), or None."""
+        _mapper(model)
+        return await self._run(_get, model, iid)
+
+    async def list(self, model: type[M], limit: int | None = None, offset: int = 0) -> list[M]:
+        """Objects ordered by primary key, ``offset`` skipped, at most ``limit``."""
+        mapper = _mapper(model)
+        stmt = sa.select(model).order_by(*mapper.primary_key)
+        if offset:
+            stmt = stmt.offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return await self._run(_all, stmt)
+
+    async def search(self, model: type[M], **filters: Any) -> list[M]:
+        """Objects whose attributes equal every ``filters`` value (``None`` matches NULL)."""
+        mapper = _mapper(model)
+        columns = mapper.columns
+        conditions = []
+        for name, value in filters.items():
+            if name not in columns:
+                raise ModelError(
+                    f"{model.__name__} has no mapped column '{name}' to search by "
+                    f"(columns: {', '.join(columns.keys())})"
+                )
+            conditions.append(getattr(model, name) == value)
+        stmt = sa.select(model).where(*conditions).order_by(*mapper.primary_key)
+        return await self._run(_all, stmt)
+
+    async def update(self, model: type[M], iid: Any, **values: Any) -> M | None:
+        """Set ``values`` on the object with primary key ``iid``; None if there is none."""
+        mapper = _mapper(model)
+        unknown = [name for name in values if name not in mapper.attrs]
+        if unknown:
+            raise ModelError(
+                f"{model.__name__} has no mapped attribute {', '.join(map(repr, unknown))} to update"
+            )
+        return await self._run(self._update, model, iid, values)
+
+    async def _update(self, session: AsyncSession, model: type[M], iid: Any, values: dict[str, Any]) -> M | None:
+        obj = await session.get(model, iid)
+        if obj is None:
+            return None
+        for name, value in values.items():
+            setattr(obj, name, value)
+        await session.flush()
+        await _load_expired(session, obj)
+        self.unit_of_work.saw(obj)
+        return obj
+
+    async def delete(self, model: type[M], iid: Any) -> bool:
+        """Delete the object with primary key ``iid``; False if there was none."""
+        _mapper(model)
+        return await self._run(_delete, model, iid)
+
+
+def _mapper(model: Any) -> Any:
+    mapper = sa.inspect(model, raiseerr=False) if isinstance(model, type) else None
+    if mapper is None or not hasattr(mapper, "columns"):
+        name = model.__name__ if isinstance(model, type) else type(model).__name__
+        raise ModelError(f"{name} is not an ORM-mapped class (subclass your DeclarativeBase)")
+    return mapper
+
+
+async def _load_expired(session: AsyncSession, obj: Any) -> None:
+    # Server-generated values are expired by the flush; load them now, while a session exists.
+    expired = sa.inspect(obj).expired_attributes
+    if expired:
+        await session.refresh(obj, attribute_names=list(expired))
+
+
+async def _get(session: AsyncSession, model: type[M], iid: Any) -> M | None:
+    return await session.get(model, iid)
+
+
+async def _all(session: AsyncSession, stmt: Any) -> list[Any]:
+    return list((await session.scalars(stmt)).all())
+
+
+async def _delete(session: AsyncSession, model: type[M], iid: Any) -> bool:
+    obj = await session.get(model, iid)
+    if obj is None:
+        return False
+    await session.delete(obj)
+    await session.flush()
+    return True

@@ -1,0 +1,222 @@
+"""The request handler of one served Command: input, session, trace, dispatch, response.
+
+Per request: rate limit, authenticate, read the fields (query string for GET, JSON or form body
+otherwise), build the message with :meth:`~bollydog.models.base.BaseMessage.from_input` inside
+the caller's trace (``traceparent``) and session, then one of:
+
+* ``qos=0`` (field, query parameter or ``x-bollydog-qos`` header): queue it, answer 202;
+* ``Accept: text/event-stream``: stream ``partial`` events, then ``result`` or ``error``;
+* otherwise run it and answer 200 with the result as JSON (sharing a run when debounced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from bollydog.context import current_session, format_traceparent, parse_traceparent, remote_parent
+from bollydog.entrypoint.http.responses import (
+    JSON,
+    RequestError,
+    dumps,
+    error_response,
+    json_response,
+)
+from bollydog.errors import HubNotRunningError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.entrypoint.http.app import HttpService
+    from bollydog.entrypoint.http.routes import RouteSpec
+    from bollydog.models.base import BaseMessage
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def message_headers(message: "BaseMessage") -> dict[str, str]:
+    """``traceparent`` and ``x-bollydog-message-id`` of a response about ``message``."""
+    return {
+        "traceparent": format_traceparent(message.trace_id, message.span_id),
+        "x-bollydog-message-id": message.iid,
+    }
+
+
+def _multi_dict(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in items:
+        if key in data:
+            previous = data[key]
+            data[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            data[key] = value
+    return data
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (413) without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, "PayloadTooLarge", f"request body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, "PayloadTooLarge", f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_fields(request: Request, limit: int) -> tuple[dict[str, Any], bool]:
+    """The message fields of a request and whether they arrived as text (``strings``)."""
+    query = request.scope.get("query_string", b"")
+    fields = _multi_dict(request.query_params.multi_items()) if query else {}
+    if request.method in ("GET", "HEAD", "DELETE"):
+        return fields, True
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in _FORM_TYPES:
+        form = await request.form()
+        body = _multi_dict(list(form.multi_items()))
+        textual = True
+    else:
+        raw = await read_body(request, limit)
+        if not raw.strip():
+            return fields, True
+        if content_type and content_type != JSON and not content_type.endswith("+json"):
+            raise RequestError(
+                415, "UnsupportedMediaType",
+                f"unsupported Content-Type '{content_type}': send application/json or a form",
+            )
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise RequestError(400, "MalformedJSON", f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise RequestError(
+                400, "MalformedJSON",
+                f"request body must be a JSON object of fields, got {type(body).__name__}",
+            )
+        textual = bool(fields)
+    twice = sorted(set(fields) & set(body))
+    if twice:
+        raise RequestError(400, "DuplicateField", f"fields given in both query and body: {', '.join(twice)}")
+    fields.update(body)
+    return fields, textual
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+
+class MessageEndpoint:
+    """Serves one :class:`RouteSpec` (its canonical path and its aliases)."""
+
+    def __init__(self, spec: "RouteSpec", service: "HttpService") -> None:
+        self.spec = spec
+        self.service = service
+        self.context = f"{spec.key} ({spec.path})"
+
+    async def handle(self, request: Request) -> Response:
+        service, spec = self.service, self.spec
+        settings = service.settings
+        message = None
+        session_token = None
+        try:
+            session = service.session_for(request.headers)
+            if spec.limiter is not None:
+                client = session.username or (request.client.host if request.client else "-")
+                spec.limiter.check(client)
+            fields, textual = await read_fields(request, service.max_body_size)
+            qos_header = request.headers.get("x-bollydog-qos")
+            if qos_header is not None and "qos" not in fields:
+                fields["qos"] = qos_header
+            session_token = current_session.set(session)
+            parent_token = remote_parent.set(parse_traceparent(request.headers.get("traceparent")))
+            try:
+                message = spec.message.from_input(fields, strings=textual)
+            finally:
+                remote_parent.reset(parent_token)
+            hub = service.hub
+            if message.qos == 0:
+                return await self._fire_and_forget(message)
+            if "text/event-stream" in request.headers.get("accept", ""):
+                return self._stream(message)
+            if spec.debouncer is not None:
+                return await self._debounced(message, session.username)
+            if not hub.accepting:
+                raise HubNotRunningError("the hub is stopping; retry later")
+            result = await hub.execute(message)
+            return Response(dumps(result), 200, message_headers(message), JSON)
+        except Exception as exc:
+            headers = message_headers(message) if message is not None else None
+            return error_response(
+                exc, debug=settings.debug, retry_after=settings.retry_after,
+                headers=headers, context=self.context,
+            )
+        finally:
+            if session_token is not None:
+                current_session.reset(session_token)
+
+    async def _fire_and_forget(self, message: "BaseMessage") -> Response:
+        await self.service.hub.put_message(message)
+        self.service.outcomes.add(message)
+        location = f"/_bollydog/messages/{message.iid}"
+        headers = message_headers(message)
+        headers["location"] = location
+        body = {"iid": message.iid, "trace_id": message.trace_id, "status": "accepted", "location": location}
+        return json_response(body, 202, headers)
+
+    async def _debounced(self, message: "BaseMessage", username: str | None) -> Response:
+        spec, hub = self.spec, self.service.hub
+        key = (username, message.model_dump_json(include=set(spec.message.user_fields())))
+        shared = spec.debouncer.join(key)
+        if shared is not None:
+            # Shielded: a client going away must not cancel the run others are waiting for.
+            result = await asyncio.shield(shared.state)
+            headers = message_headers(shared)
+            headers["x-bollydog-debounced"] = "true"
+            return Response(dumps(result), 200, headers, JSON)
+        if not hub.accepting:
+            raise HubNotRunningError("the hub is stopping; retry later")
+        spec.debouncer.start(key, message)
+        result = await hub.execute(message)
+        return Response(dumps(result), 200, message_headers(message), JSON)
+
+    def _stream(self, message: "BaseMessage") -> Response:
+        hub, settings = self.service.hub, self.service.settings
+        if not hub.accepting:
+            raise HubNotRunningError("the hub is stopping; retry later")
+        # The response body runs after this function returns, in other tasks: carry the
+        # session (and anything else the entrypoint set) along explicitly.
+        context = contextvars.copy_context()
+
+        async def events():
+            run = asyncio.create_task(hub.execute(message), context=context)
+            try:
+                # The first step of stream() registers the listener before ``run`` starts.
+                async for partial in message.stream():
+                    yield _sse("partial", partial)
+                try:
+                    result = await run
+                except Exception as exc:
+                    failure = error_response(exc, debug=settings.debug, context=self.context)
+                    body = json.loads(failure.body)
+                    body["status"] = failure.status_code
+                    yield _sse("error", body)
+                else:
+                    yield _sse("result", result)
+            finally:
+                if not run.done():  # the client left: the run finishes unobserved
+                    run.add_done_callback(_retrieve)
+
+        headers = message_headers(message)
+        headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
+        return StreamingResponse(events(), 200, headers, media_type="text/event-stream")
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()  # the hub logged it; retrieving it silences "never retrieved"

@@ -1,0 +1,226 @@
+"""One WebSocket connection: reads frames, runs requests concurrently, delivers subscriptions.
+
+Each request frame becomes a task of its own, so several requests are in flight on one socket
+at once (up to ``max_inflight``; beyond that the connection stops reading until one finishes,
+which is back-pressure, not an error). Responses are sent by the request's task; subscription
+notifications go through a bounded queue drained by one writer task, so a slow client never
+slows down the hub. A subscriber whose queue overflows is disconnected with code 1013.
+
+A client that disconnects does not cancel the work it started: its messages are in the hub and
+complete (and are still announced to other subscribers); only the replies are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from bollydog.context import current_session, format_traceparent, parse_traceparent, remote_parent
+from bollydog.entrypoint.websocket.protocol import (
+    PING,
+    REQUEST,
+    SUBSCRIBE,
+    Frame,
+    InvalidFrameError,
+    decode,
+    encode,
+    error_frame,
+    jsonable,
+    parse_frame,
+    peek_id,
+    resolve_message,
+    topic_matches,
+)
+from bollydog.errors import HubError, HubNotRunningError, MessageError
+from bollydog.models.base import BaseMessage, Event, Session
+
+if TYPE_CHECKING:  # pragma: no cover
+    from starlette.websockets import WebSocket
+
+    from bollydog.entrypoint.websocket.app import SocketService
+
+log = logging.getLogger("bollydog.websocket")
+
+#: Close code for a subscriber that cannot keep up ("try again later").
+CLOSE_TOO_SLOW = 1013
+
+
+class Connection:
+    """The server side of one accepted WebSocket."""
+
+    def __init__(self, service: "SocketService", websocket: "WebSocket", session: Session) -> None:
+        self.service = service
+        self.websocket = websocket
+        self.session = session
+        self.topics: list[str] = []
+        self.closed = False
+        self._send_lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(service.settings.max_inflight)
+        self._notifications: asyncio.Queue[str] = asyncio.Queue(service.settings.notify_queue_size)
+        self._writer: asyncio.Task | None = None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Read frames until the client disconnects or the connection is closed."""
+        self._writer = asyncio.create_task(self._write_notifications(), name="bollydog-ws-notify")
+        try:
+            while True:
+                event = await self.websocket.receive()
+                if event["type"] == "websocket.disconnect":
+                    return
+                data = event.get("text")
+                if data is None:
+                    data = event.get("bytes") or b""
+                await self._on_frame(data)
+        finally:
+            self.closed = True
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+    async def _on_frame(self, data: str | bytes) -> None:
+        raw: Any = None
+        try:
+            raw = decode(data)
+            frame = parse_frame(raw)
+        except InvalidFrameError as exc:
+            await self.send(error_frame(peek_id(raw), exc))
+            return
+        if frame.type == REQUEST:
+            if not self.service.accepting:
+                await self.send(error_frame(frame.id, HubNotRunningError("the WebSocket service is stopping")))
+                return
+            await self._slots.acquire()  # back-pressure: stop reading while max_inflight run
+            self.service.track(asyncio.create_task(self._request(frame), name="bollydog-ws-request"), self._slots)
+        elif frame.type == PING:
+            await self.send({"type": "pong", "id": frame.id})
+        elif frame.type == SUBSCRIBE:
+            if not self.service.settings.subscriptions:
+                await self.send(error_frame(frame.id, InvalidFrameError("subscriptions are disabled on this server")))
+                return
+            self.topics.extend(t for t in frame.topics or () if t not in self.topics)
+            await self.send({"type": "subscribed", "id": frame.id, "topics": list(self.topics)})
+        else:
+            if frame.topics is None:
+                self.topics.clear()
+            else:
+                self.topics = [t for t in self.topics if t not in frame.topics]
+            await self.send({"type": "unsubscribed", "id": frame.id, "topics": list(self.topics)})
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def _request(self, frame: Frame) -> None:
+        # This task's context is its own copy: what is set here reaches the message's handlers
+        # (put_message captures the context) and no other request.
+        current_session.set(self.session)
+        remote_parent.set(parse_traceparent(frame.traceparent))
+        hub = self.service.hub
+        try:
+            message_class = resolve_message(hub.registry, frame.name or "", self.service.filter)
+            message = message_class.from_input(frame.fields)
+        except MessageError as exc:
+            await self.send(error_frame(frame.id, exc))
+            return
+        accepted = asyncio.Event()
+        pump = asyncio.create_task(self._pump_partials(message, frame.id, accepted))
+        # Let the pump register its stream listener before the message can produce anything.
+        await asyncio.sleep(0)
+        try:
+            await hub.put_message(message)
+        except HubError as exc:
+            pump.cancel()
+            await self.send(error_frame(frame.id, exc))
+            return
+        await self.send(
+            {
+                "type": "accepted",
+                "id": frame.id,
+                "message_id": message.iid,
+                "trace_id": message.trace_id,
+                "traceparent": format_traceparent(message.trace_id, message.span_id),
+            }
+        )
+        accepted.set()
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            # shield: if this task is cancelled, the message's own future must not be.
+            result = await asyncio.shield(message.state)
+        except Exception as exc:
+            error = exc
+        except BaseException:
+            pump.cancel()
+            raise
+        await pump  # every partial is sent before the result
+        if error is not None:
+            await self.send(error_frame(frame.id, error))
+        else:
+            await self.send({"type": "result", "id": frame.id, "data": jsonable(result)})
+        if not isinstance(message, Event):  # Events are announced by the hub observer
+            self.service.notify(message, result, error)
+
+    async def _pump_partials(self, message: BaseMessage, request_id: Any, accepted: asyncio.Event) -> None:
+        async for partial in message.stream():
+            await accepted.wait()
+            await self.send({"type": "partial", "id": request_id, "data": jsonable(partial)})
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        """Send one frame; a closed connection drops it (the client is gone)."""
+        if self.closed:
+            return
+        text = encode(frame)
+        async with self._send_lock:
+            if self.closed:
+                return
+            try:
+                await self.websocket.send_text(text)
+            except Exception as exc:  # the client went away mid-send; the reader sees it too
+                log.debug("websocket send failed: %s: %s", type(exc).__name__, exc)
+                self.closed = True
+
+    def subscribed(self, topic: str) -> bool:
+        return any(topic_matches(pattern, topic) for pattern in self.topics)
+
+    def notify(self, text: str) -> None:
+        """Queue a subscription notification; never blocks the caller (a hub handler)."""
+        if self.closed:
+            return
+        try:
+            self._notifications.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning(
+                "websocket subscriber %s is too slow (%d notifications queued): disconnecting",
+                self.session.uid, self._notifications.qsize(),
+            )
+            self.closed = True
+            asyncio.get_running_loop().create_task(self._close_now(CLOSE_TOO_SLOW, "subscriber too slow"))
+
+    async def _write_notifications(self) -> None:
+        while True:
+            text = await self._notifications.get()
+            async with self._send_lock:
+                if self.closed:
+                    return
+                try:
+                    await self.websocket.send_text(text)
+                except Exception as exc:
+                    log.debug("websocket send failed: %s: %s", type(exc).__name__, exc)
+                    self.closed = True
+                    return
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Close the socket with ``code``; frames sent afterwards are dropped."""
+        if self.closed:
+            return
+        self.closed = True
+        await self._close_now(code, reason)
+
+    async def _close_now(self, code: int, reason: str) -> None:
+        async with self._send_lock:
+            try:
+                await self.websocket.close(code, reason)
+            except Exception as exc:  # already closed by the client
+                log.debug("websocket close failed: %s: %s", type(exc).__name__, exc)

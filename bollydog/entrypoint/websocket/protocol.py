@@ -1,0 +1,192 @@
+"""The WebSocket wire protocol: parsing client frames, building server frames, topic patterns.
+
+Pure functions and small value objects, no I/O: :mod:`.connection` does the talking. The
+protocol itself is documented in ``docs/websocket.md``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from bollydog.errors import InvalidMessageError, MessageError, UnknownMessageError
+from bollydog.handlers import HandlerRegistry
+from bollydog.models.base import BaseMessage
+
+#: Keys of a request frame that belong to the protocol, not to the message's fields.
+ENVELOPE_KEYS: frozenset[str] = frozenset({"type", "id", "name", "traceparent"})
+REQUEST, SUBSCRIBE, UNSUBSCRIBE, PING = "request", "subscribe", "unsubscribe", "ping"
+FRAME_TYPES: frozenset[str] = frozenset({REQUEST, SUBSCRIBE, UNSUBSCRIBE, PING})
+
+_TOPIC_SEGMENT = re.compile(r"^(\*|#|[^.*#\s]+)$")
+
+
+class InvalidFrameError(MessageError, ValueError):
+    """A client frame is not a protocol frame: not JSON, not an object, a bad envelope key."""
+
+
+# -- frames in ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    """One parsed client frame. ``fields`` are the message fields of a request frame."""
+
+    type: str
+    id: Any = None
+    name: str | None = None
+    traceparent: str | None = None
+    topics: list[str] | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def peek_id(raw: Any) -> Any:
+    """The correlation id of a frame that failed to parse, if one can be read safely."""
+    if isinstance(raw, dict):
+        value = raw.get("id")
+        if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def decode(text: str | bytes) -> Any:
+    """JSON-decode a frame; :class:`InvalidFrameError` when it is not JSON."""
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidFrameError(f"frame is not valid JSON: {exc}") from None
+
+
+def parse_frame(raw: Any) -> Frame:
+    """Validate a decoded frame's envelope; the message fields are validated later."""
+    if not isinstance(raw, dict):
+        raise InvalidFrameError(f"frame must be a JSON object, got {type(raw).__name__}")
+    frame_id = raw.get("id")
+    if frame_id is not None and (isinstance(frame_id, bool) or not isinstance(frame_id, (str, int, float))):
+        raise InvalidFrameError("'id' must be a string, a number or null")
+    kind = raw.get("type", REQUEST)
+    if kind not in FRAME_TYPES:
+        raise InvalidFrameError(f"unknown frame type {kind!r}; expected one of {', '.join(sorted(FRAME_TYPES))}")
+    if kind in (SUBSCRIBE, UNSUBSCRIBE):
+        extra = set(raw) - {"type", "id", "topics"}
+        if extra:
+            raise InvalidFrameError(f"unexpected keys in a {kind} frame: {', '.join(sorted(extra))}")
+        topics = raw.get("topics")
+        if topics is None and kind == UNSUBSCRIBE:
+            return Frame(kind, frame_id, topics=None)  # unsubscribe from everything
+        if not isinstance(topics, list) or not topics or not all(isinstance(t, str) for t in topics):
+            raise InvalidFrameError(f"a {kind} frame needs 'topics': a non-empty list of strings")
+        for topic in topics:
+            validate_topic(topic)
+        return Frame(kind, frame_id, topics=list(dict.fromkeys(topics)))
+    if kind == PING:
+        return Frame(kind, frame_id)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidFrameError("a request frame needs 'name': a registered message name or 'domain.name'")
+    traceparent = raw.get("traceparent")
+    if traceparent is not None and not isinstance(traceparent, str):
+        raise InvalidFrameError("'traceparent' must be a string")
+    fields = {k: v for k, v in raw.items() if k not in ENVELOPE_KEYS}
+    return Frame(kind, frame_id, name=name, traceparent=traceparent, fields=fields)
+
+
+# -- message names -------------------------------------------------------------------------------
+
+
+def topic_of(message: BaseMessage | type[BaseMessage]) -> str:
+    """A message's topic and allow-list key: ``domain.name``."""
+    return f"{message.domain}.{message.name}"
+
+
+class MessageFilter:
+    """Which messages this entrypoint exposes: fnmatch ``include`` (all when empty) minus ``exclude``."""
+
+    def __init__(self, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> None:
+        self.include = [p for p in include if p]
+        self.exclude = [p for p in exclude if p]
+
+    def allows(self, topic: str) -> bool:
+        if self.include and not any(fnmatch.fnmatchcase(topic, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(topic, p) for p in self.exclude)
+
+
+def resolve_message(registry: HandlerRegistry, name: str, allowed: MessageFilter) -> type[BaseMessage]:
+    """The registered message class for ``name`` or ``domain.name``.
+
+    Only registered names resolve (a network client never makes us import a module). A message
+    the filter hides is reported exactly like an unknown one.
+    """
+    key = name.lower()
+    candidates = list(registry.messages.get(key, ()))
+    if not candidates and "." in name:
+        domain, _, short = name.rpartition(".")
+        candidates = [c for c in registry.messages.get(short.lower(), ()) if c.domain == domain]
+    candidates = [c for c in candidates if allowed.allows(topic_of(c))]
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        options = ", ".join(sorted(topic_of(c) for c in candidates))
+        raise UnknownMessageError(f"message name '{name}' is ambiguous: use one of {options}")
+    raise UnknownMessageError(f"unknown message '{name}'")
+
+
+# -- topic patterns ------------------------------------------------------------------------------
+
+
+def validate_topic(pattern: str) -> None:
+    """A topic pattern is dot-separated segments, each a literal, ``*`` or ``#``."""
+    if not pattern or not all(_TOPIC_SEGMENT.match(s) for s in pattern.split(".")):
+        raise InvalidFrameError(
+            f"invalid topic pattern {pattern!r}: use dot-separated segments, each a name, "
+            "'*' (one segment) or '#' (any number of segments)"
+        )
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """``*`` matches exactly one segment, ``#`` zero or more; other segments match literally."""
+    return _match(pattern.split("."), topic.split("."))
+
+
+def _match(pattern: list[str], topic: list[str]) -> bool:
+    if not pattern:
+        return not topic
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_match(rest, topic[i:]) for i in range(len(topic) + 1))
+    if not topic:
+        return False
+    return (head == "*" or head == topic[0]) and _match(rest, topic[1:])
+
+
+# -- frames out ----------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-compatible form of a handler result (models, dates, sets...); ``repr`` otherwise."""
+    return to_jsonable_python(value, fallback=repr)
+
+
+def encode(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_frame(request_id: Any, error: BaseException) -> dict[str, Any]:
+    """``{"type": "error", "id", "error": <exception type>, "message", "errors"}``."""
+    frame: dict[str, Any] = {
+        "type": "error",
+        "id": request_id,
+        "error": type(error).__name__,
+        "message": str(error),
+        "errors": [],
+    }
+    if isinstance(error, InvalidMessageError):
+        frame["errors"] = jsonable(error.errors)
+    return frame
