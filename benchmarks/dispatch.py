@@ -4,8 +4,10 @@
 
 Raw baseline: build a plain pydantic model with the same two fields and ``await handler(cmd)``.
 Measured: ``await hub.execute(cmd)`` and ``put_message`` + ``await cmd.state``, each for N
-sequential messages and for N concurrent ones. Printed as messages/s and as a ratio to the raw
-sequential rate. Memory per queued message: tracemalloc over N messages waiting in the queue.
+sequential messages and for N concurrent ones. Each path runs in rounds alternating with rounds
+of the raw baseline, so that both see the same machine load; the ratio printed is the median of
+the per-round ratios (rates are medians too). Memory per queued message: tracemalloc over
+messages waiting in the queue.
 """
 
 from __future__ import annotations
@@ -74,15 +76,24 @@ async def queued_concurrent(hub: HubService, n: int) -> None:
     await asyncio.gather(*(m.state for m in messages))
 
 
-async def rate(run, n: int, repeats: int) -> float:
-    """Best of ``repeats`` runs, in messages per second (best: least disturbed by neighbours)."""
-    rates = []
-    for _ in range(repeats):
-        gc.collect()
-        started = time.perf_counter()
-        await run(n)
-        rates.append(n / (time.perf_counter() - started))
-    return max(rates)
+async def timed(run, n: int) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    await run(n)
+    return n / (time.perf_counter() - started)
+
+
+async def against_raw(run, n: int, rounds: int) -> tuple[float, float, float]:
+    """``(rate, raw rate, ratio)``: medians over ``rounds`` alternating rounds of n/rounds."""
+    per_round = max(n // rounds, 1)
+    rates, raws, ratios = [], [], []
+    for _ in range(rounds):
+        raw = await timed(raw_sequential, per_round)
+        measured = await timed(run, per_round)
+        rates.append(measured)
+        raws.append(raw)
+        ratios.append(measured / raw)
+    return statistics.median(rates), statistics.median(raws), statistics.median(ratios)
 
 
 async def queued_bytes_per_message(n: int) -> float:
@@ -106,23 +117,24 @@ async def queued_bytes_per_message(n: int) -> float:
     return size / n
 
 
-async def main(sequential: int, concurrent: int, repeats: int) -> None:
+async def main(sequential: int, concurrent: int, rounds: int) -> None:
     hub = HubService(queue_max_size=max(concurrent, 1000) + 1, concurrency=1000)
     hub.register(add)
     async with hub:
-        await execute_sequential(hub, 1000)  # warm-up
-        raw = await rate(raw_sequential, sequential, repeats)
-        results = {
-            "execute, sequential": await rate(lambda n: execute_sequential(hub, n), sequential, repeats),
-            "put_message+state, sequential": await rate(lambda n: queued_sequential(hub, n), sequential // 4, repeats),
-            "execute, concurrent": await rate(lambda n: execute_concurrent(hub, n), concurrent, repeats),
-            "put_message+state, concurrent": await rate(lambda n: queued_concurrent(hub, n), concurrent, repeats),
+        await execute_sequential(hub, 2000)  # warm-up
+        await raw_sequential(2000)
+        paths = {
+            "execute, sequential": (lambda n: execute_sequential(hub, n), sequential, rounds),
+            "put_message+state, sequential": (lambda n: queued_sequential(hub, n), sequential // 4, rounds),
+            # One round is one burst of n concurrent messages.
+            "execute, concurrent": (lambda n: execute_concurrent(hub, n), concurrent * 3, 3),
+            "put_message+state, concurrent": (lambda n: queued_concurrent(hub, n), concurrent * 3, 3),
         }
+        results = {name: await against_raw(run, n, r) for name, (run, n, r) in paths.items()}
     per_message = statistics.median([await queued_bytes_per_message(2000) for _ in range(3)])
-    print(f"raw baseline (pydantic model + await handler): {raw:,.0f} msg/s")
-    print(f"{'path':<34}{'msg/s':>12}{'ratio to raw':>14}")
-    for name, value in results.items():
-        print(f"{name:<34}{value:>12,.0f}{value / raw:>14.3f}")
+    print(f"{'path':<32}{'msg/s':>10}{'raw msg/s':>12}{'ratio to raw':>14}")
+    for name, (value, raw, ratio) in results.items():
+        print(f"{name:<32}{value:>10,.0f}{raw:>12,.0f}{ratio:>14.3f}")
     print(f"memory per queued message: {per_message:,.0f} bytes")
 
 
@@ -130,6 +142,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequential", type=int, default=200_000)
     parser.add_argument("--concurrent", type=int, default=10_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    asyncio.run(main(args.sequential, args.concurrent, args.repeats))
+    asyncio.run(main(args.sequential, args.concurrent, args.rounds))

@@ -64,7 +64,7 @@ def _injector(annotation: Any) -> Callable[[], Any] | None:
 class Handler:
     """One registered handler: the callable, what it handles, how to call it."""
 
-    __slots__ = ("func", "qualname", "message_types", "kind", "injections", "app", "is_method")
+    __slots__ = ("func", "qualname", "message_types", "kind", "injections", "app", "is_method", "start")
 
     def __init__(
         self,
@@ -85,6 +85,9 @@ class Handler:
         else:
             self.kind = SYNC
         self.injections = self._plan_injections()
+        # ``start(message)`` begins a run: the function itself when there is nothing to add
+        # (one frame less on the hot path), else the injecting wrapper.
+        self.start = func if not self.injections and self.kind != SYNC else self._start_wrapped
 
     def _plan_injections(self) -> tuple[tuple[str, Callable[[], Any]], ...]:
         try:
@@ -106,7 +109,7 @@ class Handler:
                 )
         return tuple(plan)
 
-    def call(self, message: BaseMessage) -> Any:
+    def _start_wrapped(self, message: BaseMessage) -> Any:
         """Start the handler: a coroutine, an async generator, or (sync) a thread coroutine."""
         if self.injections:
             kwargs = {name: getter() for name, getter in self.injections}

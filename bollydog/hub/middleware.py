@@ -91,7 +91,7 @@ class TimeoutMiddleware:
     async def _bounded(self, message: "BaseMessage", handler: "Handler", call_next: Next) -> Any:
         limit = message.expire_time
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        task = asyncio.current_task(loop)
         at = loop.time() + limit
         bucket = self._buckets.get(limit)
         if bucket is None:
@@ -150,9 +150,12 @@ class TransactionMiddleware:
     def __init__(self, publish: Callable[["BaseMessage"], Any]) -> None:
         self.publish = publish
 
+    @staticmethod
+    def applies_to(handler: "Handler") -> bool:
+        return getattr(handler.app, "protocol", None) is not None
+
     def __call__(self, call_next: Next, message: "BaseMessage", handler: "Handler") -> Awaitable[Any]:
-        app = handler.app
-        protocol = getattr(app, "protocol", None) if app is not None else None
+        protocol = getattr(handler.app, "protocol", None)
         if protocol is None:
             return call_next(message, handler)
         return self._in_scope(protocol, message, handler, call_next)

@@ -147,13 +147,10 @@ class BaseMessage(BaseModel):
     def model_post_init(self, context: Any, /) -> None:
         _set_slot(self, "_bd_outcome", None)
         values, given = self.__dict__, self.__pydantic_fields_set__
-        if given.isdisjoint(RESERVED_FIELDS):
-            self._fill_new()  # the common case: a message created by user code
-        else:
+        if not given.isdisjoint(RESERVED_FIELDS):
             self._fill_partial(values, given)
-
-    def _fill_new(self) -> None:
-        values = self.__dict__
+            return
+        # The common case, a message created by user code, inlined: this runs for every message.
         bits = "%048x" % _random_bits(192)  # one draw for both ids
         values["iid"] = bits[:32]
         values["span_id"] = bits[32:]

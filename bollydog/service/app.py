@@ -25,7 +25,7 @@ from typing import Any
 from mode import Service
 
 from bollydog.context import current_hub, handler_frame
-from bollydog.errors import EventHandlersError, HubNotRunningError, NoHandlerError, QueueFullError
+from bollydog.errors import ConfigError, EventHandlersError, HubNotRunningError, NoHandlerError, QueueFullError
 from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover
 from bollydog.hub.middleware import (
     Middleware,
@@ -66,6 +66,8 @@ class HubService(Service):
         self.shutdown_grace = settings.shutdown_grace if shutdown_grace is None else shutdown_grace
         self.transport = transport if transport is not None else InProcessTransport()
         self.registry = HandlerRegistry()
+        self._pipelines: dict[Handler, Any] = {}
+        self._routes: dict[type, tuple[Handler | None, Any]] = {}  # command class -> handler, chain
         self.apps: dict[str, AppService] = {}
         self.entrypoints: list[Service] = []
         if builtins:
@@ -76,15 +78,13 @@ class HubService(Service):
             self.add_app(app)
         # Outermost first: user layers (e.g. telemetry) see retries; each retry gets its own
         # timeout; a timeout rolls back the transaction it interrupts.
-        self._run_layers = compose(
-            [
-                *middlewares,
-                RetryMiddleware(settings.retry_backoff, settings.retry_backoff_max),
-                TimeoutMiddleware(),
-                TransactionMiddleware(self.publish_nowait),
-            ],
-            self._invoke,
-        )
+        self.middlewares: list[Middleware] = [
+            *middlewares,
+            RetryMiddleware(settings.retry_backoff, settings.retry_backoff_max),
+            TimeoutMiddleware(),
+            TransactionMiddleware(self.publish_nowait),
+        ]
+
         self._queue: asyncio.PriorityQueue | None = None
         self._active = 0  # top-level messages running (nested ones are not counted)
         self._capacity: asyncio.Future | None = None  # the intake waits here when at the limit
@@ -100,9 +100,10 @@ class HubService(Service):
     def add_app(self, app: AppService) -> AppService:
         """Register ``app`` and the handlers of its modules; it starts and stops with the hub."""
         if app.domain in self.apps and self.apps[app.domain] is not app:
-            raise ValueError(f"two apps for domain '{app.domain}'; a domain has one AppService")
+            raise ConfigError(f"two apps for domain '{app.domain}'; a domain has one AppService")
         for module in app.handlers:
             self.registry.register_all(discover(module), app)
+        self._routes.clear()
         self.apps[app.domain] = app
         app.hub = self
         self.add_dependency(app)
@@ -117,6 +118,7 @@ class HubService(Service):
             if handler is None:
                 raise TypeError(f"{obj!r} is not a handler: annotate its first parameter with a message class")
             self.registry.register(handler, app)
+        self._routes.clear()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -206,9 +208,9 @@ class HubService(Service):
         """Run ``message`` now and return its result; its handler's exception propagates."""
         try:
             # The common case, a Command with a local handler, skips one coroutine frame.
-            handler = self.registry.commands.get(type(message))
+            handler, pipeline = self._routes.get(type(message)) or self._route(type(message))
             if handler is not None:
-                result = await self._run_layers(message, handler)
+                result = await pipeline(message, handler)
             else:
                 result = await self.dispatch(message)
         except BaseException as exc:
@@ -250,7 +252,7 @@ class HubService(Service):
             return await self._run_event_handlers(message, handlers)
         handler = self.registry.command_handler(type(message))
         if handler is not None:
-            return await self._run_layers(message, handler)
+            return await (self._pipelines.get(handler) or self._pipeline(handler))(message, handler)
         if self.transport.serves(type(message)):
             return await self.transport.request(message)
         raise NoHandlerError(
@@ -260,6 +262,23 @@ class HubService(Service):
         )
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _route(self, message_type: type) -> tuple[Handler | None, Any]:
+        handler = self.registry.commands.get(message_type)
+        route = (handler, self._pipeline(handler)) if handler is not None else (None, None)
+        self._routes[message_type] = route
+        return route
+
+    def _pipeline(self, handler: Handler) -> Any:
+        """The middleware chain for ``handler``, built once; layers that declare they do not
+        concern it (``applies_to(handler)`` false) are left out."""
+        layers = [
+            layer
+            for layer in self.middlewares
+            if getattr(layer, "applies_to", None) is None or layer.applies_to(handler)
+        ]
+        pipeline = self._pipelines[handler] = compose(layers, self._invoke)
+        return pipeline
 
     async def _run_event_handlers(self, event: BaseMessage, handlers: tuple[Handler, ...]) -> list[Any]:
         if not handlers:
@@ -284,7 +303,7 @@ class HubService(Service):
 
     async def _isolated(self, event: BaseMessage, handler: Handler) -> Any:
         try:
-            return await self._run_layers(event, handler)
+            return await (self._pipelines.get(handler) or self._pipeline(handler))(event, handler)
         except Exception as exc:
             return _Failure(handler, exc)
 
@@ -292,7 +311,7 @@ class HubService(Service):
         app = handler.app
         token = handler_frame.set((message, app, app.protocol if app is not None else None, self))
         try:
-            started = handler.call(message)
+            started = handler.start(message)
             if handler.kind == ASYNCGEN:
                 return await drive(started, message, self.execute, self.publish_nowait)
             result = await started
