@@ -28,6 +28,8 @@ from mode import Service
 
 from bollydog.config import ModuleRef, load_config
 from bollydog.errors import BollydogError, ConfigError
+from bollydog.handlers import discover
+from bollydog.hub.transport import InProcessTransport, Transport
 from bollydog.models.protocol import Protocol, UnitOfWork
 from bollydog.models.service import AppService
 from bollydog.service.app import HubService
@@ -47,6 +49,24 @@ class Entrypoint(Service):
         super().__init__()
         self.hub = hub
         self.options = options
+
+
+class HubPlugin(Service):
+    """A service that extends the hub itself (telemetry, ...), in every process.
+
+    Its :attr:`middleware` (if not None) becomes the outermost dispatch layer. Like transports,
+    plugins are infrastructure: ``--include/--exclude`` do not apply to them.
+    """
+
+    mundane_level = "debug"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__()
+        self.options = options
+
+    @property
+    def middleware(self) -> Any:
+        return None
 
 
 @dataclass
@@ -84,16 +104,35 @@ def build(
     selected = select(sections, include, exclude)
     hub = HubService(**dict(hub_options or {}))
     composition = Composition(hub=hub, config=sections)
-    for key, section in selected.items():
-        if not entrypoints and not _is_app_section(section):
-            continue
-        obj = _construct(key, section)
-        if isinstance(obj, AppService):
-            hub.add_app(obj)
-            composition.apps.append(obj)
-        else:
-            hub.add_entrypoint(obj)
-            composition.entrypoints.append(obj)
+    targets = {
+        key: _target(key, section)
+        for key, section in sections.items()
+        if key in selected or _is_infrastructure(section)
+    }
+    has_plugin = any(issubclass(t, HubPlugin) for t in targets.values())
+    for key, target in targets.items():
+        if issubclass(target, (Transport, HubPlugin)):
+            _add_infrastructure(hub, _construct(key, sections[key], target))
+        elif issubclass(target, AppService):
+            app = _construct(key, sections[key], target)
+            hub.add_app(app)
+            composition.apps.append(app)
+        elif entrypoints:
+            entrypoint = _construct(key, sections[key], target)
+            hub.add_entrypoint(entrypoint)
+            composition.entrypoints.append(entrypoint)
+    if not isinstance(hub.transport, InProcessTransport):
+        # Domains run by other processes: their handler modules say which messages go there.
+        for key, section in sections.items():
+            if key not in selected and _is_remote_domain(section):
+                hub.transport.add_remote(
+                    section.get("domain", key),
+                    {t for module in section.get("handlers") or [] for h in discover(module) for t in h.message_types},
+                )
+    if not has_plugin:
+        plugin = _telemetry_from_environment()
+        if plugin is not None:
+            _add_infrastructure(hub, plugin)
     env_modules = get_settings().handler_modules
     if env_modules:
         app = AppService(domain="handlers", handlers=env_modules)
@@ -136,23 +175,55 @@ def add_import_roots(config_path: Path) -> None:
             sys.path.insert(0, str(root))
 
 
-def _is_app_section(section: Any) -> bool:
-    target = section.get("app") if isinstance(section, Mapping) else None
-    if target is None:
-        return True
-    resolved = _resolve(target, "app")
-    return isinstance(resolved, type) and issubclass(resolved, AppService)
-
-
-def _construct(key: str, section: Any) -> Any:
+def _target(key: str, section: Any) -> type:
+    """The class a section constructs: its ``app`` (default AppService)."""
     if not isinstance(section, Mapping):
         raise ConfigError(f"{key}: expected a mapping with an 'app' key, got {type(section).__name__}")
-    options = dict(section)
-    target = _resolve(options.pop("app", None), f"{key}.app")
+    target = _resolve(section.get("app"), f"{key}.app")
     if target is None:
-        target = AppService
-    if not isinstance(target, type) or not issubclass(target, Service):
-        raise ConfigError(f"{key}.app: {target!r} is not an AppService or entrypoint Service class")
+        return AppService
+    if not isinstance(target, type) or not issubclass(target, (Service, Transport)):
+        raise ConfigError(f"{key}.app: {target!r} is not an AppService, entrypoint, transport or plugin class")
+    return target
+
+
+def _is_infrastructure(section: Any) -> bool:
+    """Transports and hub plugins run in every process, whatever --include/--exclude say."""
+    if not isinstance(section, Mapping) or section.get("app") is None:
+        return False
+    ref = section["app"]
+    target = ref.resolve() if isinstance(ref, ModuleRef) else _resolve(ref, "app")
+    return isinstance(target, type) and issubclass(target, (Transport, HubPlugin))
+
+
+def _is_remote_domain(section: Any) -> bool:
+    if not isinstance(section, Mapping):
+        return False
+    target = _resolve(section.get("app"), "app") if section.get("app") is not None else AppService
+    return isinstance(target, type) and issubclass(target, AppService)
+
+
+def _add_infrastructure(hub: HubService, obj: Any) -> None:
+    if isinstance(obj, Transport):
+        hub.transport = obj
+        return
+    if obj.middleware is not None:
+        hub.add_middleware(obj.middleware)
+    hub.add_dependency(obj)
+
+
+def _telemetry_from_environment() -> Any:
+    """Telemetry configured by the standard ``OTEL_*`` variables alone, if the module is there."""
+    try:
+        from bollydog.telemetry import plugin_from_environment
+    except ImportError:
+        return None
+    return plugin_from_environment()
+
+
+def _construct(key: str, section: Mapping[str, Any], target: type) -> Any:
+    options = dict(section)
+    options.pop("app", None)
     try:
         if issubclass(target, AppService):
             handlers = options.pop("handlers", []) or []
@@ -165,7 +236,7 @@ def _construct(key: str, section: Any) -> Any:
             options.setdefault("domain", key)
             return target(handlers=handlers, protocol=protocol, unit_of_work=unit_of_work, **options)
         return target(**options)
-    except (BollydogError, ConfigError):
+    except BollydogError:
         raise
     except TypeError as exc:
         raise ConfigError(f"{key}: cannot create {target.__name__}: {exc}") from exc

@@ -7,6 +7,7 @@ The default, :class:`InProcessTransport`, knows no other process.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from bollydog.errors import NoHandlerError
@@ -17,7 +18,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class Transport:
-    """Port for delivering messages to other processes."""
+    """Port for delivering messages to other processes.
+
+    The composition root calls :meth:`add_remote` for every domain of the configuration that
+    this process does not run, before the hub starts; :meth:`start` then begins consuming the
+    messages of the domains this process does run (``hub.apps``).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.remote: dict[type["BaseMessage"], set[str]] = {}  # message class -> domains
+
+    def add_remote(self, domain: str, message_types: Iterable[type["BaseMessage"]]) -> None:
+        """``domain`` runs in other processes and handles ``message_types``."""
+        for message_type in message_types:
+            self.remote.setdefault(message_type, set()).add(domain)
 
     async def start(self, hub: "HubService") -> None:
         """Connect; from now on, messages for hosted domains may arrive and go to ``hub``."""
@@ -27,7 +42,7 @@ class Transport:
 
     def serves(self, message_type: type["BaseMessage"]) -> bool:
         """True when another process handles ``message_type``."""
-        return False
+        return message_type in self.remote
 
     async def request(self, message: "BaseMessage") -> Any:
         """Deliver a Command elsewhere and return its result (or raise its error)."""
@@ -43,3 +58,6 @@ class Transport:
 
 class InProcessTransport(Transport):
     """One process: every message is handled here or has no handler."""
+
+    def serves(self, message_type: type["BaseMessage"]) -> bool:
+        return False

@@ -109,6 +109,15 @@ class HubService(Service):
         self.add_dependency(app)
         return app
 
+    def add_middleware(self, layer: Middleware, *, outermost: bool = True) -> None:
+        """Add a dispatch layer (telemetry, auditing, ...); outermost by default."""
+        if outermost:
+            self.middlewares.insert(0, layer)
+        else:
+            self.middlewares.insert(len(self.middlewares) - 3, layer)  # just outside the built-ins
+        self._pipelines.clear()
+        self._routes.clear()
+
     def register(self, *handlers: Any, app: AppService | None = None) -> None:
         """Register handler functions or self-handling message classes directly."""
         from bollydog.handlers import handler_of
