@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextvars import copy_context
 from typing import Any
 
@@ -41,6 +41,9 @@ from bollydog.models.service import AppService
 from bollydog.settings import get_settings
 
 log = logging.getLogger("bollydog.hub")
+
+#: ``observer(message, result, error)``, called once a message completed (error is None on success).
+Observer = Callable[[BaseMessage, Any, "BaseException | None"], None]
 
 
 class HubService(Service):
@@ -94,6 +97,7 @@ class HubService(Service):
         self._accepting = False
         self._forced = asyncio.Event()
         self._intake_task: asyncio.Task | None = None
+        self._observers: list[Observer] = []
 
     # -- composition ---------------------------------------------------------------------------
 
@@ -117,6 +121,25 @@ class HubService(Service):
             self.middlewares.insert(len(self.middlewares) - 3, layer)  # just outside the built-ins
         self._pipelines.clear()
         self._routes.clear()
+
+    def add_observer(self, observer: Observer) -> None:
+        """Call ``observer(message, result, error)`` each time a message completes.
+
+        Observers run synchronously on the loop: keep them short (hand work to a queue). An
+        observer that raises is logged and otherwise ignored.
+        """
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+    def _notify(self, message: BaseMessage, result: Any, error: BaseException | None) -> None:
+        for observer in list(self._observers):
+            try:
+                observer(message, result, error)
+            except Exception:
+                log.exception("hub observer %r failed for %s (%s)", observer, message.name, message.iid)
 
     def register(self, *handlers: Any, app: AppService | None = None) -> None:
         """Register handler functions or self-handling message classes directly."""
@@ -214,7 +237,13 @@ class HubService(Service):
     # -- public dispatch -----------------------------------------------------------------------
 
     async def execute(self, message: BaseMessage) -> Any:
-        """Run ``message`` now and return its result; its handler's exception propagates."""
+        """Run ``message`` now and return its result; its handler's exception propagates.
+
+        Refused (:class:`HubNotRunningError`) before start and while stopping, except for
+        messages sent by handlers still running: their work is part of what drains.
+        """
+        if not self._accepting and handler_frame.get() is None:
+            raise HubNotRunningError("the hub is not running (not started, or stopping)")
         try:
             # The common case, a Command with a local handler, skips one coroutine frame.
             handler, pipeline = self._routes.get(type(message)) or self._route(type(message))
@@ -224,8 +253,12 @@ class HubService(Service):
                 result = await self.dispatch(message)
         except BaseException as exc:
             message.set_exception(exc)
+            if self._observers and isinstance(exc, Exception):
+                self._notify(message, None, exc)
             raise
         message.set_result(result)
+        if self._observers:
+            self._notify(message, result, None)
         return result
 
     async def put_message(self, message: BaseMessage) -> BaseMessage:
@@ -361,6 +394,8 @@ class HubService(Service):
             result = await self.dispatch(message)
         except Exception as exc:
             message.set_exception(exc)
+            if self._observers:
+                self._notify(message, None, exc)
             if not isinstance(exc, EventHandlersError):  # already logged handler by handler
                 log.error(
                     "%s (%s) failed trace_id=%s: %s: %s",
@@ -369,6 +404,8 @@ class HubService(Service):
                 )
         else:
             message.set_result(result)
+            if self._observers:
+                self._notify(message, result, None)
         finally:
             if counted:
                 self._active -= 1

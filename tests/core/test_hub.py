@@ -388,3 +388,26 @@ async def test_transaction_commits_on_success_rolls_back_on_error_and_publishes_
         assert (await protocol.get(Item, iid)).label == "kept"
     assert seen_events == ["kept"]
     assert protocol.unit_of_work.rollbacks == 1
+
+
+async def test_observers_see_every_completed_message_and_cannot_break_dispatch(caplog):
+    seen = []
+
+    def observer(message, result, error):
+        seen.append((message.name, result, type(error).__name__ if error else None))
+
+    def broken(message, result, error):
+        raise RuntimeError("observer bug")
+
+    async with hub_for("tests.core.sample_handlers") as hub:
+        hub.add_observer(observer)
+        hub.add_observer(broken)
+        assert await hub.execute(Add(a=1, b=1)) == 2
+        queued = await hub.put_message(Sleep(seconds=5, expire_time=0.05))
+        with pytest.raises(HandlerTimeoutError):
+            await queued.state
+        await hub.execute(sh.Noted(text="n"))
+        hub.remove_observer(observer)
+        await hub.execute(Add(a=2, b=2))
+    assert seen == [("add", 2, None), ("sleep", None, "HandlerTimeoutError"), ("noted", ["piped:Noted", "one:n", "two:n"], None)]
+    assert any("observer bug" in r.getMessage() or "observer" in r.getMessage() for r in caplog.records)

@@ -73,10 +73,23 @@ class _Server(uvicorn.Server):
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket; its ``proto`` must be IPPROTO_TCP, or asyncio leaves Nagle on
+    for accepted connections (and keep-alive responses then wait for delayed ACKs, ~40 ms)."""
+    sock = None
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
-        return socket.create_server((host, port), family=family, backlog=backlog)
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        return sock
     except OSError as exc:
+        if sock is not None:
+            sock.close()
         raise ConfigError(
             f"http: cannot listen on {host}:{port}: {exc.strerror or exc}; "
             "change http.port / BOLLYDOG_HTTP_SERVICE_PORT (0 picks a free port) or host"

@@ -33,15 +33,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bollydog.bootstrap import Entrypoint
 from bollydog.entrypoint.websocket.connection import Connection
-from bollydog.entrypoint.websocket.protocol import MessageFilter, encode, jsonable, topic_of
+from bollydog.entrypoint.websocket.protocol import MessageFilter, encode, error_frame, jsonable, topic_of
 from bollydog.errors import BollydogError, ConfigError, MissingDependencyError
-from bollydog.handlers import Handler
-from bollydog.models.base import BaseMessage, Event, Session
+from bollydog.models.base import BaseMessage, Session
 
 log = logging.getLogger("bollydog.websocket")
 
 #: Close code sent to every client when the service stops.
 CLOSE_GOING_AWAY = 1001
+#: Close code of a socket refused by authentication.
+CLOSE_POLICY_VIOLATION = 1008
 
 
 class SocketServiceError(BollydogError):
@@ -65,8 +66,19 @@ class SocketSettings(BaseSettings):
     notify_queue_size: int = Field(1000, ge=1, description="Queued notifications per subscriber.")
     max_frame_size: int = Field(1 << 20, ge=1024, description="Largest accepted frame, bytes.")
     shutdown_grace: float | None = Field(None, ge=0, description="Default: the hub's shutdown_grace.")
+    public_key: str | None = Field(None, description="PEM text or file: enables JWT (RS256) auth.")
+    auth_required: bool = Field(True, description="With a public key: refuse sockets without a token.")
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["RS256"])
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway: float = Field(0.0, ge=0)
 
-    @field_validator("include", "exclude", mode="before")
+    @field_validator("public_key", "jwt_audience", "jwt_issuer", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("include", "exclude", "jwt_algorithms", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):  # "a.*,b.*" from the environment
@@ -103,6 +115,12 @@ class SocketService(Entrypoint):
         notify_queue_size: int | None = None,
         max_frame_size: int | None = None,
         shutdown_grace: float | None = None,
+        public_key: str | None = None,
+        auth_required: bool | None = None,
+        jwt_algorithms: list[str] | str | None = None,
+        jwt_audience: str | None = None,
+        jwt_issuer: str | None = None,
+        jwt_leeway: float | None = None,
     ) -> None:
         given = {
             k: v
@@ -110,7 +128,9 @@ class SocketService(Entrypoint):
                 host=host, port=port, path=path, debug=debug, log_level=log_level, include=include,
                 exclude=exclude, subscriptions=subscriptions, max_inflight=max_inflight,
                 notify_queue_size=notify_queue_size, max_frame_size=max_frame_size,
-                shutdown_grace=shutdown_grace,
+                shutdown_grace=shutdown_grace, public_key=public_key, auth_required=auth_required,
+                jwt_algorithms=jwt_algorithms, jwt_audience=jwt_audience, jwt_issuer=jwt_issuer,
+                jwt_leeway=jwt_leeway,
             ).items()
             if v is not None
         }
@@ -126,13 +146,18 @@ class SocketService(Entrypoint):
         if importlib.util.find_spec("websockets") is None and importlib.util.find_spec("wsproto") is None:
             raise MissingDependencyError("the WebSocket entrypoint", "http", "websockets")
         self.filter = MessageFilter(self.settings.include, self.settings.exclude)
+        self._public_key: Any = None
+        if self.settings.public_key:
+            from bollydog.entrypoint.auth import load_public_key  # needs pyjwt: bollydog[http]
+
+            self._public_key = load_public_key(self.settings.public_key)
         self.port: int = self.settings.port
         self.connections: set[Connection] = set()
         self._requests: set[asyncio.Task] = set()
         self._accepting = False
         self._server: Any = None
         self._serve_task: asyncio.Task | None = None
-        self._observer: Handler | None = None
+        self._observing = False
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -156,11 +181,11 @@ class SocketService(Entrypoint):
         from starlette.applications import Starlette
         from starlette.routing import WebSocketRoute
 
-        if self.settings.subscriptions:
-            self._install_observer()
         app = Starlette(debug=self.settings.debug, routes=[WebSocketRoute(self.settings.path, self._endpoint)])
         sock = _bind(self.settings.host, self.settings.port)
         self.port = sock.getsockname()[1]
+        if self.settings.subscriptions:
+            self._install_observer()
         grace = self._grace()
         config = uvicorn.Config(
             app,
@@ -183,6 +208,9 @@ class SocketService(Entrypoint):
 
     async def on_stop(self) -> None:
         self._accepting = False
+        if self._observing and self.hub is not None:
+            self.hub.remove_observer(self.notify)
+            self._observing = False
         if self._requests:
             await asyncio.wait(set(self._requests), timeout=self._grace())
         if self.connections:
@@ -213,12 +241,36 @@ class SocketService(Entrypoint):
             await websocket.close(CLOSE_GOING_AWAY)
             return
         await websocket.accept()
-        connection = Connection(self, websocket, Session())
+        try:
+            session = self._authenticate(websocket)
+        except BollydogError as exc:  # AuthError: tell the client why, then close
+            await websocket.send_text(encode(error_frame(None, exc)))
+            await websocket.close(CLOSE_POLICY_VIOLATION, "authentication failed")
+            return
+        connection = Connection(self, websocket, session)
         self.connections.add(connection)
         try:
             await connection.serve()
         finally:
             self.connections.discard(connection)
+
+    def _authenticate(self, websocket: Any) -> Session:
+        """The connection's session: from a JWT when a public key is configured."""
+        if self._public_key is None:
+            return Session()
+        from bollydog.entrypoint.auth import authenticate, session_from_claims, token_from_headers
+
+        token = token_from_headers(websocket.headers) or websocket.query_params.get("access_token")
+        claims = authenticate(
+            token,
+            public_key=self._public_key,
+            required=self.settings.auth_required,
+            algorithms=self.settings.jwt_algorithms,
+            audience=self.settings.jwt_audience,
+            issuer=self.settings.jwt_issuer,
+            leeway=self.settings.jwt_leeway,
+        )
+        return session_from_claims(claims)
 
     def track(self, task: asyncio.Task, slots: asyncio.Semaphore) -> None:
         """Keep a request task until it ends (shutdown waits for it), then free its slot."""
@@ -257,29 +309,10 @@ class SocketService(Entrypoint):
                 connection.notify(text)
 
     def _install_observer(self) -> None:
-        """Register one handler for the base Event class, so every published Event is seen.
-
-        The hub has no observer hook yet; an Event handler is the closest public mechanism.
-        Side effect: the result list of ``hub.execute(SomeEvent())`` has one more ``None``.
-        """
-        if self._observer is not None:
-            return
-        service = self
-
-        async def observe_event(event: Event) -> None:
-            service.notify(event)
-
-        observe_event.__qualname__ = "SocketService.observe_event"
-        self._observer = Handler(observe_event, (Event,))
-        registry = self.hub.registry
-        known = Event in registry.messages.get(Event.name, ())
-        self.hub.register(self._observer)
-        if not known:
-            # Registering a handler also lists its message class; the base Event is not a
-            # message anyone should send, so keep it out of the names clients can resolve.
-            registry.messages[Event.name].remove(Event)
-            if not registry.messages[Event.name]:
-                del registry.messages[Event.name]
+        """Watch every message the hub completes (commands from any entrypoint, events)."""
+        if not self._observing:
+            self.hub.add_observer(self.notify)
+            self._observing = True
 
 
 @functools.cache

@@ -157,8 +157,6 @@ class Connection:
             await self.send(error_frame(frame.id, error))
         else:
             await self.send({"type": "result", "id": frame.id, "data": jsonable(result)})
-        if not isinstance(message, Event):  # Events are announced by the hub observer
-            self.service.notify(message, result, error)
 
     async def _pump_partials(self, message: BaseMessage, request_id: Any, accepted: asyncio.Event) -> None:
         async for partial in message.stream():

@@ -1,0 +1,120 @@
+"""Error model: JSON bodies with real status codes, never a bare 500 for bad input."""
+
+import asyncio
+
+import pytest
+
+from conftest import serve
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+
+async def test_missing_and_invalid_fields_422(client):
+    r = await client.get("/demo/svc/echo", params={"times": "many"})
+    assert r.status_code == 422
+    body = r.json()
+    assert body["error"] == "InvalidMessageError"
+    fields = {e["field"]: e for e in body["errors"]}
+    assert fields["text"]["type"] == "missing"
+    assert fields["times"]["type"] == "int_parsing"
+    assert all(set(e) == {"field", "message", "type"} for e in body["errors"])
+
+
+async def test_unknown_field_422(client):
+    r = await client.post("/demo/svc/echo", json={"text": "a", "colour": "red"})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "colour"
+
+
+async def test_nested_field_errors_are_dotted(client):
+    r = await client.post("/demo/svc/basket", json={"items": [{"sku": "a", "quantity": 0}]})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "items.0.quantity"
+
+
+@pytest.mark.parametrize("field", ["iid", "trace_id", "span_id", "parent_span_id", "created_by", "created_time"])
+async def test_reserved_fields_are_refused(client, field):
+    r = await client.get("/demo/svc/echo", params={"text": "a", field: "0" * 32})
+    assert r.status_code == 422
+    assert r.json()["errors"] == [
+        {"field": field, "message": "reserved field, cannot be set by a client", "type": "reserved"}
+    ]
+
+
+async def test_client_settable_delivery_fields(client):
+    r = await client.get("/demo/svc/echo", params={"text": "a", "priority": "5"})
+    assert r.status_code == 200 and r.json()["priority"] == 5
+
+
+async def test_malformed_json_400(client):
+    r = await client.post("/demo/svc/echo", content=b'{"text": ', headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"] == "MalformedJSON"
+    r = await client.post("/demo/svc/echo", content=b"\xff\xfe", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+
+
+async def test_json_body_must_be_an_object(client):
+    r = await client.post("/demo/svc/echo", json=["text"])
+    assert r.status_code == 400 and "JSON object" in r.json()["message"]
+
+
+async def test_unsupported_media_type_415(client):
+    r = await client.post("/demo/svc/echo", content=b"text=a", headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+
+
+async def test_field_in_query_and_body_400(client):
+    r = await client.post("/demo/svc/echo?text=a", json={"text": "b"})
+    assert r.status_code == 400 and r.json()["error"] == "DuplicateField"
+
+
+async def test_body_too_large_413(client):
+    r = await client.post("/demo/svc/echo", json={"text": "x" * (1 << 21)})
+    assert r.status_code == 413
+
+
+async def test_handler_failure_500_without_traceback(client):
+    r = await client.get("/demo/svc/fail")
+    assert r.status_code == 500
+    assert r.json() == {"error": "ValueError", "message": "boom: something broke"}
+    assert "x-bollydog-message-id" in r.headers
+
+
+async def test_handler_failure_with_debug_has_traceback():
+    async with serve(debug=True) as (_, _, client):
+        r = await client.get("/demo/svc/fail")
+        assert r.status_code == 500
+        body = r.json()
+        assert body["error"] == "ValueError"
+        assert any("boom" in line for line in body["traceback"])
+
+
+async def test_timeout_504(client):
+    r = await client.get("/demo/svc/slow", params={"delay": "1", "expire_time": "0.05"})
+    assert r.status_code == 504
+    assert r.json()["error"] == "HandlerTimeoutError"
+
+
+async def test_queue_full_503_with_retry_after():
+    async with serve({"queue_max_size": 1, "concurrency": 1}) as (_, _, client):
+        statuses = []
+        for _ in range(4):
+            r = await client.get("/demo/svc/slow", params={"delay": "0.3", "qos": "0"})
+            statuses.append(r.status_code)
+            if r.status_code == 503:
+                assert r.headers["retry-after"] == "1"
+                assert r.json()["error"] == "QueueFullError"
+        assert 202 in statuses and 503 in statuses
+
+
+async def test_hub_not_accepting_503(server, monkeypatch):
+    hub, _, client = server
+    monkeypatch.setattr(hub, "_accepting", False)
+    r = await client.get("/demo/svc/ping")
+    assert r.status_code == 503
+    assert r.json()["error"] == "HubNotRunningError"
+    assert "retry-after" in r.headers
+    r = await client.get("/demo/svc/ping", params={"qos": "0"})
+    assert r.status_code == 503
