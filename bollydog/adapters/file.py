@@ -92,7 +92,13 @@ class FileUnitOfWork(UnitOfWork):
         writes = list(transaction.writes.items())
         transaction.writes.clear()
         async with self._commit_lock:
-            await asyncio.to_thread(self._apply, writes)
+            applying = asyncio.ensure_future(asyncio.to_thread(self._apply, writes))
+            try:
+                await asyncio.shield(applying)
+            except asyncio.CancelledError:
+                # A thread cannot be stopped: let it finish before the next commit may start.
+                await asyncio.wait({applying})
+                raise
 
     async def rollback(self, transaction: _Staged) -> None:
         transaction.writes.clear()
@@ -165,6 +171,7 @@ class FileUnitOfWork(UnitOfWork):
                     dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}{_TMP_MARK}"
                 )
                 prepared.append((target, tmp))
+                os.fchmod(fd, _mode_for(target))  # mkstemp's 0600 would leak into the target
                 with os.fdopen(fd, "w", encoding=self.encoding, newline="") as file:
                     file.write(text)
                     if self.fsync:
@@ -183,6 +190,33 @@ class FileUnitOfWork(UnitOfWork):
                 os.replace(tmp, target)
 
 
+def _process_umask() -> int:
+    try:  # Linux: read it without changing it (changing it races with other threads)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_NEW_FILE_MODE: int | None = None
+
+
+def _mode_for(target: str) -> int:
+    """Keep the permissions of the file being replaced; new files get the umask's default."""
+    global _NEW_FILE_MODE
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except OSError:
+        if _NEW_FILE_MODE is None:
+            _NEW_FILE_MODE = 0o666 & ~_process_umask()
+        return _NEW_FILE_MODE
+
+
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -194,17 +228,18 @@ class FileProtocol(Protocol):
     """Read and write text files by path relative to the unit of work's root.
 
     Inside a handler every call joins the handler's transaction. Outside one (a script, a
-    test), each write is its own transaction, committed at once.
+    test), each write is its own transaction, committed at once. Without a ``unit_of_work``,
+    the keyword options (``root``, ...) create one.
     """
 
     unit_of_work: FileUnitOfWork
 
     def __init__(self, unit_of_work: UnitOfWork | None = None, **options: Any) -> None:
         if unit_of_work is None:
-            root = options.pop("root", None)
-            if root is None:
-                raise ConfigError("FileProtocol needs a FileUnitOfWork (or a 'root' option)")
-            unit_of_work = FileUnitOfWork(root)
+            # Shorthand: the protocol section alone, with the unit of work's options.
+            if "root" not in options:
+                raise ConfigError("FileProtocol needs a unit_of_work section (FileUnitOfWork) or a 'root' option")
+            unit_of_work, options = FileUnitOfWork(**options), {}
         if not isinstance(unit_of_work, FileUnitOfWork):
             raise TypeError(f"FileProtocol needs a FileUnitOfWork, got {type(unit_of_work).__name__}")
         super().__init__(unit_of_work, **options)

@@ -324,16 +324,21 @@ class SqlAlchemyProtocol(Protocol):
     test) each call runs in a transaction of its own, committed at once. Writes are flushed
     when called, so database errors (a duplicate key) surface in the handler, and generated
     keys and server defaults are loaded on the returned objects.
+
+    Without a ``unit_of_work``, the keyword options (``url``, ``metadata``, ...) create one.
     """
 
     unit_of_work: SqlAlchemyUnitOfWork
 
     def __init__(self, unit_of_work: UnitOfWork | None = None, **options: Any) -> None:
         if unit_of_work is None:
-            url = options.pop("url", None)
-            if url is None:
-                raise ConfigError("SqlAlchemyProtocol needs a SqlAlchemyUnitOfWork (or a 'url' option)")
-            unit_of_work = SqlAlchemyUnitOfWork(url, **options.pop("engine", {}))
+            # Shorthand: the protocol section alone, with the unit of work's options.
+            if "url" not in options:
+                raise ConfigError(
+                    "SqlAlchemyProtocol needs a unit_of_work section "
+                    "(SqlAlchemyUnitOfWork) or a 'url' option"
+                )
+            unit_of_work, options = SqlAlchemyUnitOfWork(**options), {}
         if not isinstance(unit_of_work, SqlAlchemyUnitOfWork):
             raise TypeError(
                 f"SqlAlchemyProtocol needs a SqlAlchemyUnitOfWork, got {type(unit_of_work).__name__}"
