@@ -2,26 +2,45 @@
 
 Library code logs through the standard :mod:`logging` module; user code may use either that or
 ``structlog.get_logger()``. Both end up in one structlog formatter that adds the ``trace_id`` and
-``span_id`` of the message being handled to every line.
+``span_id`` of the message being handled to every line (JSON lines with ``BOLLYDOG_LOG_JSON``).
+
+When telemetry exports logs (``logs_exporter``/``OTEL_LOGS_EXPORTER``), the telemetry plugin
+adds an OpenTelemetry bridge handler to the root logger (:func:`attach_otel_handler`): records
+then also go to the log exporter, stamped with the current span. :func:`configure_logging` keeps
+that handler when it replaces the others.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import sys
+import warnings
 from typing import Any
 
 import structlog
+from opentelemetry.trace import get_current_span
 
 from bollydog.context import get_message
 
+_KEEP = "_bollydog_keep"  # marks root handlers that configure_logging must not remove
+
 
 def add_trace_context(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: the current message's trace and span ids."""
+    """structlog processor: the current message's trace and span ids.
+
+    When an OpenTelemetry span of the same trace is current (a handler span, or a span the
+    handler opened itself), its span id is used: the line then points at the innermost span.
+    """
     message = get_message()
     if message is not None:
+        span_id = message.span_id
+        current = get_current_span().get_span_context()
+        if current.is_valid and "%032x" % current.trace_id == message.trace_id:
+            span_id = "%016x" % current.span_id
         event_dict.setdefault("trace_id", message.trace_id)
-        event_dict.setdefault("span_id", message.span_id)
+        event_dict.setdefault("span_id", span_id)
         event_dict.setdefault("message", f"{message.domain}.{message.name}")
     return event_dict
 
@@ -57,5 +76,68 @@ def configure_logging(level: str = "INFO", *, json: bool = False, file: str | No
     handler: logging.Handler = logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler, *(h for h in root.handlers if getattr(h, _KEEP, False))]
     root.setLevel(level.upper())
+
+
+# -- OpenTelemetry log bridge ------------------------------------------------------------------
+
+
+def attach_otel_handler(logger_provider: Any, level: int = logging.NOTSET) -> logging.Handler:
+    """Send root-logger records to ``logger_provider`` (an SDK ``LoggerProvider``) as well.
+
+    Needs ``opentelemetry-sdk``. Returns the handler, for :func:`detach_otel_handler`.
+    """
+    handler = _otel_handler_class()(level=level, logger_provider=logger_provider)
+    setattr(handler, _KEEP, True)
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def detach_otel_handler(handler: logging.Handler) -> None:
+    logging.getLogger().removeHandler(handler)
+    handler.flush()
+
+
+_PRIMITIVES = (str, bool, int, float)
+
+
+@functools.cache
+def _otel_handler_class() -> type[logging.Handler]:
+    from opentelemetry.sdk._logs import LoggingHandler
+
+    class OTelBridgeHandler(LoggingHandler):
+        """The SDK's LoggingHandler, made safe for structlog records and for itself.
+
+        structlog hands the formatter an event dict as ``record.msg``: its ``event`` becomes the
+        body and its plain values attributes. Records of ``opentelemetry.*`` loggers are not
+        bridged, so that an exporter failing to export logs cannot feed itself.
+        """
+
+        def __init__(self, level: int = logging.NOTSET, logger_provider: Any = None) -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # deprecated in favour of a contrib package
+                super().__init__(level=level, logger_provider=logger_provider)
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.name.startswith("opentelemetry"):
+                return
+            if isinstance(record.msg, dict):
+                record = copy.copy(record)
+                event = dict(record.msg)
+                record.msg, record.args = str(event.pop("event", "")), ()
+                for key, value in event.items():
+                    if not key.startswith("_") and isinstance(value, _PRIMITIVES):
+                        setattr(record, key, value)
+            super().emit(record)
+
+        @staticmethod
+        def _get_attributes(record: logging.LogRecord) -> Any:
+            attributes = LoggingHandler._get_attributes(record)
+            return {
+                key: value
+                for key, value in attributes.items()
+                if not key.startswith("_") and isinstance(value, _PRIMITIVES)
+            }
+
+    return OTelBridgeHandler

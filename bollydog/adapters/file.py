@@ -79,10 +79,6 @@ class FileUnitOfWork(UnitOfWork):
             )
         self._real_root = os.path.realpath(self.root)
 
-    def in_handler(self) -> bool:
-        """True while a hub-managed scope (a handler execution) is active in this context."""
-        return self._scope.get() is not None
-
     async def begin(self) -> _Staged:
         return _Staged()
 

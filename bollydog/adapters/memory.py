@@ -23,6 +23,12 @@ def _key_of(obj: BaseModel) -> str:
     return str(key)
 
 
+def _check_fields(model: type[BaseModel], names: dict[str, Any]) -> None:
+    unknown = sorted(set(names) - set(model.model_fields))
+    if unknown:
+        raise ValueError(f"{model.__name__} has no field {', '.join(map(repr, unknown))}")
+
+
 class _Staged:
     """A transaction: writes (None = delete) waiting for commit, per collection."""
 
@@ -68,18 +74,18 @@ class MemoryProtocol(Protocol):
         super().__init__(unit_of_work if unit_of_work is not None else MemoryUnitOfWork(), **options)
 
     async def _view(self, model: type[M]) -> dict[str, M]:
-        tx: _Staged = await self.unit_of_work.transaction()
-        view = dict(self.unit_of_work.collections.get(model.__name__, {}))
-        for key, obj in tx.writes.get(model.__name__, {}).items():
-            if obj is None:
-                view.pop(key, None)
-            else:
-                view[key] = obj
-        return view  # type: ignore[return-value]
+        async with self.unit_of_work.operation() as tx:
+            view = dict(self.unit_of_work.collections.get(model.__name__, {}))
+            for key, obj in tx.writes.get(model.__name__, {}).items():
+                if obj is None:
+                    view.pop(key, None)
+                else:
+                    view[key] = obj
+        return dict(sorted(view.items()))  # type: ignore[return-value]  # key order, like a primary key
 
     async def _write(self, model_name: str, key: str, obj: BaseModel | None) -> None:
-        tx: _Staged = await self.unit_of_work.transaction()
-        tx.writes.setdefault(model_name, {})[key] = copy.deepcopy(obj)
+        async with self.unit_of_work.operation() as tx:
+            tx.writes.setdefault(model_name, {})[key] = copy.deepcopy(obj)
 
     async def add(self, obj: M) -> M:
         await self._write(type(obj).__name__, _key_of(obj), obj)
@@ -101,6 +107,7 @@ class MemoryProtocol(Protocol):
         return [copy.deepcopy(o) for o in items[offset:end]]
 
     async def search(self, model: type[M], **filters: Any) -> list[M]:
+        _check_fields(model, filters)
         return [
             copy.deepcopy(o)
             for o in (await self._view(model)).values()
@@ -108,10 +115,11 @@ class MemoryProtocol(Protocol):
         ]
 
     async def update(self, model: type[M], iid: str, **values: Any) -> M | None:
+        _check_fields(model, values)
         current = (await self._view(model)).get(str(iid))
         if current is None:
             return None
-        updated = current.model_copy(update=values)
+        updated = model.model_validate({**current.model_dump(), **values})
         await self._write(model.__name__, str(iid), updated)
         self.unit_of_work.saw(updated)
         return copy.deepcopy(updated)

@@ -221,10 +221,6 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
 
     # -- transactions -----------------------------------------------------------------------------
 
-    def in_handler(self) -> bool:
-        """True while a hub-managed scope (a handler execution) is active in this context."""
-        return self._scope.get() is not None
-
     async def begin(self) -> AsyncSession:
         """A new session with its transaction begun (no connection is taken until first use)."""
         if self.sessionmaker is None:
@@ -348,17 +344,8 @@ class SqlAlchemyProtocol(Protocol):
     # -- sessions ---------------------------------------------------------------------------------
 
     async def _run(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
-        uow = self.unit_of_work
-        if uow._scope.get() is not None:
-            return await operation(await uow.transaction(), *args)
-        session = await uow.begin()
-        try:
-            result = await operation(session, *args)
-        except BaseException:
-            await uow.rollback(session)
-            raise
-        await uow.commit(session)
-        return result
+        async with self.unit_of_work.operation() as session:
+            return await operation(session, *args)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -367,17 +354,8 @@ class SqlAlchemyProtocol(Protocol):
         Outside a handler: a session of its own, committed when the block ends without error.
         Do not commit or close it yourself; the unit of work does.
         """
-        uow = self.unit_of_work
-        if uow.in_handler():
-            yield await uow.transaction()
-            return
-        session = await uow.begin()
-        try:
+        async with self.unit_of_work.operation() as session:
             yield session
-        except BaseException:
-            await uow.rollback(session)
-            raise
-        await uow.commit(session)
 
     # -- CRUD -------------------------------------------------------------------------------------
 

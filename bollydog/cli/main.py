@@ -189,6 +189,80 @@ def list_command(config: str | None, as_json: bool) -> None:
             click.echo(f"  {'':<8} {'':<32}   -> {handler}")
 
 
+@cli.group()
+def deadletters() -> None:
+    """Inspect and replay the Redis transport's dead letters (see docs/distribute.md)."""
+
+
+def _dead_letter_transport(config: str | None) -> Any:
+    from bollydog.bootstrap import build
+
+    try:
+        transport = build(config, entrypoints=False).hub.transport
+    except BollydogError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    if not hasattr(transport, "dead_letters"):
+        _fail(
+            "the config has no transport with dead letters: add a section with "
+            "'app: !module bollydog.transport.redis.RedisTransport'",
+            EXIT_BAD_INPUT,
+        )
+    return transport
+
+
+@deadletters.command(name="list")
+@_config_option
+@click.option("--count", default=100, show_default=True, help="At most this many, oldest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, every field.")
+def deadletters_list(config: str | None, count: int, as_json: bool) -> None:
+    """List dead letters: id, time, reason, message name, stream."""
+    import datetime
+
+    transport = _dead_letter_transport(config)
+
+    async def main() -> list[dict[str, str]]:
+        try:
+            return await transport.dead_letters(count)
+        finally:
+            await transport.close()
+
+    entries = _run(main)
+    for entry in entries:
+        if as_json:
+            click.echo(json.dumps(entry, ensure_ascii=False))
+            continue
+        when = datetime.datetime.fromtimestamp(float(entry.get("dl_time") or 0)).isoformat(timespec="seconds")
+        click.echo(
+            f"{entry['dl_id']}  {when}  {entry.get('name', '?')}  {entry.get('dl_stream', '?')}  "
+            f"{entry.get('dl_reason', '')}"
+        )
+    if not as_json:
+        click.echo(f"{len(entries)} dead letter(s)", err=True)
+
+
+@deadletters.command(name="replay")
+@_config_option
+@click.option("--id", "ids", multiple=True, help="Dead letter id (from 'list'); repeat for several.")
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+def deadletters_replay(config: str | None, ids: tuple[str, ...], replay_all: bool) -> None:
+    """Put dead letters back on the stream they came from, and remove them from the dead letters."""
+    if not ids and not replay_all:
+        _fail("give --id ID (repeatable) or --all", EXIT_BAD_INPUT)
+    transport = _dead_letter_transport(config)
+
+    async def main() -> list[str]:
+        try:
+            return await transport.replay(None if replay_all else list(ids))
+        finally:
+            await transport.close()
+
+    replayed = _run(main)
+    missing = sorted(set(ids) - set(replayed))
+    click.echo(f"replayed {len(replayed)} dead letter(s)")
+    if missing:
+        _fail(f"not found among the dead letters: {', '.join(missing)}", EXIT_HANDLER_FAILED)
+
+
 def main() -> None:
     cli(prog_name="bollydog")
 

@@ -82,6 +82,7 @@ class UnitOfWork:
         except BaseException:
             if scope.started:
                 await self.rollback(scope.transaction)
+            scope.collect_events()  # events of rolled-back changes must not surface later
             raise
         else:
             if scope.started:
@@ -89,19 +90,40 @@ class UnitOfWork:
         finally:
             self._scope.reset(token)
 
-    async def transaction(self) -> Any:
-        """The current handler's transaction, begun on first use.
+    def in_handler(self) -> bool:
+        """True while a hub-managed scope (a handler execution) is active in this context."""
+        return self._scope.get() is not None
 
-        Outside a hub-managed scope (a script, a test), each call gets a fresh transaction that
-        the caller must commit; prefer running code as a handler.
-        """
+    async def transaction(self) -> Any:
+        """The current handler's transaction, begun on first use."""
         scope = self._scope.get()
         if scope is None:
-            return await self.begin()
+            raise RuntimeError(
+                "no unit-of-work scope: call the protocol from a handler, or wrap the calls in "
+                "'async with unit_of_work.scope():' (or use unit_of_work.operation())"
+            )
         if not scope.started:
             scope.transaction = await self.begin()
             scope.started = True
         return scope.transaction
+
+    @asynccontextmanager
+    async def operation(self) -> AsyncIterator[Any]:
+        """The transaction one protocol call works in.
+
+        Inside a handler: the handler's transaction. Outside (a script, a test's assertions):
+        a transaction of its own, committed when the block ends, rolled back if it raises.
+        """
+        if self._scope.get() is not None:
+            yield await self.transaction()
+            return
+        transaction = await self.begin()
+        try:
+            yield transaction
+        except BaseException:
+            await self.rollback(transaction)
+            raise
+        await self.commit(transaction)
 
     def record_event(self, event: Event) -> None:
         """Publish ``event`` after the current transaction commits (dropped on rollback)."""

@@ -80,12 +80,13 @@ class HubService(Service):
         for app in apps:
             self.add_app(app)
         # Outermost first: user layers (e.g. telemetry) see retries; each retry gets its own
-        # timeout; a timeout rolls back the transaction it interrupts.
+        # transaction; the deadline bounds the handler inside it, so an expired handler rolls
+        # back while a commit is never cut short.
         self.middlewares: list[Middleware] = [
             *middlewares,
             RetryMiddleware(settings.retry_backoff, settings.retry_backoff_max),
-            TimeoutMiddleware(),
             TransactionMiddleware(self.publish_nowait),
+            TimeoutMiddleware(),
         ]
 
         self._queue: asyncio.PriorityQueue | None = None
