@@ -32,6 +32,10 @@ class Settings(BaseSettings):
         return [m.strip() for m in self.handlers.split(",") if m.strip()]
 
 
+#: Bumped by :func:`reload_settings`, so that values derived from settings know to refresh.
+settings_generation = [0]
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
@@ -39,4 +43,5 @@ def get_settings() -> Settings:
 
 def reload_settings() -> Settings:
     get_settings.cache_clear()
+    settings_generation[0] += 1
     return get_settings()

@@ -83,13 +83,10 @@ class TimeoutMiddleware:
         self._timer_at = float("inf")
         self._keys = itertools.count()
 
-    def __call__(self, call_next: Next, message: "BaseMessage", handler: "Handler") -> Awaitable[Any]:
-        if not message.expire_time:
-            return call_next(message, handler)
-        return self._bounded(message, handler, call_next)
-
-    async def _bounded(self, message: "BaseMessage", handler: "Handler", call_next: Next) -> Any:
+    async def __call__(self, call_next: Next, message: "BaseMessage", handler: "Handler") -> Any:
         limit = message.expire_time
+        if not limit:
+            return await call_next(message, handler)
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         at = loop.time() + limit

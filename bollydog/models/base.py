@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from bollydog.context import current_session, handler_frame, new_trace_id, remote_parent
 from bollydog.errors import InvalidMessageError, ReservedFieldError
-from bollydog.settings import get_settings
+from bollydog.settings import get_settings, settings_generation
 
 _random_bits = random.getrandbits
 _set_slot = object.__setattr__
@@ -151,9 +151,10 @@ class BaseMessage(BaseModel):
             self._fill_partial(values, given)
             return
         # The common case, a message created by user code, inlined: this runs for every message.
-        bits = "%048x" % _random_bits(192)  # one draw for both ids
+        # One random draw gives every id: iid (32 hex), span id (16), trace id (32) if new.
+        bits = "%080x" % _random_bits(320)
         values["iid"] = bits[:32]
-        values["span_id"] = bits[32:]
+        values["span_id"] = bits[32:48]
         frame = handler_frame.get()
         if frame is not None:
             parent = frame[0]
@@ -163,12 +164,15 @@ class BaseMessage(BaseModel):
         elif (remote := remote_parent.get()) is not None:
             values["trace_id"], values["parent_span_id"] = remote
         else:
-            values["trace_id"] = "%032x" % _random_bits(128)
+            values["trace_id"] = bits[48:]
         values["created_time"] = _now()
         session = current_session.get()
         if session is not None:
             values["created_by"] = session.username
-        values["expire_time"], values["delivery_count"], values["qos"] = type(self)._delivery_defaults()
+        cached = type(self)._bd_defaults
+        if cached is None or cached[0] is not type(self) or cached[1] != settings_generation[0]:
+            cached = type(self)._cache_defaults()
+        values["expire_time"], values["delivery_count"], values["qos"] = cached[2]
 
     def _fill_partial(self, values: dict[str, Any], given: set[str]) -> None:
         if "iid" not in given:
@@ -205,13 +209,19 @@ class BaseMessage(BaseModel):
 
     @classmethod
     def _delivery_defaults(cls) -> tuple[float, int, int]:
-        """``(expire_time, delivery_count, qos)`` defaults, cached per class and settings."""
-        settings = get_settings()
+        """``(expire_time, delivery_count, qos)`` defaults of this class under current settings."""
         cached = cls.__dict__.get("_bd_defaults")
-        if cached is None or cached[0] is not settings:
-            cached = (settings, (cls._class_expire_time(), cls.default_delivery_count, cls.default_qos))
-            type.__setattr__(cls, "_bd_defaults", cached)
-        return cached[1]
+        if cached is None or cached[1] != settings_generation[0]:
+            cached = cls._cache_defaults()
+        return cached[2]
+
+    @classmethod
+    def _cache_defaults(cls) -> tuple[type, int, tuple[float, int, int]]:
+        # Keyed by class (a subclass must not read its parent's entry) and by settings generation
+        # (reload_settings() invalidates every entry).
+        cached = (cls, settings_generation[0], (cls._class_expire_time(), cls.default_delivery_count, cls.default_qos))
+        type.__setattr__(cls, "_bd_defaults", cached)
+        return cached
 
     @classmethod
     def _class_expire_time(cls) -> float:
