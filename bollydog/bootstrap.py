@@ -110,7 +110,10 @@ def build(
         if key in selected or _is_infrastructure(section)
     }
     has_plugin = any(issubclass(t, HubPlugin) for t in targets.values())
-    for key, target in targets.items():
+    # Infrastructure first (stable order otherwise): tracing and the transport must be in place
+    # before any entrypoint starts taking requests.
+    ordered = sorted(targets.items(), key=lambda item: not issubclass(item[1], (Transport, HubPlugin)))
+    for key, target in ordered:
         if issubclass(target, (Transport, HubPlugin)):
             _add_infrastructure(hub, _construct(key, sections[key], target))
         elif issubclass(target, AppService):

@@ -175,6 +175,9 @@ class HandlerRegistry:
         self.commands: dict[type[BaseMessage], Handler] = {}
         self.events: dict[type[BaseMessage], list[Handler]] = {}
         self.messages: dict[str, list[type[BaseMessage]]] = {}
+        #: Domains a message is known under: its own ``domain`` and the domain of the app whose
+        #: handler serves it (a Command of package ``example`` served by app ``todo``).
+        self.domains: dict[type[BaseMessage], set[str]] = {}
         self._event_cache: dict[type[BaseMessage], tuple[Handler, ...]] = {}
 
     def register(self, handler: Handler, app: Any = None) -> None:
@@ -192,16 +195,24 @@ class HandlerRegistry:
                         "a Command has exactly one (use an Event for several)"
                     )
                 self.commands[message_type] = handler
-            self.add_message(message_type)
+            self.add_message(message_type, getattr(app, "domain", None))
 
     def register_all(self, handlers: Iterable[Handler], app: Any = None) -> None:
         for handler in handlers:
             self.register(handler, app)
 
-    def add_message(self, message_type: type[BaseMessage]) -> None:
+    def add_message(self, message_type: type[BaseMessage], domain: str | None = None) -> None:
         same_name = self.messages.setdefault(message_type.name, [])
         if message_type not in same_name:
             same_name.append(message_type)
+        known = self.domains.setdefault(message_type, {message_type.domain})
+        if domain:
+            known.add(domain)
+
+    def qualified_name(self, message_type: type[BaseMessage]) -> str:
+        """``domain.name``, with the serving app's domain when it differs from the class's."""
+        served = sorted(self.domains.get(message_type, ()) - {message_type.domain})
+        return f"{served[0] if served else message_type.domain}.{message_type.name}"
 
     def command_handler(self, message_type: type[BaseMessage]) -> Handler | None:
         return self.commands.get(message_type)
@@ -227,11 +238,13 @@ class HandlerRegistry:
         candidates = self.messages.get(reference.lower(), [])
         if not candidates and "." in reference:
             domain, _, name = reference.rpartition(".")
-            candidates = [c for c in self.messages.get(name.lower(), []) if c.domain == domain]
+            candidates = [
+                c for c in self.messages.get(name.lower(), []) if domain in self.domains.get(c, {c.domain})
+            ]
         if len(candidates) == 1:
             return candidates[0]
         if len(candidates) > 1:
-            options = ", ".join(f"{c.domain}.{c.name}" for c in candidates)
+            options = ", ".join(self.qualified_name(c) for c in candidates)
             raise UnknownMessageError(f"message name '{reference}' is ambiguous: use one of {options}")
         return import_message(reference)
 

@@ -75,7 +75,7 @@ def test_seed_lines_work_and_ctrl_d_stops_the_hub_cleanly() -> None:
     assert printed(child, "R5", "(await hub.execute(Restock(sku='a', units=3)))") == "3"
     result = printed(child, "R6", "(await hub.execute(PlaceOrder(customer='ann', lines=[{'sku': 'a', 'quantity': 2}])))['status']")
     assert result == "'placed'"
-    assert printed(child, "R7", "type(example).__name__, sorted(apps)") == "('ExampleService', ['bollydog', 'example'])"
+    assert printed(child, "R7", "type(example).__name__, sorted(apps)") == "('ExampleService', ['bollydog', 'example', 'todo'])"
     assert printed(child, "R8", "__import__('bollydog.globals').globals.hub._get_current_object() is hub") == "True"
     child.sendcontrol("d")
     child.expect("exit\\?")  # ptpython asks before leaving on Ctrl-D

@@ -25,6 +25,7 @@ log = logging.getLogger("bollydog.hub")
 
 Next = Callable[["BaseMessage", "Handler"], Awaitable[Any]]
 Middleware = Callable[..., Awaitable[Any]]
+RetryListener = Callable[["BaseMessage", "Handler", int, BaseException, float], None]
 
 
 def compose(middlewares: Sequence[Middleware], innermost: Next) -> Next:
@@ -41,8 +42,15 @@ class RetryMiddleware:
     The wait doubles after each failure, from ``backoff`` up to ``backoff_max`` seconds.
     """
 
-    def __init__(self, backoff: float = 0.1, backoff_max: float = 5.0) -> None:
+    def __init__(
+        self,
+        backoff: float = 0.1,
+        backoff_max: float = 5.0,
+        listeners: list[RetryListener] | None = None,
+    ) -> None:
         self.backoff, self.backoff_max = backoff, backoff_max
+        #: ``listener(message, handler, attempt, error, delay)`` before each retry (telemetry).
+        self.listeners: list[RetryListener] = listeners if listeners is not None else []
 
     def __call__(self, call_next: Next, message: "BaseMessage", handler: "Handler") -> Awaitable[Any]:
         if (message.delivery_count or 1) <= 1:
@@ -62,6 +70,11 @@ class RetryMiddleware:
                     "%s failed (delivery %d of %d), retrying in %.3fs: %s: %s",
                     message.name, attempt, deliveries, delay, type(exc).__name__, exc,
                 )
+                for listener in self.listeners:
+                    try:
+                        listener(message, handler, attempt, exc, delay)
+                    except Exception:
+                        log.exception("retry listener %r failed", listener)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
 

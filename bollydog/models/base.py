@@ -278,8 +278,8 @@ class BaseMessage(BaseModel):
                 self._settle_future(outcome)
         return outcome.future
 
-    @property
-    def done(self) -> bool:
+    def has_outcome(self) -> bool:
+        """True once a result or an error was set (``state`` would not wait)."""
         return self._bd_outcome is not None and self._bd_outcome.done
 
     def set_result(self, result: Any) -> None:

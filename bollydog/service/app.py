@@ -29,6 +29,7 @@ from bollydog.errors import ConfigError, EventHandlersError, HubNotRunningError,
 from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover
 from bollydog.hub.middleware import (
     Middleware,
+    RetryListener,
     RetryMiddleware,
     TransactionMiddleware,
     compose,
@@ -82,9 +83,11 @@ class HubService(Service):
         # Outermost first: user layers (e.g. telemetry) see retries; each retry gets its own
         # transaction; the deadline bounds the handler inside it, so an expired handler rolls
         # back while a commit is never cut short.
+        #: ``listener(message, handler, attempt, error, delay)`` called before each retry.
+        self.retry_listeners: list[RetryListener] = []
         self.middlewares: list[Middleware] = [
             *middlewares,
-            RetryMiddleware(settings.retry_backoff, settings.retry_backoff_max),
+            RetryMiddleware(settings.retry_backoff, settings.retry_backoff_max, self.retry_listeners),
             TransactionMiddleware(self.publish_nowait),
             TimeoutMiddleware(),
         ]

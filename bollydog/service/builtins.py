@@ -64,7 +64,7 @@ def describe_messages(registry: HandlerRegistry) -> list[dict[str, Any]]:
             kind, handlers = "event", [h.qualname for h in registry.event_handlers(cls)]
         described.append(
             {
-                "domain": cls.domain,
+                "domain": registry.qualified_name(cls).rpartition(".")[0],
                 "name": cls.name,
                 "kind": kind,
                 "class": f"{cls.__module__}.{cls.__qualname__}",

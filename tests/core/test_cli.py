@@ -120,3 +120,22 @@ def test_service_runs_until_sigterm_and_exits_cleanly():
 def test_service_rejects_unknown_include_names():
     done = bollydog("service", "--config=example/config.yaml", "--include=nope")
     assert done.returncode == 2 and "nope" in done.stderr
+
+
+def test_example_tasks_persist_in_sqlite_across_processes(tmp_path):
+    env = {"BOLLYDOG_EXAMPLE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}"}
+    run = lambda *args: bollydog("execute", "--config=example/config.yaml", *args, env=env)  # noqa: E731
+    assert json.loads(run("--message=todo.addtask", "--title=buy milk").stdout)["id"] == 1
+    assert json.loads(run("--message=todo.addtask", "--title=walk").stdout)["id"] == 2
+    assert json.loads(run("--message=todo.completetask", "--task-id=1").stdout)["done"] is True
+    assert json.loads(run("--message=todo.listtasks", "--done=false").stdout) == [
+        {"id": 2, "title": "walk", "done": False}
+    ]
+    missing = run("--message=todo.completetask", "--task-id=7")
+    assert missing.returncode == 1 and "UnknownTask: no task 7" in missing.stderr
+    bad_url = bollydog(
+        "execute", "--config=example/config.yaml", "--message=todo.listtasks",
+        env={"BOLLYDOG_EXAMPLE_DATABASE_URL": "postgresql+asyncpg://user:secret@127.0.0.1:1/none"},
+    )
+    assert bad_url.returncode == 2
+    assert "127.0.0.1:1" in bad_url.stderr and "secret" not in bad_url.stderr

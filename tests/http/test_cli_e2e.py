@@ -42,6 +42,19 @@ def test_service_serves_the_seed_url_and_stops_on_sigterm():
         assert r.status_code == 200
         assert isinstance(r.json(), int)
         assert httpx.get(f"http://127.0.0.1:{port}/count", timeout=2).status_code == 200  # alias
+        # The example's persistent domain (SQLite through SQLAlchemy).
+        todo = f"http://127.0.0.1:{port}/todo/todoservice"
+        created = httpx.post(f"{todo}/addtask", json={"title": "over http"}, timeout=5)
+        assert created.status_code == 200, created.text
+        task_id = created.json()["id"]
+        done = httpx.get(f"{todo}/completetask", params={"task_id": task_id}, timeout=5)
+        assert done.json() == {"id": task_id, "title": "over http", "done": True}
+        listed = httpx.get(f"{todo}/listtasks", params={"done": "true"}, timeout=5).json()
+        assert {"id": task_id, "title": "over http", "done": True} in listed
+        invalid = httpx.post(f"{todo}/addtask", json={"title": ""}, timeout=5)
+        assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "title"
+        unknown = httpx.get(f"{todo}/completetask", params={"task_id": 999999}, timeout=5)
+        assert unknown.status_code == 500 and unknown.json()["error"] == "UnknownTask"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=8) == 0, process.stdout.read().decode(errors="replace")
     finally:

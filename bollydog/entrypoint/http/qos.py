@@ -136,7 +136,7 @@ def describe_outcome(message: BaseMessage, *, debug: bool = False) -> dict[str, 
         "domain": message.domain,
         "name": message.name,
     }
-    if not message.done:  # not touching ``state`` while pending: no future left unobserved
+    if not message.has_outcome():  # not touching ``state`` while pending: no future left unobserved
         body["status"] = "pending"
         return body
     future = message.state

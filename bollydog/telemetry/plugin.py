@@ -1,0 +1,205 @@
+"""TelemetryPlugin: the hub plugin that turns tracing, metrics and the OTel log bridge on.
+
+Config section (every key optional)::
+
+    telemetry:
+      app: !module bollydog.telemetry.TelemetryPlugin
+      service_name: shop                     # else OTEL_SERVICE_NAME, else "bollydog"
+      traces_exporter: otlp                  # console | otlp | memory | none (else OTEL_TRACES_EXPORTER)
+      metrics_exporter: otlp                 # (else OTEL_METRICS_EXPORTER)
+      logs_exporter: none                    # (else OTEL_LOGS_EXPORTER)
+      endpoint: http://127.0.0.1:4318        # OTLP/HTTP base URL (else OTEL_EXPORTER_OTLP_ENDPOINT)
+
+Without such a section, the standard ``OTEL_*`` variables alone create one (see
+:func:`plugin_from_environment`). Lifecycle: the SDK is configured when the plugin starts (with
+the hub) and flushed and shut down when it stops; before and after, its middleware passes
+messages through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from bollydog.bootstrap import HubPlugin
+from bollydog.context import current_hub
+from bollydog.errors import ConfigError
+from bollydog.telemetry import metrics as _metrics
+from bollydog.telemetry.setup import (
+    Telemetry,
+    configure_telemetry,
+    exporter_names,
+    require_sdk,
+    wants_telemetry,
+)
+from bollydog.telemetry.tracing import TelemetryMiddleware
+
+log = logging.getLogger("bollydog.telemetry")
+
+
+class TelemetryPlugin(HubPlugin):
+    """OpenTelemetry for a hub: a span and metrics per handler execution, logs bridged.
+
+    ``install_global`` (default True) also makes the providers the process-wide OpenTelemetry
+    ones when none is set yet, so that ``opentelemetry.trace.get_tracer(...)`` in user code
+    exports through them too. ``hub`` defaults to the hub that starts the plugin.
+    """
+
+    def __init__(
+        self,
+        service_name: str | None = None,
+        traces_exporter: Any = None,
+        metrics_exporter: Any = None,
+        logs_exporter: Any = None,
+        endpoint: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        metric_export_interval: float | None = None,
+        install_global: bool = True,
+        hub: Any = None,
+        **options: Any,
+    ) -> None:
+        if options:
+            raise ConfigError(
+                f"telemetry: unknown option(s) {', '.join(sorted(options))}; known: service_name, "
+                "traces_exporter, metrics_exporter, logs_exporter, endpoint, headers, "
+                "metric_export_interval, install_global"
+            )
+        super().__init__()
+        self.settings = {
+            "service_name": service_name,
+            "traces_exporter": traces_exporter,
+            "metrics_exporter": metrics_exporter,
+            "logs_exporter": logs_exporter,
+            "endpoint": endpoint,
+            "headers": headers,
+            "metric_export_interval": metric_export_interval,
+            "install_global": install_global,
+        }
+        # Resolved now, so that a bad exporter name or a missing SDK fails at start-up.
+        self.signals = {
+            signal: exporter_names(signal, self.settings[f"{signal}_exporter"], endpoint=endpoint)
+            for signal in ("traces", "metrics", "logs")
+        }
+        if any(self.signals.values()):
+            require_sdk()
+        self.hub = hub
+        self.telemetry: Telemetry | None = None
+        self._middleware = TelemetryMiddleware()
+        self._log_handler: logging.Handler | None = None
+        self._retry_listening = False
+
+    # -- the hub plugin protocol ---------------------------------------------------------------
+
+    @property
+    def middleware(self) -> Any:
+        """The dispatch layer, or None when no traces or metrics are exported (zero cost)."""
+        if not (self.signals["traces"] or self.signals["metrics"]):
+            return None
+        return self._middleware
+
+    def install(self, hub: Any) -> "TelemetryPlugin":
+        """Add this plugin to ``hub`` by hand (what bootstrap does for a config section)."""
+        self.hub = hub
+        if self.middleware is not None:
+            hub.add_middleware(self.middleware)
+        hub.add_dependency(self)
+        return self
+
+    async def on_start(self) -> None:
+        if self.hub is None:
+            self.hub = current_hub.get()  # the starting hub set it; its children start after
+        telemetry = self.telemetry = configure_telemetry(
+            **{k: v for k, v in self.settings.items() if not k.endswith("_exporter")},
+            **{f"{signal}_exporter": names for signal, names in self.signals.items()},
+        )
+        tracer = None
+        if telemetry.tracer_provider is not None:
+            tracer = telemetry.tracer_provider.get_tracer("bollydog", _version())
+        instruments = None
+        if telemetry.meter_provider is not None:
+            instruments = _metrics.Instruments(telemetry.meter_provider.get_meter(_metrics.METER_NAME, _version()))
+            if self.hub is not None:
+                instruments.observe(self.hub)
+            _metrics.activate(instruments)
+        self._middleware.bind(tracer, instruments)
+        if (tracer is not None or instruments is not None) and self.hub is not None:
+            self.hub.retry_listeners.append(_on_retry)
+            self._retry_listening = True
+        if telemetry.logger_provider is not None:
+            from bollydog.logging import attach_otel_handler
+
+            self._log_handler = attach_otel_handler(telemetry.logger_provider)
+
+    async def on_stop(self) -> None:
+        _metrics.deactivate(self._middleware.instruments)
+        self._middleware.bind(None, None)
+        if self._retry_listening and self.hub is not None:
+            if _on_retry in self.hub.retry_listeners:
+                self.hub.retry_listeners.remove(_on_retry)
+            self._retry_listening = False
+        if self._log_handler is not None:
+            from bollydog.logging import detach_otel_handler
+
+            detach_otel_handler(self._log_handler)
+            self._log_handler = None
+        telemetry = self.telemetry  # kept after stop: in-memory exporters stay readable
+        if telemetry is not None:
+            # Exporters flush over the network: off the event loop.
+            await asyncio.to_thread(telemetry.shutdown)
+
+    # -- in-memory exporters (``memory``), for tests -------------------------------------------
+
+    @property
+    def span_exporter(self) -> Any:
+        """The ``InMemorySpanExporter`` (traces_exporter ``memory``), once started."""
+        return self.telemetry.span_exporter if self.telemetry else None
+
+    @property
+    def metric_reader(self) -> Any:
+        """The ``InMemoryMetricReader`` (metrics_exporter ``memory``), once started."""
+        return self.telemetry.metric_reader if self.telemetry else None
+
+    @property
+    def log_exporter(self) -> Any:
+        """The ``InMemoryLogRecordExporter`` (logs_exporter ``memory``), once started."""
+        return self.telemetry.log_exporter if self.telemetry else None
+
+
+def _on_retry(message: Any, handler: Any, attempt: int, error: BaseException, delay: float) -> None:
+    """The hub's retry hook: count the retry and mark it on the handler's span."""
+    _metrics.record_retry(message, attempt, error, delay)
+
+
+def plugin_from_environment(environ: Mapping[str, str] | None = None) -> TelemetryPlugin | None:
+    """A :class:`TelemetryPlugin` when the standard ``OTEL_*`` variables ask for an exporter.
+
+    ``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER`` or ``OTEL_LOGS_EXPORTER`` naming
+    ``console`` or ``otlp``, or an ``OTEL_EXPORTER_OTLP_ENDPOINT`` (then every signal whose
+    exporter variable is unset goes to OTLP, as the OpenTelemetry defaults say). None otherwise,
+    and when ``OTEL_SDK_DISABLED=true``. Raises :class:`~bollydog.errors.MissingDependencyError`
+    when telemetry is asked for but ``opentelemetry-sdk`` is not installed.
+    """
+    env = os.environ if environ is None else environ
+    if not wants_telemetry(env):
+        return None
+    if environ is None:
+        return TelemetryPlugin()
+    return TelemetryPlugin(
+        **{
+            f"{signal}_exporter": exporter_names(signal, None, environ=env) or "none"
+            for signal in ("traces", "metrics", "logs")
+        }
+    )
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("bollydog")
+    except Exception:  # not installed (running from a checkout)
+        return "0"

@@ -1,0 +1,672 @@
+"""RedisTransport: Commands and Events between processes over Redis Streams.
+
+Layout (``prefix`` defaults to ``bollydog``)::
+
+    {prefix}:stream:{domain}:high     messages of priority >= high_priority
+    {prefix}:stream:{domain}:normal   the others; consumer group "{domain}" on both
+    {prefix}:reply:{consumer}         replies to this process's requests (one reader task)
+    {prefix}:deadletter               entries that could not be handled, with their reason
+    {prefix}:done:{domain}:{id}       processed ids (only with dedup_ttl > 0)
+
+Every process hosting a domain reads its streams in the domain's consumer group, so N processes
+share the load. An entry is acknowledged once its handler finished and its reply was sent (one
+pipeline: XADD reply, XACK, XDEL). A consumer that dies leaves its entries pending; another one
+claims them with XAUTOCLAIM once they are idle for ``claim_idle`` seconds. Entries delivered more
+than ``max_deliveries`` times, and entries that are not valid envelopes, go to the dead-letter
+stream. Handler exceptions are replies, not redeliveries. See docs/distribute.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from bollydog.errors import (
+    ConfigError,
+    EventHandlersError,
+    HandlerTimeoutError,
+    MissingDependencyError,
+    TransportError,
+)
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError, ResponseError
+except ImportError:  # pragma: no cover - exercised by the missing-extra test
+    raise MissingDependencyError("the Redis transport", "redis", "redis") from None
+
+from bollydog.context import current_session, new_trace_id
+from bollydog.hub.transport import Transport
+from bollydog.models.base import BaseMessage, Event
+from bollydog.settings import get_settings
+from bollydog.transport import wire
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.service.app import HubService
+
+log = logging.getLogger("bollydog.transport.redis")
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+HIGH, NORMAL = "high", "normal"
+_NETWORK_ERRORS = (RedisError, OSError)
+
+
+def _patterns(value: Any, key: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(p.strip() for p in value.split(",") if p.strip())
+    if isinstance(value, Iterable):
+        return tuple(str(p) for p in value)
+    raise ConfigError(f"distribute.{key}: expected a list of 'domain.name' patterns, got {value!r}")
+
+
+class RedisTransport(Transport):
+    """Redis Streams transport. Options (all optional) come from the config section:
+
+    ``url``, ``prefix``, ``consumer`` (name in the groups; set a stable one per instance to
+    resume its own pending entries after a restart), ``concurrency`` (handlers in flight),
+    ``batch`` (entries per read), ``block_ms``, ``claim_idle`` and ``claim_interval``
+    (seconds), ``max_deliveries``, ``maxlen`` (approximate stream cap, None for none),
+    ``delete_acked``, ``dedup_ttl`` (seconds, 0 = off), ``reply_maxlen``, ``high_priority``,
+    ``accept``/``reject`` (fnmatch patterns on ``domain.name``), ``op_timeout``,
+    ``reconnect_backoff``/``reconnect_backoff_max``, ``deadletter_maxlen``, ``grace``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str = "bollydog",
+        consumer: str | None = None,
+        concurrency: int = 64,
+        batch: int = 32,
+        block_ms: int = 2000,
+        claim_idle: float = 30.0,
+        claim_interval: float | None = None,
+        max_deliveries: int = 5,
+        maxlen: int | None = 1_000_000,
+        delete_acked: bool = True,
+        dedup_ttl: float = 0,
+        reply_maxlen: int = 10_000,
+        high_priority: int = 1,
+        accept: Any = ("*",),
+        reject: Any = (),
+        op_timeout: float = 5.0,
+        reconnect_backoff: float = 0.1,
+        reconnect_backoff_max: float = 5.0,
+        deadletter_maxlen: int | None = 100_000,
+        grace: float | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise ConfigError(
+                f"distribute: unknown RedisTransport option(s) {', '.join(sorted(unknown))}; "
+                "see docs/distribute.md for the options"
+            )
+        super().__init__()
+        try:
+            self.url = url or os.environ.get("BOLLYDOG_REDIS_URL") or DEFAULT_URL
+            self.prefix = str(prefix)
+            self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+            self.concurrency = max(1, int(concurrency))
+            self.batch = max(1, int(batch))
+            self.block_ms = max(1, int(block_ms))
+            self.claim_idle = float(claim_idle)
+            self.claim_interval = float(claim_interval) if claim_interval else max(0.05, self.claim_idle / 2)
+            self.max_deliveries = max(1, int(max_deliveries))
+            self.maxlen = int(maxlen) if maxlen not in (None, "", 0, "0") else None
+            self.delete_acked = str(delete_acked).lower() not in ("false", "0", "no")
+            self.dedup_ttl = float(dedup_ttl or 0)
+            self.reply_maxlen = int(reply_maxlen)
+            self.high_priority = int(high_priority)
+            self.op_timeout = float(op_timeout)
+            self.reconnect_backoff = float(reconnect_backoff)
+            self.reconnect_backoff_max = float(reconnect_backoff_max)
+            self.deadletter_maxlen = int(deadletter_maxlen) if deadletter_maxlen else None
+            self.grace = None if grace is None else float(grace)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"distribute: invalid RedisTransport option: {exc}") from None
+        self.accept = _patterns(accept, "accept") or ("*",)
+        self.reject = _patterns(reject, "reject")
+        self.options = {"url": self.url, "prefix": self.prefix, "consumer": self.consumer}
+        self.reply_key = f"{self.prefix}:reply:{self.consumer}"
+        self.deadletter_key = f"{self.prefix}:deadletter"
+
+        self._redis: Any = None  # commands (bounded by op_timeout)
+        self._blocking: Any = None  # XREAD/XREADGROUP BLOCK, one pooled connection per reader
+        self._hub: HubService | None = None
+        self._hosted: list[str] = []
+        self._stopping = False
+        self._tasks: list[asyncio.Task] = []  # readers and claimers
+        self._inflight: dict[asyncio.Task, list[Any]] = {}  # task -> [stream, domain, entry, touched]
+        self._inflight_ids: set[tuple[str, str]] = set()
+        self._capacity: asyncio.Event | None = None
+        self._waiting: dict[str, asyncio.Future] = {}
+        self._reply_task: asyncio.Task | None = None
+        self._routes: dict[type, tuple[str, ...]] = {}
+        self._accepted: dict[str, bool] = {}
+
+    # -- naming ----------------------------------------------------------------------------------
+
+    def stream(self, domain: str, band: str = NORMAL) -> str:
+        return f"{self.prefix}:stream:{domain}:{band}"
+
+    def _band(self, priority: int) -> str:
+        return HIGH if priority >= self.high_priority else NORMAL
+
+    def _done_key(self, domain: str, message_id: str) -> str:
+        return f"{self.prefix}:done:{domain}:{message_id}"
+
+    # -- routing (producer side) -----------------------------------------------------------------
+
+    def add_remote(self, domain: str, message_types: Iterable[type[BaseMessage]]) -> None:
+        super().add_remote(domain, message_types)
+        self._routes.clear()
+
+    def _domains_for(self, message_type: type) -> tuple[str, ...]:
+        domains = self._routes.get(message_type)
+        if domains is None:
+            found: set[str] = set(self.remote.get(message_type, ()))
+            if issubclass(message_type, Event):  # handlers of a base Event class see subclasses
+                for klass in message_type.__mro__[1:]:
+                    if isinstance(klass, type) and issubclass(klass, Event):
+                        found |= self.remote.get(klass, set())
+            domains = self._routes[message_type] = tuple(sorted(found))
+        return domains
+
+    def serves(self, message_type: type[BaseMessage]) -> bool:
+        return bool(self._domains_for(message_type))
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        if self._redis is not None:
+            return
+        common = dict(decode_responses=True, socket_connect_timeout=self.op_timeout)
+        # One quick retry: a pooled connection may be stale after a Redis restart.
+        self._redis = aioredis.Redis.from_url(
+            self.url, socket_timeout=self.op_timeout, retry=Retry(NoBackoff(), 1), **common
+        )
+        self._blocking = aioredis.Redis.from_url(
+            self.url, socket_timeout=self.block_ms / 1000 + self.op_timeout, retry=Retry(NoBackoff(), 0), **common
+        )
+
+    async def close(self) -> None:
+        """Close the connections (``stop`` does it too)."""
+        for client in (self._redis, self._blocking):
+            if client is not None:
+                try:
+                    await client.aclose()
+                except _NETWORK_ERRORS:  # pragma: no cover - best effort
+                    pass
+        self._redis = self._blocking = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, hub: "HubService") -> None:
+        self._hub = hub
+        self._stopping = False
+        self._connect()
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._hosted = [d for d in hub.apps if d != "bollydog"]
+        for domain in self._hosted:
+            self._tasks.append(asyncio.create_task(self._consume(domain), name=f"bollydog-redis-consume-{domain}"))
+            self._tasks.append(asyncio.create_task(self._reclaim(domain), name=f"bollydog-redis-reclaim-{domain}"))
+        if self._hosted:
+            log.info("consuming %s from %s as %s", ", ".join(self._hosted), self.url, self.consumer)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=0.5)
+            for task in stuck:  # the first cancellation was swallowed by a read in progress
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._inflight:
+            grace = self.grace
+            if grace is None:
+                grace = getattr(self._hub, "shutdown_grace", 10.0)
+            _, pending = await asyncio.wait(list(self._inflight), timeout=grace)
+            for task in pending:  # not acknowledged: another consumer gets them after claim_idle
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._reply_task is not None:
+            self._reply_task.cancel()
+            await asyncio.gather(self._reply_task, return_exceptions=True)
+            self._reply_task = None
+            if self._redis is not None:
+                try:
+                    await asyncio.wait_for(self._redis.delete(self.reply_key), self.op_timeout)
+                except (*_NETWORK_ERRORS, TimeoutError):
+                    pass
+        self._fail_waiting(TransportError("the Redis transport stopped before the reply arrived"))
+        await self.close()
+
+    # -- request / reply (producer side) ---------------------------------------------------------
+
+    async def request(self, message: BaseMessage) -> Any:
+        domains = self._domains_for(type(message))
+        if not domains:
+            return await super().request(message)
+        domain = domains[0]
+        self._connect()
+        if self._reply_task is None or self._reply_task.done():
+            self._reply_task = asyncio.create_task(self._read_replies(), name="bollydog-redis-replies")
+        limit = message.expire_time or get_settings().command_expire_time
+        fields = wire.encode(
+            message, reply_to=self.reply_key, deadline=time.time() + limit, session=current_session.get()
+        )
+        future = asyncio.get_running_loop().create_future()
+        iid = message.iid
+        self._waiting[iid] = future
+        try:
+            async with asyncio.timeout(limit):
+                try:
+                    await self._redis.xadd(
+                        self.stream(domain, self._band(message.priority)), fields, maxlen=self.maxlen, approximate=True
+                    )
+                except _NETWORK_ERRORS as exc:
+                    raise TransportError(
+                        f"cannot send {message.domain}.{message.name} to domain '{domain}' "
+                        f"through Redis ({self.url}): {type(exc).__name__}: {exc}"
+                    ) from exc
+                reply = await future
+        except TimeoutError:
+            raise HandlerTimeoutError(
+                f"{message.domain}.{message.name} ({iid}) got no reply from domain '{domain}' within {limit}s"
+            ) from None
+        finally:
+            if self._waiting.get(iid) is future:
+                del self._waiting[iid]
+            if future.done() and not future.cancelled():
+                future.exception()  # failed by the reply reader after the send failed: retrieved
+        ok, value = wire.decode_reply(reply)
+        if ok:
+            return value
+        raise value
+
+    async def publish(self, event: BaseMessage) -> None:
+        domains = self._domains_for(type(event))
+        if not domains:
+            return
+        self._connect()
+        fields = wire.encode(event, session=current_session.get())
+        band = self._band(event.priority)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for domain in domains:
+                    pipe.xadd(self.stream(domain, band), fields, maxlen=self.maxlen, approximate=True)
+                await pipe.execute()
+        except _NETWORK_ERRORS as exc:
+            raise TransportError(
+                f"cannot publish {event.domain}.{event.name} to {', '.join(domains)} through Redis "
+                f"({self.url}): {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _read_replies(self) -> None:
+        last = "0-0"  # the reply key is this process's own: everything in it is for us
+        backoff = self.reconnect_backoff
+        refreshed = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                response = await self._blocking.xread({self.reply_key: last}, count=512, block=self.block_ms)
+                if loop.time() - refreshed > 60:  # a dead caller's reply stream expires
+                    refreshed = loop.time()
+                    await self._redis.expire(self.reply_key, 3600)
+            except _NETWORK_ERRORS as exc:
+                self._fail_waiting(TransportError(f"lost the connection to Redis ({self.url}) while waiting for replies: {exc}"))
+                log.warning("reply reader: %s: %s; retrying in %.2fs", type(exc).__name__, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.reconnect_backoff_max)
+                continue
+            backoff = self.reconnect_backoff
+            for _, entries in response or ():
+                for entry_id, fields in entries:
+                    last = entry_id
+                    future = self._waiting.pop(fields.get("id", ""), None)
+                    if future is not None and not future.done():
+                        future.set_result(fields)
+
+    def _fail_waiting(self, error: BaseException) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(error)
+
+    # -- consuming -------------------------------------------------------------------------------
+
+    async def _ensure_groups(self, domain: str) -> None:
+        for band in (HIGH, NORMAL):
+            try:
+                # From id 0: entries produced before any consumer existed are consumed too.
+                await self._redis.xgroup_create(self.stream(domain, band), domain, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _consume(self, domain: str) -> None:
+        high, normal = self.stream(domain, HIGH), self.stream(domain, NORMAL)
+        backoff = self.reconnect_backoff
+        ready = False
+        resume = True  # first, this consumer's own pending entries (a restart with the same name)
+        backlog = True
+        while not self._stopping and (self._hub is None or self._hub.accepting):
+            await self._capacity.wait()
+            count = max(1, min(self.batch, self.concurrency - len(self._inflight)))
+            try:
+                if not ready:
+                    await self._ensure_groups(domain)
+                    ready = True
+                response = None
+                if resume:
+                    response = await self._blocking.xreadgroup(
+                        domain, self.consumer, {high: "0", normal: "0"}, count=1000
+                    )
+                elif backlog:  # under backlog, drain the high band before looking at the normal one
+                    response = await self._blocking.xreadgroup(domain, self.consumer, {high: ">"}, count=count)
+                if self._stopping:  # a cancellation can be swallowed inside redis-py's read timeout
+                    return
+                if not response and not resume:
+                    response = await self._blocking.xreadgroup(
+                        domain, self.consumer, {high: ">", normal: ">"}, count=count, block=self.block_ms
+                    )
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis restarted empty, or the stream was deleted
+                    log.warning("consumer group of %s is gone; recreating it", domain)
+                    ready = False
+                    continue
+                log.error("reading %s failed: %s; retrying in %.2fs", domain, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.reconnect_backoff_max)
+                continue
+            except _NETWORK_ERRORS as exc:
+                log.warning("reading %s: %s: %s; reconnecting in %.2fs", domain, type(exc).__name__, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.reconnect_backoff_max)
+                continue
+            backoff = self.reconnect_backoff
+            received = 0
+            for stream, entries in response or ():
+                for entry_id, fields in entries:
+                    received += 1
+                    if fields is None:  # pending entry deleted from the stream meanwhile
+                        self._spawn_ack(stream, domain, entry_id)
+                    else:
+                        self._start(domain, stream, entry_id, fields, redelivered=resume)
+            backlog = resume or received >= count
+            resume = False
+
+    def _start(self, domain: str, stream: str, entry_id: str, fields: dict[str, str], redelivered: bool) -> None:
+        task = asyncio.create_task(self._handle(domain, stream, entry_id, fields, redelivered))
+        self._inflight[task] = [stream, domain, entry_id, time.monotonic()]
+        self._inflight_ids.add((stream, entry_id))
+        if len(self._inflight) >= self.concurrency:
+            self._capacity.clear()
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        info = self._inflight.pop(task, None)
+        if info is not None:
+            self._inflight_ids.discard((info[0], info[2]))
+        if len(self._inflight) < self.concurrency and self._capacity is not None:
+            self._capacity.set()
+        if not task.cancelled() and task.exception() is not None:
+            # Not acknowledged: redelivered after claim_idle, dead-lettered after max_deliveries.
+            log.error("delivery of %s %s crashed", info and info[0], info and info[2], exc_info=task.exception())
+
+    def _spawn_ack(self, stream: str, domain: str, entry_id: str) -> None:
+        task = asyncio.create_task(self._finish(stream, domain, entry_id, None, None, None))
+        self._inflight[task] = [stream, domain, entry_id, time.monotonic()]
+        task.add_done_callback(self._finished)
+
+    def accepts(self, name: str) -> bool:
+        """Whether this process takes ``domain.name`` from the transport (accept/reject)."""
+        accepted = self._accepted.get(name)
+        if accepted is None:
+            accepted = any(fnmatch.fnmatchcase(name, p) for p in self.accept) and not any(
+                fnmatch.fnmatchcase(name, p) for p in self.reject
+            )
+            self._accepted[name] = accepted
+        return accepted
+
+    async def _handle(
+        self, domain: str, stream: str, entry_id: str, fields: dict[str, str], redelivered: bool
+    ) -> None:
+        try:
+            envelope = wire.decode(fields)
+        except wire.WireError as exc:
+            await self._dead_letter(stream, domain, entry_id, fields, str(exc), error=exc)
+            return
+        if envelope.id is None:
+            envelope.id = new_trace_id()
+        reply_to = envelope.reply_to
+        done_key = self._done_key(domain, envelope.id) if self.dedup_ttl else None
+        if done_key is not None:
+            try:
+                cached = await self._redis.get(done_key)
+            except _NETWORK_ERRORS:
+                cached = None
+            if cached is not None:  # handled before (a redelivery or a producer's retry)
+                log.info("%s (%s) already handled; answering from the dedup record", envelope.name, envelope.id)
+                await self._finish(stream, domain, entry_id, reply_to, json.loads(cached) or None, None)
+                return
+        if not self.accepts(envelope.name):
+            await self._dead_letter(
+                stream, domain, entry_id, fields,
+                f"{envelope.name} is not accepted by consumer {self.consumer} (accept/reject options)",
+                error=wire.WireError(f"{envelope.name} is not accepted from the transport here"),
+            )
+            return
+        if envelope.deadline is not None and time.time() > envelope.deadline:
+            log.warning("%s (%s) expired before it was delivered; dropped", envelope.name, envelope.id)
+            reply = wire.encode_error_reply(
+                envelope.id, entry_id, "bollydog.errors.HandlerTimeoutError", "expired before it was delivered"
+            )
+            await self._finish(stream, domain, entry_id, reply_to, reply, None)
+            return
+        hub = self._hub
+        token = current_session.set(envelope.session)
+        try:
+            try:
+                message = wire.build(wire.resolve(hub.registry, envelope.name), envelope)
+            except wire.WireError as exc:
+                await self._dead_letter(stream, domain, entry_id, fields, str(exc), error=exc)
+                return
+            reply = None
+            if isinstance(message, Event):
+                await self._run_event(domain, message)
+            elif hub.registry.commands.get(type(message)) is None:
+                await self._dead_letter(
+                    stream, domain, entry_id, fields, f"no handler for {envelope.name} in this process",
+                    error=wire.WireError(f"no handler for {envelope.name} in consumer {self.consumer}"),
+                )
+                return
+            else:
+                try:
+                    result = await hub.execute(message)
+                except Exception as exc:  # the caller gets it as RemoteHandlerError
+                    if reply_to:
+                        reply = wire.encode_reply(envelope.id, entry_id, error=exc)
+                    else:
+                        log.error("%s (%s) from the transport failed: %s: %s", envelope.name, envelope.id,
+                                  type(exc).__name__, exc)
+                else:
+                    if reply_to:
+                        reply = wire.encode_reply(envelope.id, entry_id, result)
+        finally:
+            current_session.reset(token)
+        await self._finish(stream, domain, entry_id, reply_to, reply, done_key)
+
+    async def _run_event(self, domain: str, event: BaseMessage) -> None:
+        hub = self._hub
+        # Only the handlers of the domain whose stream carried it: a process hosting two
+        # domains that both handle the event receives it once per domain.
+        handlers = tuple(
+            h for h in hub.registry.event_handlers(type(event)) if getattr(h.app, "domain", None) == domain
+        )
+        if not handlers:
+            return
+        runner = getattr(hub, "run_event_handlers", None) or hub._run_event_handlers
+        try:
+            await runner(event, handlers)
+        except EventHandlersError:
+            pass  # each failure was logged by the hub; an event has no reply
+
+    async def _finish(
+        self, stream: str, domain: str, entry_id: str, reply_to: str | None,
+        reply: dict[str, str] | None, done_key: str | None,
+    ) -> None:
+        """Reply, record the id (dedup), acknowledge and delete: one round trip."""
+        backoff = self.reconnect_backoff
+        for attempt in range(5):
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    if reply_to and reply is not None:
+                        pipe.xadd(reply_to, reply, maxlen=self.reply_maxlen, approximate=True)
+                    if done_key is not None:
+                        pipe.set(done_key, json.dumps(reply or {}), ex=max(1, int(self.dedup_ttl)))
+                    pipe.xack(stream, domain, entry_id)
+                    if self.delete_acked:
+                        pipe.xdel(stream, entry_id)
+                    await pipe.execute()
+                return
+            except _NETWORK_ERRORS as exc:
+                if attempt == 4 or self._stopping:
+                    log.error("could not acknowledge %s %s (%s); it stays pending and will be redelivered",
+                              stream, entry_id, exc)
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.reconnect_backoff_max)
+
+    async def _dead_letter(
+        self, stream: str, domain: str, entry_id: str, fields: dict[str, str], reason: str,
+        error: BaseException | None = None,
+    ) -> None:
+        log.error("dead letter %s %s: %s", stream, entry_id, reason)
+        entry = {k: v for k, v in fields.items() if not k.startswith("dl_")}
+        entry.update(
+            dl_reason=reason, dl_stream=stream, dl_group=domain, dl_entry=entry_id,
+            dl_time=repr(time.time()), dl_consumer=self.consumer,
+        )
+        reply_to = fields.get("reply_to")
+        reply = None
+        if reply_to and error is not None:
+            reply = wire.encode_reply(fields.get("id") or "", entry_id, error=error)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(self.deadletter_key, entry, maxlen=self.deadletter_maxlen, approximate=True)
+                if reply is not None:
+                    pipe.xadd(reply_to, reply, maxlen=self.reply_maxlen, approximate=True)
+                pipe.xack(stream, domain, entry_id)
+                if self.delete_acked:
+                    pipe.xdel(stream, entry_id)
+                await pipe.execute()
+        except _NETWORK_ERRORS as exc:
+            log.error("could not dead-letter %s %s (%s); it stays pending", stream, entry_id, exc)
+
+    # -- reclaiming ------------------------------------------------------------------------------
+
+    async def _reclaim(self, domain: str) -> None:
+        """Every ``claim_interval``: keep our long handlers' entries alive, take over the
+        entries a dead consumer left pending for ``claim_idle`` seconds."""
+        while not self._stopping:
+            await asyncio.sleep(self.claim_interval)
+            try:
+                await self._touch(domain)
+                for band in (HIGH, NORMAL):
+                    await self._claim(domain, self.stream(domain, band))
+            except _NETWORK_ERRORS as exc:
+                log.debug("reclaim %s: %s", domain, exc)
+
+    async def _touch(self, domain: str) -> None:
+        now = time.monotonic()
+        stale: dict[str, list[str]] = {}
+        for info in self._inflight.values():
+            if info[1] == domain and now - info[3] > self.claim_idle / 2:
+                stale.setdefault(info[0], []).append(info[2])
+                info[3] = now
+        for stream, ids in stale.items():  # JUSTID resets the idle time, not the delivery count
+            await self._redis.xclaim(stream, domain, self.consumer, 0, ids, justid=True)
+
+    async def _claim(self, domain: str, stream: str) -> None:
+        start = "0-0"
+        while not self._stopping and len(self._inflight) < self.concurrency:
+            count = max(1, min(self.batch, self.concurrency - len(self._inflight)))
+            response = await self._redis.xautoclaim(
+                stream, domain, self.consumer, int(self.claim_idle * 1000), start_id=start, count=count
+            )
+            start, claimed = response[0], response[1]
+            claimed = [(i, f) for i, f in claimed if (stream, i) not in self._inflight_ids]
+            if claimed:
+                ids = [i for i, _ in claimed]
+                pending = await self._redis.xpending_range(
+                    stream, domain, min=ids[0], max=ids[-1], count=len(ids) + len(self._inflight) + 16,
+                    consumername=self.consumer,
+                )
+                deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
+                for entry_id, fields in claimed:
+                    times = deliveries.get(entry_id, 1)
+                    if fields is None:
+                        self._spawn_ack(stream, domain, entry_id)
+                    elif times > self.max_deliveries:
+                        await self._dead_letter(
+                            stream, domain, entry_id, fields,
+                            f"delivered {times} times without an acknowledgement "
+                            f"(max_deliveries={self.max_deliveries}): its consumers died or hung",
+                            error=TransportError("delivered too many times; moved to the dead-letter stream"),
+                        )
+                    else:
+                        log.info("reclaimed %s %s (delivery %d)", stream, entry_id, times)
+                        self._start(domain, stream, entry_id, fields, redelivered=True)
+            if start in ("0-0", "0"):
+                return
+
+    # -- dead letters (CLI) ----------------------------------------------------------------------
+
+    async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
+        """The oldest ``count`` dead letters: their fields plus ``dl_id`` (the entry id)."""
+        self._connect()
+        try:
+            entries = await self._redis.xrange(self.deadletter_key, count=count)
+        except _NETWORK_ERRORS as exc:
+            raise TransportError(f"cannot read dead letters from Redis ({self.url}): {exc}") from exc
+        return [{"dl_id": entry_id, **fields} for entry_id, fields in entries]
+
+    async def replay(self, ids: Iterable[str] | None = None) -> list[str]:
+        """Put dead letters back on their streams (all when ``ids`` is None); the ids replayed."""
+        self._connect()
+        wanted = None if ids is None else set(ids)
+        replayed: list[str] = []
+        try:
+            entries = await self._redis.xrange(self.deadletter_key)
+            for entry_id, fields in entries:
+                if wanted is not None and entry_id not in wanted:
+                    continue
+                stream = fields.get("dl_stream")
+                if not stream:
+                    continue
+                original = {k: v for k, v in fields.items() if not k.startswith("dl_")}
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.xadd(stream, original, maxlen=self.maxlen, approximate=True)
+                    pipe.xdel(self.deadletter_key, entry_id)
+                    await pipe.execute()
+                replayed.append(entry_id)
+        except _NETWORK_ERRORS as exc:
+            raise TransportError(f"cannot replay dead letters through Redis ({self.url}): {exc}") from exc
+        return replayed
