@@ -125,8 +125,12 @@ class Handler:
         return f"<Handler {self.qualname} ({self.kind}) for {names}>"
 
 
-def handler_of(obj: Any) -> Handler | None:
-    """A Handler for ``obj`` if it is a handler function or a self-handling message class."""
+def handler_of(obj: Any, *, strict: bool = False) -> Handler | None:
+    """A Handler for ``obj`` if it is a handler function or a self-handling message class.
+
+    ``strict``: unresolvable annotations are an error (explicit registration) instead of "not a
+    handler" (discovery, which looks at every function of a module).
+    """
     if isinstance(obj, type):
         if issubclass(obj, BaseMessage) and "__call__" in obj.__dict__:
             call = obj.__dict__["__call__"]
@@ -143,8 +147,13 @@ def handler_of(obj: Any) -> Handler | None:
         return None
     try:
         annotation = typing.get_type_hints(obj).get(params[0].name)
-    except Exception:
-        return None
+    except Exception as exc:
+        if strict:
+            raise HandlerRegistrationError(
+                f"{obj.__module__}.{obj.__qualname__}: cannot resolve its annotations ({exc}); "
+                "message classes must be importable from the handler's module"
+            ) from exc
+        return None  # discovery: a function whose annotations do not resolve is not a handler
     message_types = _message_types(annotation)
     return Handler(obj, message_types) if message_types else None
 

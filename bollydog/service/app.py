@@ -25,7 +25,14 @@ from typing import Any
 from mode import Service
 
 from bollydog.context import current_hub, handler_frame
-from bollydog.errors import ConfigError, EventHandlersError, HubNotRunningError, NoHandlerError, QueueFullError
+from bollydog.errors import (
+    ConfigError,
+    EventHandlersError,
+    HandlerRegistrationError,
+    HubNotRunningError,
+    NoHandlerError,
+    QueueFullError,
+)
 from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover
 from bollydog.hub.middleware import (
     Middleware,
@@ -150,9 +157,11 @@ class HubService(Service):
         from bollydog.handlers import handler_of
 
         for obj in handlers:
-            handler = obj if isinstance(obj, Handler) else handler_of(obj)
+            handler = obj if isinstance(obj, Handler) else handler_of(obj, strict=True)
             if handler is None:
-                raise TypeError(f"{obj!r} is not a handler: annotate its first parameter with a message class")
+                raise HandlerRegistrationError(
+                    f"{obj!r} is not a handler: annotate its first parameter with a message class"
+                )
             self.registry.register(handler, app)
         self._routes.clear()
 

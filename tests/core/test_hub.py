@@ -411,3 +411,15 @@ async def test_observers_see_every_completed_message_and_cannot_break_dispatch(c
         await hub.execute(Add(a=2, b=2))
     assert seen == [("add", 2, None), ("sleep", None, "HandlerTimeoutError"), ("noted", ["piped:Noted", "one:n", "two:n"], None)]
     assert any("observer bug" in r.getMessage() or "observer" in r.getMessage() for r in caplog.records)
+
+
+def test_explicit_registration_explains_what_is_wrong():
+    def no_message(value: int) -> None: ...
+
+    def unresolvable(command: "NotDefinedAnywhere") -> None: ...  # noqa: F821
+
+    hub = HubService()
+    with pytest.raises(HandlerRegistrationError, match="annotate its first parameter"):
+        hub.register(no_message)
+    with pytest.raises(HandlerRegistrationError, match="NotDefinedAnywhere"):
+        hub.register(unresolvable)
