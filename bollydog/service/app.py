@@ -32,6 +32,7 @@ from bollydog.errors import (
     HubNotRunningError,
     NoHandlerError,
     QueueFullError,
+    TransportError,
 )
 from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover
 from bollydog.hub.middleware import (
@@ -302,9 +303,16 @@ class HubService(Service):
         """Route ``message`` to its local handler(s) or to the transport and return the result."""
         if isinstance(message, Event):
             handlers = self.registry.event_handlers(type(message))
-            if self.transport.serves(type(message)):
+            if not self.transport.serves(type(message)):
+                return await self.run_event_handlers(message, handlers)
+            # Other processes handle it too: a failed publish must not keep the local handlers
+            # from running; it is raised once they are done.
+            try:
                 await self.transport.publish(message)
-            return await self._run_event_handlers(message, handlers)
+            except TransportError as exc:
+                await self.run_event_handlers(message, handlers)
+                raise exc
+            return await self.run_event_handlers(message, handlers)
         handler = self.registry.command_handler(type(message))
         if handler is not None:
             return await (self._pipelines.get(handler) or self._pipeline(handler))(message, handler)
@@ -335,7 +343,9 @@ class HubService(Service):
         pipeline = self._pipelines[handler] = compose(layers, self._invoke)
         return pipeline
 
-    async def _run_event_handlers(self, event: BaseMessage, handlers: tuple[Handler, ...]) -> list[Any]:
+    async def run_event_handlers(self, event: BaseMessage, handlers: tuple[Handler, ...]) -> list[Any]:
+        """Run ``handlers`` of ``event`` concurrently; raise :class:`EventHandlersError` (after
+        all ran) when some failed. Transports use it to run one domain's handlers."""
         if not handlers:
             return []
         if len(handlers) == 1:

@@ -80,7 +80,8 @@ class RedisTransport(Transport):
     (seconds), ``max_deliveries``, ``maxlen`` (approximate stream cap, None for none),
     ``delete_acked``, ``dedup_ttl`` (seconds, 0 = off), ``reply_maxlen``, ``high_priority``,
     ``accept``/``reject`` (fnmatch patterns on ``domain.name``), ``op_timeout``,
-    ``reconnect_backoff``/``reconnect_backoff_max``, ``deadletter_maxlen``, ``grace``.
+    ``reconnect_backoff``/``reconnect_backoff_max``, ``deadletter_maxlen``, ``grace``,
+    ``max_connections`` (command connections; blocking readers have their own).
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class RedisTransport(Transport):
         reconnect_backoff_max: float = 5.0,
         deadletter_maxlen: int | None = 100_000,
         grace: float | None = None,
+        max_connections: int = 64,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -135,6 +137,7 @@ class RedisTransport(Transport):
             self.reconnect_backoff_max = float(reconnect_backoff_max)
             self.deadletter_maxlen = int(deadletter_maxlen) if deadletter_maxlen else None
             self.grace = None if grace is None else float(grace)
+            self.max_connections = max(2, int(max_connections))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"distribute: invalid RedisTransport option: {exc}") from None
         self.accept = _patterns(accept, "accept") or ("*",)
@@ -144,7 +147,10 @@ class RedisTransport(Transport):
         self.deadletter_key = f"{self.prefix}:deadletter"
 
         self._redis: Any = None  # commands (bounded by op_timeout)
-        self._blocking: Any = None  # XREAD/XREADGROUP BLOCK, one pooled connection per reader
+        # Each blocking reader (XREAD/XREADGROUP BLOCK) has a connection of its own, whose
+        # CLIENT ID lets stop() wake it with CLIENT UNBLOCK: cancelling a read in progress is
+        # unreliable in redis-py (the cancellation can be swallowed by its read timeout).
+        self._readers: dict[str, list[Any]] = {}  # name -> [client, client id or None]
         self._hub: HubService | None = None
         self._hosted: list[str] = []
         self._stopping = False
@@ -193,24 +199,59 @@ class RedisTransport(Transport):
     def _connect(self) -> None:
         if self._redis is not None:
             return
-        common = dict(decode_responses=True, socket_connect_timeout=self.op_timeout)
-        # One quick retry: a pooled connection may be stale after a Redis restart.
-        self._redis = aioredis.Redis.from_url(
-            self.url, socket_timeout=self.op_timeout, retry=Retry(NoBackoff(), 1), **common
+        # A bounded pool: beyond max_connections commands wait (op_timeout at most) for a free
+        # connection. One quick retry: a pooled connection may be stale after a Redis restart.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=self.max_connections, timeout=self.op_timeout, decode_responses=True,
+            socket_connect_timeout=self.op_timeout, socket_timeout=self.op_timeout, retry=Retry(NoBackoff(), 1),
         )
-        self._blocking = aioredis.Redis.from_url(
-            self.url, socket_timeout=self.block_ms / 1000 + self.op_timeout, retry=Retry(NoBackoff(), 0), **common
-        )
+        self._redis = aioredis.Redis(connection_pool=pool)
 
     async def close(self) -> None:
         """Close the connections (``stop`` does it too)."""
-        for client in (self._redis, self._blocking):
+        clients = [self._redis, *(slot[0] for slot in self._readers.values())]
+        self._readers.clear()
+        self._redis = None
+        for client in clients:
             if client is not None:
                 try:
                     await client.aclose()
                 except _NETWORK_ERRORS:  # pragma: no cover - best effort
                     pass
-        self._redis = self._blocking = None
+
+    def _reader(self, name: str) -> list[Any]:
+        """The dedicated blocking-read connection of reader ``name``: ``[client, client id]``."""
+        slot = self._readers.get(name)
+        if slot is None:
+            client = aioredis.Redis.from_url(
+                self.url, single_connection_client=True, decode_responses=True,
+                socket_connect_timeout=self.op_timeout, socket_timeout=self.block_ms / 1000 + self.op_timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+            slot = self._readers[name] = [client, None]
+        return slot
+
+    async def _blocking_call(self, slot: list[Any], method: str, *args: Any, **kwargs: Any) -> Any:
+        if slot[1] is None:  # (re)connected: learn the id CLIENT UNBLOCK needs
+            slot[1] = await slot[0].client_id()
+        try:
+            return await getattr(slot[0], method)(*args, **kwargs)
+        except BaseException:
+            slot[1] = None
+            raise
+
+    async def _wake_readers(self) -> None:
+        ids = [slot[1] for slot in self._readers.values() if slot[1] is not None]
+        if not ids or self._redis is None:
+            return
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for client_id in ids:
+                        pipe.client_unblock(client_id)
+                    await pipe.execute()
+        except (*_NETWORK_ERRORS, TimeoutError):
+            pass
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -230,13 +271,13 @@ class RedisTransport(Transport):
     async def stop(self) -> None:
         self._stopping = True
         for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            _, stuck = await asyncio.wait(self._tasks, timeout=0.5)
-            for task in stuck:  # the first cancellation was swallowed by a read in progress
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if task.get_name().startswith("bollydog-redis-reclaim"):
+                task.cancel()  # asleep between rounds
+        readers = [t for t in (*self._tasks, self._reply_task) if t is not None]
+        await self._wake_readers()
+        await self._settle(readers)
         self._tasks.clear()
+        self._reply_task = None
         if self._inflight:
             grace = self.grace
             if grace is None:
@@ -245,17 +286,26 @@ class RedisTransport(Transport):
             for task in pending:  # not acknowledged: another consumer gets them after claim_idle
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._reply_task is not None:
-            self._reply_task.cancel()
-            await asyncio.gather(self._reply_task, return_exceptions=True)
-            self._reply_task = None
-            if self._redis is not None:
-                try:
-                    await asyncio.wait_for(self._redis.delete(self.reply_key), self.op_timeout)
-                except (*_NETWORK_ERRORS, TimeoutError):
-                    pass
+        if "replies" in self._readers and self._redis is not None:
+            try:
+                await asyncio.wait_for(self._redis.delete(self.reply_key), self.op_timeout)
+            except (*_NETWORK_ERRORS, TimeoutError):
+                pass
         self._fail_waiting(TransportError("the Redis transport stopped before the reply arrived"))
         await self.close()
+
+    async def _settle(self, tasks: list[asyncio.Task]) -> None:
+        """Let woken readers return; cancel what still runs after one BLOCK period."""
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.block_ms / 1000 + 0.5)
+        for task in pending:
+            task.cancel()
+        if pending:
+            _, stuck = await asyncio.wait(pending, timeout=1.0)
+            if stuck:  # a cancellation swallowed inside redis-py: closing its connection ends it
+                await self.close()
+                await asyncio.wait(stuck, timeout=1.0)
 
     # -- request / reply (producer side) ---------------------------------------------------------
 
@@ -323,13 +373,18 @@ class RedisTransport(Transport):
         backoff = self.reconnect_backoff
         refreshed = 0.0
         loop = asyncio.get_running_loop()
-        while True:
+        slot = self._reader("replies")
+        while not self._stopping:
             try:
-                response = await self._blocking.xread({self.reply_key: last}, count=512, block=self.block_ms)
+                response = await self._blocking_call(
+                    slot, "xread", {self.reply_key: last}, count=512, block=self.block_ms
+                )
                 if loop.time() - refreshed > 60:  # a dead caller's reply stream expires
                     refreshed = loop.time()
                     await self._redis.expire(self.reply_key, 3600)
             except _NETWORK_ERRORS as exc:
+                if self._stopping:
+                    return
                 self._fail_waiting(TransportError(f"lost the connection to Redis ({self.url}) while waiting for replies: {exc}"))
                 log.warning("reply reader: %s: %s; retrying in %.2fs", type(exc).__name__, exc, backoff)
                 await asyncio.sleep(backoff)
@@ -362,6 +417,7 @@ class RedisTransport(Transport):
 
     async def _consume(self, domain: str) -> None:
         high, normal = self.stream(domain, HIGH), self.stream(domain, NORMAL)
+        slot = self._reader(f"consume:{domain}")
         backoff = self.reconnect_backoff
         ready = False
         resume = True  # first, this consumer's own pending entries (a restart with the same name)
@@ -375,16 +431,19 @@ class RedisTransport(Transport):
                     ready = True
                 response = None
                 if resume:
-                    response = await self._blocking.xreadgroup(
-                        domain, self.consumer, {high: "0", normal: "0"}, count=1000
+                    response = await self._blocking_call(
+                        slot, "xreadgroup", domain, self.consumer, {high: "0", normal: "0"}, count=1000
                     )
                 elif backlog:  # under backlog, drain the high band before looking at the normal one
-                    response = await self._blocking.xreadgroup(domain, self.consumer, {high: ">"}, count=count)
-                if self._stopping:  # a cancellation can be swallowed inside redis-py's read timeout
+                    response = await self._blocking_call(
+                        slot, "xreadgroup", domain, self.consumer, {high: ">"}, count=count
+                    )
+                if self._stopping:
                     return
                 if not response and not resume:
-                    response = await self._blocking.xreadgroup(
-                        domain, self.consumer, {high: ">", normal: ">"}, count=count, block=self.block_ms
+                    response = await self._blocking_call(
+                        slot, "xreadgroup", domain, self.consumer, {high: ">", normal: ">"},
+                        count=count, block=self.block_ms,
                     )
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):  # Redis restarted empty, or the stream was deleted
@@ -396,6 +455,8 @@ class RedisTransport(Transport):
                 backoff = min(backoff * 2, self.reconnect_backoff_max)
                 continue
             except _NETWORK_ERRORS as exc:
+                if self._stopping:
+                    return
                 log.warning("reading %s: %s: %s; reconnecting in %.2fs", domain, type(exc).__name__, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.reconnect_backoff_max)
@@ -522,9 +583,8 @@ class RedisTransport(Transport):
         )
         if not handlers:
             return
-        runner = getattr(hub, "run_event_handlers", None) or hub._run_event_handlers
         try:
-            await runner(event, handlers)
+            await hub.run_event_handlers(event, handlers)
         except EventHandlersError:
             pass  # each failure was logged by the hub; an event has no reply
 
@@ -585,12 +645,18 @@ class RedisTransport(Transport):
     async def _reclaim(self, domain: str) -> None:
         """Every ``claim_interval``: keep our long handlers' entries alive, take over the
         entries a dead consumer left pending for ``claim_idle`` seconds."""
+        # Touch often enough that our entries never look idle for claim_idle (touched when a
+        # third of it has passed, checked at least every third): idle stays under 2/3 claim_idle.
+        tick = min(self.claim_interval, self.claim_idle / 3)
+        next_claim = time.monotonic() + self.claim_interval
         while not self._stopping:
-            await asyncio.sleep(self.claim_interval)
+            await asyncio.sleep(tick)
             try:
                 await self._touch(domain)
-                for band in (HIGH, NORMAL):
-                    await self._claim(domain, self.stream(domain, band))
+                if time.monotonic() >= next_claim:
+                    next_claim = time.monotonic() + self.claim_interval
+                    for band in (HIGH, NORMAL):
+                        await self._claim(domain, self.stream(domain, band))
             except _NETWORK_ERRORS as exc:
                 log.debug("reclaim %s: %s", domain, exc)
 
@@ -598,7 +664,7 @@ class RedisTransport(Transport):
         now = time.monotonic()
         stale: dict[str, list[str]] = {}
         for info in self._inflight.values():
-            if info[1] == domain and now - info[3] > self.claim_idle / 2:
+            if info[1] == domain and now - info[3] >= self.claim_idle / 3:
                 stale.setdefault(info[0], []).append(info[2])
                 info[3] = now
         for stream, ids in stale.items():  # JUSTID resets the idle time, not the delivery count

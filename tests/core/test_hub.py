@@ -423,3 +423,29 @@ def test_explicit_registration_explains_what_is_wrong():
         hub.register(no_message)
     with pytest.raises(HandlerRegistrationError, match="NotDefinedAnywhere"):
         hub.register(unresolvable)
+
+
+async def test_failed_publish_to_other_processes_still_runs_local_event_handlers():
+    from bollydog.errors import TransportError
+    from bollydog.hub.transport import Transport
+
+    class Down(Transport):
+        async def publish(self, event):
+            raise TransportError("redis is down")
+
+    ran = []
+
+    class Shipped(Event):
+        pass
+
+    async def local(event: Shipped) -> None:
+        ran.append(event.iid)
+
+    hub = HubService(transport=Down())
+    hub.transport.add_remote("elsewhere", [Shipped])
+    hub.register(local)
+    async with hub:
+        event = Shipped()
+        with pytest.raises(TransportError, match="redis is down"):
+            await hub.execute(event)
+    assert ran == [event.iid]

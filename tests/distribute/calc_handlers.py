@@ -1,0 +1,98 @@
+"""Domain "calc", hosted by the consumer side of the distribution tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bollydog.models.base import Command, Event, Session
+
+#: What handlers saw, in order (in-process tests only).
+RECORDED: list[str] = []
+NOTED: list[tuple[str, str]] = []
+SLOW_RUNS: list[float] = []
+
+
+class Add(Command):
+    domain = "calc"
+    a: int
+    b: int
+
+
+class Fail(Command):
+    domain = "calc"
+    text: str
+
+
+class Slow(Command):
+    domain = "calc"
+    seconds: float
+
+
+class Record(Command):
+    domain = "calc"
+    tag: str
+
+
+class WhoAmI(Command):
+    domain = "calc"
+
+
+class Work(Command):
+    """The multi-process test's command: 5 ms of awaited work."""
+
+    domain = "calc"
+    n: int
+
+
+class Noted(Event):
+    domain = "calc"
+    text: str
+
+
+class OutOfStock(Exception):
+    pass
+
+
+async def add(command: Add) -> int:
+    return command.a + command.b
+
+
+async def fail(command: Fail) -> None:
+    if command.text == "custom":
+        raise OutOfStock("no more widgets")
+    raise ValueError(command.text)
+
+
+async def slow(command: Slow) -> float:
+    SLOW_RUNS.append(command.seconds)
+    await asyncio.sleep(command.seconds)
+    return command.seconds
+
+
+async def record(command: Record) -> str:
+    RECORDED.append(command.tag)
+    await asyncio.sleep(0.001)
+    return command.tag
+
+
+async def who_am_i(command: WhoAmI, session: Session) -> dict[str, Any]:
+    return {
+        "username": session.username if session is not None else None,
+        "session_uid": session.uid if session is not None else None,
+        "iid": command.iid,
+        "trace_id": command.trace_id,
+        "span_id": command.span_id,
+        "parent_span_id": command.parent_span_id,
+        "priority": command.priority,
+        "created_by": command.created_by,
+    }
+
+
+async def work(command: Work) -> int:
+    await asyncio.sleep(0.005)
+    return command.n * 2
+
+
+async def noted(event: Noted) -> None:
+    NOTED.append(("calc", event.text))
