@@ -128,10 +128,12 @@ def build(
         # Domains run by other processes: their handler modules say which messages go there.
         for key, section in sections.items():
             if key not in selected and _is_remote_domain(section):
-                hub.transport.add_remote(
-                    section.get("domain", key),
-                    {t for module in section.get("handlers") or [] for h in discover(module) for t in h.message_types},
-                )
+                domain = section.get("domain", key)
+                message_types = {
+                    t for module in section.get("handlers") or [] for h in discover(module) for t in h.message_types
+                }
+                hub.transport.add_remote(domain, message_types)
+                hub.registry.add_remote(message_types, domain, _service_name(section))
     if not has_plugin:
         plugin = _telemetry_from_environment()
         if plugin is not None:
@@ -204,6 +206,12 @@ def _is_remote_domain(section: Any) -> bool:
         return False
     target = _resolve(section.get("app"), "app") if section.get("app") is not None else AppService
     return isinstance(target, type) and issubclass(target, AppService)
+
+
+def _service_name(section: Mapping[str, Any]) -> str:
+    """The ``name`` an AppService built from ``section`` would have (the URL's middle part)."""
+    target = _resolve(section.get("app"), "app") if section.get("app") is not None else AppService
+    return str(section.get("name") or target.name or target.__name__).lower()
 
 
 def _add_infrastructure(hub: HubService, obj: Any) -> None:

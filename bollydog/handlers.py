@@ -187,6 +187,8 @@ class HandlerRegistry:
         #: Domains a message is known under: its own ``domain`` and the domain of the app whose
         #: handler serves it (a Command of package ``example`` served by app ``todo``).
         self.domains: dict[type[BaseMessage], set[str]] = {}
+        #: Commands handled in other processes: class -> (domain, service name of its app).
+        self.remote: dict[type[BaseMessage], tuple[str, str]] = {}
         self._event_cache: dict[type[BaseMessage], tuple[Handler, ...]] = {}
 
     def register(self, handler: Handler, app: Any = None) -> None:
@@ -217,6 +219,14 @@ class HandlerRegistry:
         known = self.domains.setdefault(message_type, {message_type.domain})
         if domain:
             known.add(domain)
+
+    def add_remote(self, message_types: Iterable[type[BaseMessage]], domain: str, service: str) -> None:
+        """Messages of ``domain`` (app ``service``) that other processes handle: they resolve by
+        name here and entrypoints serve them; the hub sends them through its transport."""
+        for message_type in message_types:
+            if not issubclass(message_type, Event) and message_type not in self.commands:
+                self.remote[message_type] = (domain, service)
+            self.add_message(message_type, domain)
 
     def qualified_name(self, message_type: type[BaseMessage]) -> str:
         """``domain.name``, with the serving app's domain when it differs from the class's."""

@@ -60,6 +60,8 @@ def describe_messages(registry: HandlerRegistry) -> list[dict[str, Any]]:
     for cls in registry.message_classes():
         if cls in registry.commands:
             kind, handlers = "command", [registry.commands[cls].qualname]
+        elif cls in registry.remote:
+            kind, handlers = "command", [f"(remote: domain {registry.remote[cls][0]})"]
         else:
             kind, handlers = "event", [h.qualname for h in registry.event_handlers(cls)]
         described.append(

@@ -103,6 +103,8 @@ def _is_scalar(schema: dict[str, Any]) -> bool:
 def _return_schema(spec: "RouteSpec", schemas: dict[str, Any]) -> dict[str, Any]:
     """The handler's return annotation as a schema; ``{}`` (anything) when unknown."""
     handler = spec.handler
+    if handler is None:  # handled in another process: its return type is not known here
+        return {}
     if handler.kind == ASYNCGEN:
         return {}
     try:
@@ -170,7 +172,7 @@ def build_openapi(
         result = _return_schema(spec, schemas)
         doc = (spec.message.__doc__ or "").strip()
         success: dict[str, Any] = {"application/json": {"schema": result}}
-        if spec.handler.kind == ASYNCGEN:
+        if spec.handler is not None and spec.handler.kind == ASYNCGEN:
             success["text/event-stream"] = {
                 "schema": {
                     "type": "string",

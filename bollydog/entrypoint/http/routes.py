@@ -33,7 +33,7 @@ class RouteSpec:
     """One served Command: its canonical path, aliases, methods and delivery controls."""
 
     message: type["BaseMessage"]
-    handler: "Handler"
+    handler: "Handler | None"  # None: handled in another process, reached through the transport
     path: str
     methods: tuple[str, ...] = DEFAULT_METHODS
     aliases: list[str] = field(default_factory=list)
@@ -69,6 +69,10 @@ def build_routes(registry: "HandlerRegistry", settings: HttpSettings) -> list[Ro
         spec = RouteSpec(message, handler, f"/{app.domain}/{app.name}/{message.name}")
         if is_served(spec.key, settings.include, settings.exclude):
             specs.append(spec)
+    for message, (domain, service) in registry.remote.items():
+        spec = RouteSpec(message, None, f"/{domain}/{service}/{message.name}")
+        if is_served(spec.key, settings.include, settings.exclude):
+            specs.append(spec)
     _apply_mapping(specs, registry, settings.router_mapping)
     _check_unique(specs)
     return sorted(specs, key=lambda s: s.path)
@@ -80,8 +84,9 @@ def _apply_mapping(
     patterns = [(k, v) for k, v in mapping.items() if _PATTERN_CHARS & set(k)]
     exact = [(k, v) for k, v in mapping.items() if not _PATTERN_CHARS & set(k)]
     by_key = {s.key.lower(): s for s in specs}
-    known = {f"{m.domain}.{m.name}".lower() for m in registry.commands}
-    domains = {m.domain.lower() for m in registry.commands}
+    served = [*registry.commands, *registry.remote]
+    known = {f"{m.domain}.{m.name}".lower() for m in served}
+    domains = {m.domain.lower() for m in served}
     for key, options in exact:
         if key.lower() in by_key:
             continue

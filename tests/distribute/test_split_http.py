@@ -1,0 +1,71 @@
+"""The split deployment end to end: an HTTP front process routes to a consumer process.
+
+The front runs no handler of domain ``calc``: it still serves ``/calc/appservice/add`` (and the
+``router_mapping`` alias ``/sum``), sends the command over Redis to the ``bollydog service
+--include calc`` process and answers with its result; remote errors keep their type.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(path: Path, url: str, prefix: str) -> Path:
+    path.write_text(
+        "calc:\n"
+        "  handlers: [tests.distribute.calc_handlers]\n"
+        "http:\n"
+        "  app: !module bollydog.entrypoint.http.app.HttpService\n"
+        "  port: 0\n"
+        "  router_mapping:\n"
+        "    calc.add:\n"
+        "      aliases: [/sum]\n"
+        "distribute:\n"
+        "  app: !module bollydog.transport.redis.RedisTransport\n"
+        f"  url: {url}\n"
+        f"  prefix: {prefix}\n"
+        "  block_ms: 200\n"
+    )
+    return path
+
+
+async def test_http_front_serves_commands_handled_in_another_process(redis_url, prefix, tmp_path):
+    from bollydog.bootstrap import build
+    from tests.distribute.calc_handlers import Add
+
+    config = write_config(tmp_path / "config.yaml", redis_url, prefix)
+    log = tmp_path / "consumer.log"
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "bollydog.cli.main", "service", "--config", str(config), "--include", "calc"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "BOLLYDOG_LOG_LEVEL": "WARNING"},
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    try:
+        composition = build(config, exclude=["calc"])
+        hub = composition.hub
+        assert Add not in hub.registry.commands  # nothing of calc runs here
+        (http,) = composition.entrypoints
+        async with hub:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", timeout=15) as client:
+                answer = await client.get("/calc/appservice/add", params={"a": 2, "b": 3})
+                assert answer.status_code == 200, answer.text
+                assert answer.json() == 5
+                assert (await client.get("/sum", params={"a": 20, "b": 1})).json() == 21
+                invalid = await client.get("/calc/appservice/add", params={"a": "x", "b": 1})
+                assert invalid.status_code == 422  # validated at the front, never sent
+                failed = await client.post("/calc/appservice/fail", json={"text": "far away"})
+                assert failed.status_code == 500
+                assert "far away" in failed.json()["message"]
+                spec = (await client.get("/openapi.json")).json()
+                assert "/calc/appservice/add" in spec["paths"]
+    finally:
+        consumer.send_signal(signal.SIGTERM)
+        assert consumer.wait(timeout=20) == 0, log.read_text()
