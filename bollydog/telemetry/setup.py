@@ -185,7 +185,7 @@ def _configure_traces(telemetry: Telemetry, names: list[Any], resource: Any, opt
     provider = TracerProvider(resource=resource, id_generator=MessageIdGenerator())
     for item in names:
         if item == "console":
-            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
+            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
         elif item == "memory":
             telemetry.span_exporter = InMemorySpanExporter()
             provider.add_span_processor(SimpleSpanProcessor(telemetry.span_exporter))
@@ -216,7 +216,7 @@ def _configure_metrics(
     readers = []
     for item in names:
         if item == "console":
-            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stdout), **millis))
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr), **millis))
         elif item == "memory":
             telemetry.metric_reader = InMemoryMetricReader()
             readers.append(telemetry.metric_reader)
@@ -246,7 +246,7 @@ def _configure_logs(telemetry: Telemetry, names: list[Any], resource: Any, optio
     provider = LoggerProvider(resource=resource)
     for item in names:
         if item == "console":
-            provider.add_log_record_processor(SimpleLogRecordProcessor(ConsoleLogRecordExporter(out=sys.stdout)))
+            provider.add_log_record_processor(SimpleLogRecordProcessor(ConsoleLogRecordExporter(out=sys.stderr)))
         elif item == "memory":
             telemetry.log_exporter = InMemoryLogRecordExporter()
             provider.add_log_record_processor(SimpleLogRecordProcessor(telemetry.log_exporter))

@@ -139,3 +139,13 @@ def test_example_tasks_persist_in_sqlite_across_processes(tmp_path):
     )
     assert bad_url.returncode == 2
     assert "127.0.0.1:1" in bad_url.stderr and "secret" not in bad_url.stderr
+
+
+def test_console_telemetry_goes_to_stderr_and_keeps_stdout_json():
+    done = bollydog(
+        "execute", "--config=example/config.yaml", "--message=example.handler.TaskCount",
+        env={"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == 0
+    assert '"name": "example.taskcount"' in done.stderr
