@@ -1,0 +1,1 @@
+"""Persistence adapters: memory (default), files, SQLAlchemy (SQLite, PostgreSQL)."""

@@ -1,0 +1,1 @@
+"""Dispatch machinery: middleware layers, async-generator orchestration, the transport port."""

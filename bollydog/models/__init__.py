@@ -1,0 +1,1 @@
+"""Messages, AppService, and the persistence ports (UnitOfWork, Protocol)."""

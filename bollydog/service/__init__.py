@@ -1,0 +1,1 @@
+"""The hub service, and the built-in introspection commands of domain ``bollydog``."""

@@ -1,0 +1,1 @@
+"""The ``bollydog`` command line: execute, service, shell, ls, deadletters."""
