@@ -106,7 +106,7 @@ async def test_grpc_protocol_is_refused_with_a_hint(monkeypatch):
         await plugin.on_start()
 
 
-async def test_console_exporter_prints_spans(capsys):
+async def test_console_exporter_prints_spans_on_stderr(capsys):
     from bollydog.service.app import HubService
 
     hub = HubService()
@@ -114,7 +114,9 @@ async def test_console_exporter_prints_spans(capsys):
     TelemetryPlugin(traces_exporter="console", install_global=False).install(hub)
     async with hub:
         await hub.execute(Hello())
-    assert '"name": "tests.hello"' in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert '"name": "tests.hello"' in printed.err
+    assert printed.out == ""  # stdout belongs to the program (bollydog execute prints results there)
 
 
 def test_importing_needs_only_the_api_and_a_missing_sdk_is_named():
