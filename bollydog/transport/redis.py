@@ -9,8 +9,10 @@ Layout (``prefix`` defaults to ``bollydog``)::
     {prefix}:done:{domain}:{id}       processed ids (only with dedup_ttl > 0)
 
 Every process hosting a domain reads its streams in the domain's consumer group, so N processes
-share the load. An entry is acknowledged once its handler finished and its reply was sent (one
-pipeline: XADD reply, XACK, XDEL). A consumer that dies leaves its entries pending; another one
+share the load. An entry is acknowledged once its handler finished and its reply was sent (XADD
+reply, XACK, XDEL in one round trip). Writes on the hot paths (request XADDs, publishes, replies
+and acknowledgements) go through a PipelineCoalescer: what concurrent tasks write in one event-loop
+iteration shares one pipeline. A consumer that dies leaves its entries pending; another one
 claims them with XAUTOCLAIM once they are idle for ``claim_idle`` seconds. Entries delivered more
 than ``max_deliveries`` times, and entries that are not valid envelopes, go to the dead-letter
 stream. Handler exceptions are replies, not redeliveries. See docs/distribute.md.
@@ -50,6 +52,7 @@ from bollydog.hub.transport import Transport
 from bollydog.models.base import BaseMessage, Event
 from bollydog.settings import get_settings
 from bollydog.transport import wire
+from bollydog.transport.batching import PipelineCoalescer
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.service.app import HubService
@@ -147,6 +150,7 @@ class RedisTransport(Transport):
         self.deadletter_key = f"{self.prefix}:deadletter"
 
         self._redis: Any = None  # commands (bounded by op_timeout)
+        self._writes: PipelineCoalescer | None = None  # hot-path writes on _redis, coalesced
         # Each blocking reader (XREAD/XREADGROUP BLOCK) has a connection of its own, whose
         # CLIENT ID lets stop() wake it with CLIENT UNBLOCK: cancelling a read in progress is
         # unreliable in redis-py (the cancellation can be swallowed by its read timeout).
@@ -206,12 +210,14 @@ class RedisTransport(Transport):
             socket_connect_timeout=self.op_timeout, socket_timeout=self.op_timeout, retry=Retry(NoBackoff(), 1),
         )
         self._redis = aioredis.Redis(connection_pool=pool)
+        self._writes = PipelineCoalescer(self._redis)
 
     async def close(self) -> None:
         """Close the connections (``stop`` does it too)."""
         clients = [self._redis, *(slot[0] for slot in self._readers.values())]
         self._readers.clear()
         self._redis = None
+        self._writes = None
         for client in clients:
             if client is not None:
                 try:
@@ -327,8 +333,9 @@ class RedisTransport(Transport):
         try:
             async with asyncio.timeout(limit):
                 try:
-                    await self._redis.xadd(
-                        self.stream(domain, self._band(message.priority)), fields, maxlen=self.maxlen, approximate=True
+                    await self._writes.submit(
+                        "xadd", self.stream(domain, self._band(message.priority)), fields,
+                        maxlen=self.maxlen, approximate=True,
                     )
                 except _NETWORK_ERRORS as exc:
                     raise TransportError(
@@ -358,10 +365,10 @@ class RedisTransport(Transport):
         fields = wire.encode(event, session=current_session.get())
         band = self._band(event.priority)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for domain in domains:
-                    pipe.xadd(self.stream(domain, band), fields, maxlen=self.maxlen, approximate=True)
-                await pipe.execute()
+            await self._writes.run(*(
+                ("xadd", (self.stream(domain, band), fields), {"maxlen": self.maxlen, "approximate": True})
+                for domain in domains
+            ))
         except _NETWORK_ERRORS as exc:
             raise TransportError(
                 f"cannot publish {event.domain}.{event.name} to {', '.join(domains)} through Redis "
@@ -592,19 +599,20 @@ class RedisTransport(Transport):
         self, stream: str, domain: str, entry_id: str, reply_to: str | None,
         reply: dict[str, str] | None, done_key: str | None,
     ) -> None:
-        """Reply, record the id (dedup), acknowledge and delete: one round trip."""
+        """Reply, record the id (dedup), acknowledge and delete: one round trip, shared with the
+        other handlers that finish in the same loop iteration (coalesced)."""
+        commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        if reply_to and reply is not None:
+            commands.append(("xadd", (reply_to, reply), {"maxlen": self.reply_maxlen, "approximate": True}))
+        if done_key is not None:
+            commands.append(("set", (done_key, json.dumps(reply or {})), {"ex": max(1, int(self.dedup_ttl))}))
+        commands.append(("xack", (stream, domain, entry_id), {}))
+        if self.delete_acked:
+            commands.append(("xdel", (stream, entry_id), {}))
         backoff = self.reconnect_backoff
         for attempt in range(5):
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    if reply_to and reply is not None:
-                        pipe.xadd(reply_to, reply, maxlen=self.reply_maxlen, approximate=True)
-                    if done_key is not None:
-                        pipe.set(done_key, json.dumps(reply or {}), ex=max(1, int(self.dedup_ttl)))
-                    pipe.xack(stream, domain, entry_id)
-                    if self.delete_acked:
-                        pipe.xdel(stream, entry_id)
-                    await pipe.execute()
+                await self._writes.run(*commands)
                 return
             except _NETWORK_ERRORS as exc:
                 if attempt == 4 or self._stopping:
