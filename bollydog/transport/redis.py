@@ -35,6 +35,7 @@ from bollydog.errors import (
     ConfigError,
     EventHandlersError,
     HandlerTimeoutError,
+    HubNotRunningError,
     MissingDependencyError,
     TransportError,
 )
@@ -51,6 +52,7 @@ from bollydog.context import current_session, new_trace_id
 from bollydog.hub.transport import Transport
 from bollydog.models.base import BaseMessage, Event
 from bollydog.settings import get_settings
+from bollydog.telemetry.metrics import record_dead_letter
 from bollydog.transport import wire
 from bollydog.transport.batching import PipelineCoalescer
 
@@ -568,6 +570,10 @@ class RedisTransport(Transport):
             else:
                 try:
                     result = await hub.execute(message)
+                except HubNotRunningError:
+                    # This process is stopping: leave the entry pending (unacknowledged) so that
+                    # another consumer of the group reclaims and runs it.
+                    return
                 except Exception as exc:  # the caller gets it as RemoteHandlerError
                     if reply_to:
                         reply = wire.encode_reply(envelope.id, entry_id, error=exc)
@@ -647,6 +653,8 @@ class RedisTransport(Transport):
                 await pipe.execute()
         except _NETWORK_ERRORS as exc:
             log.error("could not dead-letter %s %s (%s); it stays pending", stream, entry_id, exc)
+            return
+        record_dead_letter(domain=domain, name=str(fields.get("name", "unknown")).rpartition(".")[2], reason=reason)
 
     # -- reclaiming ------------------------------------------------------------------------------
 

@@ -241,3 +241,25 @@ async def test_redis_restart_producers_fail_fast_consumers_reconnect(redis_url, 
     finally:
         server.kill()
         server.wait()
+
+
+async def test_dead_letters_are_counted_by_telemetry(redis_url, prefix, raw):
+    from bollydog.telemetry import TelemetryPlugin
+    from tests.telemetry.conftest import metric_points
+
+    stream = f"{prefix}:stream:calc:normal"
+    async with process(redis_url, prefix, ["calc"]) as consumer:
+        plugin = TelemetryPlugin(traces_exporter="none", metrics_exporter="memory", install_global=False)
+        plugin.hub = consumer
+        await plugin.start()
+        try:
+            await raw.xadd(stream, {"name": "calc.add", "payload": "{not json"})
+            for _ in range(100):
+                if await consumer.transport.dead_letters():
+                    break
+                await asyncio.sleep(0.02)
+            (point,) = metric_points(plugin, "bollydog.messages.dead_lettered")
+            assert point.value == 1
+            assert dict(point.attributes)["domain"] == "calc" and dict(point.attributes)["name"] == "add"
+        finally:
+            await plugin.stop()
