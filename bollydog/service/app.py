@@ -34,7 +34,7 @@ from bollydog.errors import (
     QueueFullError,
     TransportError,
 )
-from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover
+from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover, handler_of
 from bollydog.hub.middleware import (
     Middleware,
     RetryListener,
@@ -88,18 +88,17 @@ class HubService(Service):
             self.add_app(BollydogService())
         for app in apps:
             self.add_app(app)
+        #: ``listener(message, handler, attempt, error, delay)`` called before each retry.
+        self.retry_listeners: list[RetryListener] = []
         # Outermost first: user layers (e.g. telemetry) see retries; each retry gets its own
         # transaction; the deadline bounds the handler inside it, so an expired handler rolls
         # back while a commit is never cut short.
-        #: ``listener(message, handler, attempt, error, delay)`` called before each retry.
-        self.retry_listeners: list[RetryListener] = []
         self.middlewares: list[Middleware] = [
             *middlewares,
             RetryMiddleware(settings.retry_backoff, settings.retry_backoff_max, self.retry_listeners),
             TransactionMiddleware(self.publish_nowait),
             TimeoutMiddleware(),
         ]
-
         self._queue: asyncio.PriorityQueue | None = None
         self._active = 0  # top-level messages running (nested ones are not counted)
         self._capacity: asyncio.Future | None = None  # the intake waits here when at the limit
@@ -130,7 +129,8 @@ class HubService(Service):
         if outermost:
             self.middlewares.insert(0, layer)
         else:
-            self.middlewares.insert(len(self.middlewares) - 3, layer)  # just outside the built-ins
+            builtin = next(i for i, m in enumerate(self.middlewares) if isinstance(m, RetryMiddleware))
+            self.middlewares.insert(builtin, layer)  # just outside the built-in layers
         self._pipelines.clear()
         self._routes.clear()
 
@@ -155,8 +155,6 @@ class HubService(Service):
 
     def register(self, *handlers: Any, app: AppService | None = None) -> None:
         """Register handler functions or self-handling message classes directly."""
-        from bollydog.handlers import handler_of
-
         for obj in handlers:
             handler = obj if isinstance(obj, Handler) else handler_of(obj, strict=True)
             if handler is None:

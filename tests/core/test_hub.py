@@ -449,3 +449,35 @@ async def test_failed_publish_to_other_processes_still_runs_local_event_handlers
         with pytest.raises(TransportError, match="redis is down"):
             await hub.execute(event)
     assert ran == [event.iid]
+
+
+async def test_added_middlewares_wrap_dispatch_in_order_outside_retries():
+    calls = []
+
+    def layer(tag):
+        async def record(call_next, message, handler):
+            calls.append(tag)
+            return await call_next(message, handler)
+
+        return record
+
+    attempts = []
+
+    class Shaky(Command):
+        pass
+
+    async def shaky(command: Shaky) -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("first delivery fails")
+        return "ok"
+
+    hub = HubService()
+    hub.register(shaky)
+    hub.add_middleware(layer("inner"), outermost=False)
+    hub.add_middleware(layer("outer"))
+    async with hub:
+        assert await hub.execute(Shaky(delivery_count=2)) == "ok"
+    # Both wrap the built-in layers: each sees the message once, whatever the retries below.
+    assert calls == ["outer", "inner"]
+    assert len(attempts) == 2
