@@ -90,8 +90,9 @@ def build(
     """Build a hub from a config file or dict; ``BOLLYDOG_HANDLERS`` adds config-less handlers.
 
     ``include``/``exclude`` select top-level keys to run in this process; the others are not
-    constructed (and their code is not imported). ``entrypoints=False`` builds the apps only
-    (``bollydog execute`` and ``ls`` serve nothing).
+    constructed (their ``app`` class is imported to recognise transports and plugins, which run
+    everywhere; with a transport, their handler modules are imported to route their messages).
+    ``entrypoints=False`` builds the apps only (``bollydog execute`` and ``ls`` serve nothing).
     """
     if config is None:
         sections: dict[str, Any] = {}
@@ -109,7 +110,10 @@ def build(
         for key, section in sections.items()
         if key in selected or _is_infrastructure(section)
     }
-    has_plugin = any(issubclass(t, HubPlugin) for t in targets.values())
+    if not any(issubclass(t, HubPlugin) for t in targets.values()):
+        plugin = _telemetry_from_environment()
+        if plugin is not None:
+            _add_infrastructure(hub, plugin)
     # Infrastructure first (stable order otherwise): tracing and the transport must be in place
     # before any entrypoint starts taking requests.
     ordered = sorted(targets.items(), key=lambda item: not issubclass(item[1], (Transport, HubPlugin)))
@@ -134,10 +138,6 @@ def build(
                 }
                 hub.transport.add_remote(domain, message_types)
                 hub.registry.add_remote(message_types, domain, _service_name(section))
-    if not has_plugin:
-        plugin = _telemetry_from_environment()
-        if plugin is not None:
-            _add_infrastructure(hub, plugin)
     env_modules = get_settings().handler_modules
     if env_modules:
         app = AppService(domain="handlers", handlers=env_modules)
