@@ -100,6 +100,9 @@ def detach_otel_handler(handler: logging.Handler) -> None:
 
 
 _PRIMITIVES = (str, bool, int, float)
+#: Attributes of every LogRecord: an event key of that name must not overwrite them (``args``
+#: would break formatting, ``msg`` replace the body, ``name`` defeat the recursion guard).
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
 @functools.cache
@@ -127,7 +130,7 @@ def _otel_handler_class() -> type[logging.Handler]:
                 event = dict(record.msg)
                 record.msg, record.args = str(event.pop("event", "")), ()
                 for key, value in event.items():
-                    if not key.startswith("_") and isinstance(value, _PRIMITIVES):
+                    if not key.startswith("_") and key not in _RECORD_FIELDS and isinstance(value, _PRIMITIVES):
                         setattr(record, key, value)
             super().emit(record)
 

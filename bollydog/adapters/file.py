@@ -17,6 +17,7 @@ and symbolic links that lead outside the root raise :class:`UnsafePathError`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -159,6 +160,8 @@ class FileUnitOfWork(UnitOfWork):
         try:
             for key, text in writes:
                 target = self.resolve(key)
+                if os.path.isdir(target):  # os.replace/unlink would fail in phase 2, half-applied
+                    raise IsADirectoryError(errno.EISDIR, f"a folder is in the way of file {key!r}", target)
                 if text is None:
                     prepared.append((target, None))
                     continue
@@ -179,11 +182,17 @@ class FileUnitOfWork(UnitOfWork):
                     _unlink(tmp)
             raise
         # Phase 2: each replace is atomic.
-        for target, tmp in prepared:
-            if tmp is None:
-                _unlink(target)
-            else:
-                os.replace(tmp, target)
+        for done, (target, tmp) in enumerate(prepared):
+            try:
+                if tmp is None:
+                    _unlink(target)
+                else:
+                    os.replace(tmp, target)
+            except BaseException:
+                for _, left in prepared[done:]:  # no temporary file is left behind
+                    if left is not None:
+                        _unlink(left)
+                raise
 
 
 def _process_umask() -> int:

@@ -84,8 +84,13 @@ class MemoryProtocol(Protocol):
         return dict(sorted(view.items()))  # type: ignore[return-value]  # key order, like a primary key
 
     async def _write(self, model_name: str, key: str, obj: BaseModel | None) -> None:
+        stored = copy.deepcopy(obj)
+        if stored is not None and callable(getattr(stored, "collect_events", None)):
+            # Events belong to the caller's object (published once, after commit): a stored copy
+            # that kept them would hand them out again with every read.
+            stored.collect_events()
         async with self.unit_of_work.operation() as tx:
-            tx.writes.setdefault(model_name, {})[key] = copy.deepcopy(obj)
+            tx.writes.setdefault(model_name, {})[key] = stored
 
     async def add(self, obj: M) -> M:
         await self._write(type(obj).__name__, _key_of(obj), obj)
@@ -121,8 +126,10 @@ class MemoryProtocol(Protocol):
             return None
         updated = model.model_validate({**current.model_dump(), **values})
         await self._write(model.__name__, str(iid), updated)
+        # Return the object that was seen (the store holds a copy), so that events the handler
+        # raises on it are published, as with the SQL adapter.
         self.unit_of_work.saw(updated)
-        return copy.deepcopy(updated)
+        return updated
 
     async def delete(self, model: type[M], iid: str) -> bool:
         if str(iid) not in await self._view(model):

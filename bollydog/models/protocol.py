@@ -12,12 +12,15 @@ own, so each commits or rolls back on its own; the parent's transaction is not s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from bollydog.models.base import BaseDomain, Event
+
+log = logging.getLogger("bollydog.uow")
 
 
 class TransactionScope:
@@ -81,7 +84,7 @@ class UnitOfWork:
             yield scope
         except BaseException:
             if scope.started:
-                await self.rollback(scope.transaction)
+                await self._rollback_quietly(scope.transaction)
             scope.collect_events()  # events of rolled-back changes must not surface later
             raise
         else:
@@ -121,9 +124,16 @@ class UnitOfWork:
         try:
             yield transaction
         except BaseException:
-            await self.rollback(transaction)
+            await self._rollback_quietly(transaction)
             raise
         await self.commit(transaction)
+
+    async def _rollback_quietly(self, transaction: Any) -> None:
+        # The caller must see the handler's exception, not a failure to roll back after it.
+        try:
+            await self.rollback(transaction)
+        except Exception:
+            log.exception("%s: rollback failed (the original error is raised)", type(self).__name__)
 
     def record_event(self, event: Event) -> None:
         """Publish ``event`` after the current transaction commits (dropped on rollback)."""

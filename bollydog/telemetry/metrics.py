@@ -148,7 +148,8 @@ def record_dead_letter(message: "BaseMessage | None" = None, *, domain: str | No
                        reason: str | None = None) -> None:
     """Count a message moved to a dead-letter stream; for transports (e.g. Redis streams).
 
-    Pass the message, or its ``domain`` and ``name`` when only the raw payload is at hand.
+    Pass the message, or its ``domain`` and ``name`` when only the raw payload is at hand. The
+    counter's attributes are ``domain`` and ``name``; ``reason`` goes on the current span only.
     """
     if message is not None:
         domain, name = message.domain, message.name
@@ -156,7 +157,6 @@ def record_dead_letter(message: "BaseMessage | None" = None, *, domain: str | No
     if span.is_recording():
         span.add_event("dead_letter", {"bollydog.message.name": name or "", "bollydog.reason": reason or ""})
     if _active is not None:
-        attributes = {"domain": domain or "", "name": name or ""}
-        if reason:
-            attributes["reason"] = reason
-        _active.dead_letters.add(1, attributes)
+        # ``reason`` is free text (transports pass error messages): kept on the span event and in
+        # the dead-letter entry, never as a metric attribute, whose every value is a new series.
+        _active.dead_letters.add(1, {"domain": domain or "", "name": name or ""})

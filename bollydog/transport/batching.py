@@ -53,15 +53,12 @@ class PipelineCoalescer:
         """Submit ``(command, args, kwargs)`` triples together (one flush, in this order) and
         return their replies; raises the first error once all of them have finished."""
         futures = [self.submit(command, *args, **kwargs) for command, args, kwargs in commands]
-        results, error = [], None
-        for future in futures:  # resolved together: no further suspension after the first
-            try:
-                results.append(await future)
-            except Exception as exc:
-                results.append(exc)
-                error = error or exc
-        if error is not None:
-            raise error
+        # gather: a caller cancelled before the flush cancels all of its commands, never some
+        # of them (a reply dropped while its XACK is sent would lose the reply).
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return results
 
     async def _flush(self) -> None:

@@ -160,6 +160,7 @@ class RedisTransport(Transport):
         self._hub: HubService | None = None
         self._hosted: list[str] = []
         self._stopping = False
+        self._replies_done = False  # set after stopping's grace: in-flight handlers may still request
         self._tasks: list[asyncio.Task] = []  # readers and claimers
         self._inflight: dict[asyncio.Task, list[Any]] = {}  # task -> [stream, domain, entry, touched]
         self._inflight_ids: set[tuple[str, str]] = set()
@@ -207,9 +208,12 @@ class RedisTransport(Transport):
             return
         # A bounded pool: beyond max_connections commands wait (op_timeout at most) for a free
         # connection. One quick retry: a pooled connection may be stale after a Redis restart.
+        # encoding_errors="replace" (here and on the readers): an entry that is not UTF-8 must
+        # reach the dead-letter stream, not raise UnicodeDecodeError out of the read loops.
         pool = aioredis.BlockingConnectionPool.from_url(
             self.url, max_connections=self.max_connections, timeout=self.op_timeout, decode_responses=True,
-            socket_connect_timeout=self.op_timeout, socket_timeout=self.op_timeout, retry=Retry(NoBackoff(), 1),
+            encoding_errors="replace", socket_connect_timeout=self.op_timeout, socket_timeout=self.op_timeout,
+            retry=Retry(NoBackoff(), 1),
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         self._writes = PipelineCoalescer(self._redis)
@@ -232,7 +236,7 @@ class RedisTransport(Transport):
         slot = self._readers.get(name)
         if slot is None:
             client = aioredis.Redis.from_url(
-                self.url, single_connection_client=True, decode_responses=True,
+                self.url, single_connection_client=True, decode_responses=True, encoding_errors="replace",
                 socket_connect_timeout=self.op_timeout, socket_timeout=self.block_ms / 1000 + self.op_timeout,
                 retry=Retry(NoBackoff(), 0),
             )
@@ -266,6 +270,7 @@ class RedisTransport(Transport):
     async def start(self, hub: "HubService") -> None:
         self._hub = hub
         self._stopping = False
+        self._replies_done = False
         self._connect()
         self._capacity = asyncio.Event()
         self._capacity.set()
@@ -281,11 +286,11 @@ class RedisTransport(Transport):
         for task in self._tasks:
             if task.get_name().startswith("bollydog-redis-reclaim"):
                 task.cancel()  # asleep between rounds
-        readers = [t for t in (*self._tasks, self._reply_task) if t is not None]
         await self._wake_readers()
-        await self._settle(readers)
+        await self._settle(list(self._tasks))
         self._tasks.clear()
-        self._reply_task = None
+        # The reply reader runs on while in-flight handlers finish: one that sends a command to
+        # another domain (an orchestration) must get its reply, or it would run again elsewhere.
         if self._inflight:
             grace = self.grace
             if grace is None:
@@ -294,6 +299,11 @@ class RedisTransport(Transport):
             for task in pending:  # not acknowledged: another consumer gets them after claim_idle
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        self._replies_done = True
+        if self._reply_task is not None:
+            await self._wake_readers()
+            await self._settle([self._reply_task])
+            self._reply_task = None
         if "replies" in self._readers and self._redis is not None:
             try:
                 await asyncio.wait_for(self._redis.delete(self.reply_key), self.op_timeout)
@@ -383,7 +393,7 @@ class RedisTransport(Transport):
         refreshed = 0.0
         loop = asyncio.get_running_loop()
         slot = self._reader("replies")
-        while not self._stopping:
+        while not self._replies_done:
             try:
                 response = await self._blocking_call(
                     slot, "xread", {self.reply_key: last}, count=512, block=self.block_ms
@@ -392,7 +402,7 @@ class RedisTransport(Transport):
                     refreshed = loop.time()
                     await self._redis.expire(self.reply_key, 3600)
             except _NETWORK_ERRORS as exc:
-                if self._stopping:
+                if self._replies_done:
                     return
                 self._fail_waiting(TransportError(f"lost the connection to Redis ({self.url}) while waiting for replies: {exc}"))
                 log.warning("reply reader: %s: %s; retrying in %.2fs", type(exc).__name__, exc, backoff)
@@ -628,6 +638,14 @@ class RedisTransport(Transport):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.reconnect_backoff_max)
 
+    def _metric_name(self, name: Any) -> str:
+        """A registered message's name, else "unknown": names from outside producers must not
+        become metric attributes (unbounded cardinality)."""
+        try:
+            return wire.resolve(self._hub.registry, str(name)).name
+        except (wire.WireError, AttributeError):
+            return "unknown"
+
     async def _dead_letter(
         self, stream: str, domain: str, entry_id: str, fields: dict[str, str], reason: str,
         error: BaseException | None = None,
@@ -654,7 +672,7 @@ class RedisTransport(Transport):
         except _NETWORK_ERRORS as exc:
             log.error("could not dead-letter %s %s (%s); it stays pending", stream, entry_id, exc)
             return
-        record_dead_letter(domain=domain, name=str(fields.get("name", "unknown")).rpartition(".")[2], reason=reason)
+        record_dead_letter(domain=domain, name=self._metric_name(fields.get("name")), reason=reason)
 
     # -- reclaiming ------------------------------------------------------------------------------
 

@@ -95,7 +95,7 @@ def decode(fields: dict[str, str]) -> Envelope:
         raise WireError(f"invalid 'kind' {kind!r}: expected 'command' or 'event'")
     try:
         payload = json.loads(fields.get("payload") or "{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep for json
         raise WireError(f"'payload' is not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise WireError(f"'payload' must be a JSON object, got {type(payload).__name__}")

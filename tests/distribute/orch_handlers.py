@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from bollydog.models.base import Command
@@ -23,3 +24,16 @@ async def orchestrate(command: Orchestrate) -> Any:
         caught = f"{type(exc).__name__}: {exc}"
     yield {"total": total, "nested": nested, "caught": caught, "span_id": command.span_id,
            "trace_id": command.trace_id}
+
+
+class PausedOrchestrate(Command):
+    """Waits, then asks calc: a remote request issued while its own process is stopping."""
+
+    domain = "orch"
+    pause: float
+
+
+async def paused_orchestrate(command: PausedOrchestrate) -> Any:
+    await asyncio.sleep(command.pause)
+    total = yield Add(a=1, b=2, expire_time=5)
+    yield total

@@ -100,3 +100,17 @@ async def test_a_connection_error_fails_every_caller_of_the_batch_quickly():
                     await future
     finally:
         await client.aclose()
+
+
+async def test_a_cancelled_run_sends_none_of_its_commands(redis_url, prefix, raw):
+    """A consumer cancelled in _finish must not send its XACK without its reply."""
+    coalescer = PipelineCoalescer(raw)
+    task = asyncio.create_task(coalescer.run(
+        ("xadd", (f"{prefix}:reply", {"ok": "1"}), {}), ("set", (f"{prefix}:ack", "1"), {}),
+    ))
+    await asyncio.sleep(0)  # the run submitted its commands; the flush has not run yet
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.1)
+    assert (await raw.exists(f"{prefix}:reply"), await raw.exists(f"{prefix}:ack")) == (0, 0)

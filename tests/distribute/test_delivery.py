@@ -263,3 +263,53 @@ async def test_dead_letters_are_counted_by_telemetry(redis_url, prefix, raw):
             assert dict(point.attributes)["domain"] == "calc" and dict(point.attributes)["name"] == "add"
         finally:
             await plugin.stop()
+
+
+async def test_entry_that_is_not_utf8_is_dead_lettered_and_the_consumer_continues(redis_url, prefix):
+    import redis.asyncio as aioredis
+
+    reply_key = f"{prefix}:replies"
+    stream = f"{prefix}:stream:calc:normal"
+    binary = aioredis.Redis.from_url(redis_url)  # bytes in, as a msgpack producer would send
+    try:
+        async with process(redis_url, prefix, ["calc"], claim_idle=0.3) as consumer:
+            await binary.xadd(stream, {b"name": b"calc.add", b"payload": b"\xff\xfe{}", b"reply_to": reply_key.encode()})
+            await binary.xadd(stream, {"name": "calc.add", "payload": '{"a": 1, "b": 1}', "reply_to": reply_key})
+            async with aioredis.Redis.from_url(redis_url, decode_responses=True) as raw:
+                replies = await read_replies(raw, reply_key, 2)
+                assert sorted(r["ok"] for r in replies) == ["0", "1"]
+                (letter,) = await consumer.transport.dead_letters()
+                assert "'payload' is not JSON" in letter["dl_reason"]
+                assert (await raw.xpending(stream, "calc"))["pending"] == 0
+            assert not any(task.done() for task in consumer.transport._tasks)
+    finally:
+        await binary.aclose()
+
+
+def test_payload_nested_too_deep_is_a_wire_error():
+    from bollydog.transport import wire
+
+    with pytest.raises(wire.WireError, match="'payload' is not JSON"):
+        wire.decode({"name": "calc.add", "payload": "[" * 100_000})
+
+
+async def test_dead_letter_metric_names_only_registered_messages(redis_url, prefix, raw):
+    from bollydog.telemetry import TelemetryPlugin
+    from tests.telemetry.conftest import metric_points
+
+    stream = f"{prefix}:stream:calc:normal"
+    async with process(redis_url, prefix, ["calc"]) as consumer:
+        plugin = TelemetryPlugin(traces_exporter="none", metrics_exporter="memory", install_global=False)
+        plugin.hub = consumer
+        await plugin.start()
+        try:
+            for i in range(3):  # names an outside producer made up: one series, not three
+                await raw.xadd(stream, {"name": f"calc.made-up-{i}", "payload": "{}"})
+            for _ in range(100):
+                if len(await consumer.transport.dead_letters()) == 3:
+                    break
+                await asyncio.sleep(0.02)
+            (point,) = metric_points(plugin, "bollydog.messages.dead_lettered")
+            assert point.value == 3 and dict(point.attributes)["name"] == "unknown"
+        finally:
+            await plugin.stop()

@@ -152,3 +152,22 @@ async def test_redis_unreachable_fails_fast(prefix):
         assert time.monotonic() - started < 1.5
         with pytest.raises(TransportError):
             await front.execute(calc.Noted(text="lost"))
+
+
+async def test_handler_in_flight_during_stop_still_gets_its_remote_replies(redis_url, prefix):
+    """The stopping process's reply reader outlives its in-flight handlers: an orchestration that
+    asks another domain during the grace period completes instead of hanging and running again."""
+    from tests.distribute.orch_handlers import PausedOrchestrate
+
+    domains = ["calc", "orch"]
+    async with process(redis_url, prefix, ["calc"], domains), process(redis_url, prefix, [], domains) as front:
+        orch = process(redis_url, prefix, ["orch"], domains, grace=3)
+        await orch.__aenter__()
+        try:
+            call = asyncio.ensure_future(front.execute(PausedOrchestrate(pause=0.3, expire_time=5)))
+            await asyncio.sleep(0.1)  # the orchestration is running, before its remote request
+        finally:
+            started = time.monotonic()
+            await orch.__aexit__(None, None, None)
+        assert time.monotonic() - started < 2
+        assert await asyncio.wait_for(call, 1) == 3

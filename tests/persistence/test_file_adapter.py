@@ -216,3 +216,16 @@ async def test_config_wires_the_file_adapter(tmp_path):
     assert (tmp_path / "short" / "y.txt").read_text() == "shorthand"
     with pytest.raises(ConfigError, match="root"):
         build({"notes": {"protocol": {"module": ModuleRef("bollydog.adapters.file.FileProtocol")}}})
+
+
+async def test_a_folder_in_the_way_applies_nothing_and_leaves_no_temporary_file(files, root):
+    # The folder makes os.replace fail; found only at the second phase, "a.txt" used to be
+    # written already (half a transaction) and the temporary file of "b" left behind.
+    (root / "b").mkdir()
+    async with files.unit_of_work.scope():
+        await files.write("a.txt", "new a")
+        await files.write("b", "file b")
+        with pytest.raises(IsADirectoryError):
+            await files.unit_of_work.commit(await files.unit_of_work.transaction())
+    assert sorted(os.listdir(root)) == ["b"]
+    assert os.listdir(root / "b") == []

@@ -85,3 +85,15 @@ async def test_otel_log_bridge_exports_records_with_span_context(json_log_file):
         assert hex_trace(record.trace_id) == command.trace_id
         assert hex_span(record.span_id) == command.span_id
     assert bodies["reserved"].attributes["sku"] == "bridged"  # structlog key-values as attributes
+
+
+async def test_otel_log_bridge_keeps_record_fields_that_structlog_keys_share(json_log_file):
+    async with traced_hub(logs_exporter="memory") as (hub, plugin):
+        log = structlog.get_logger("tests.telemetry.bridge")
+        log.info("with args", args="not a format tuple")  # used to raise TypeError from emit
+        log.info("with msg", msg="not the body")
+        log.info("with name", name="opentelemetry.spoofed", user="bob")
+    records = [r.log_record for r in plugin.log_exporter.get_finished_logs()]
+    bodies = {r.body: r for r in records}
+    assert {"with args", "with msg", "with name"} <= set(bodies)
+    assert bodies["with name"].attributes["user"] == "bob"

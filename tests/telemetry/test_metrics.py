@@ -71,7 +71,12 @@ async def test_dead_letters_are_counted_for_transports():
         record_dead_letter(domain="shop", name="reserve", reason="max deliveries")
         (point,) = metric_points(plugin, "bollydog.messages.dead_lettered")
         assert point.value == 2
-        assert dict(point.attributes) == {"domain": "shop", "name": "reserve", "reason": "max deliveries"}
+        assert dict(point.attributes) == {"domain": "shop", "name": "reserve"}
+        # Free-text reasons (transports pass error messages) must not multiply the series.
+        for i in range(3):
+            record_dead_letter(domain="shop", name="reserve", reason=f"invalid payload: missing field {i}")
+        (point,) = metric_points(plugin, "bollydog.messages.dead_lettered")
+        assert point.value == 5
     record_dead_letter(domain="shop", name="lost")  # stopped: a no-op again
     from bollydog.telemetry import metrics
 
