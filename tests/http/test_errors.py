@@ -118,3 +118,52 @@ async def test_hub_not_accepting_503(server, monkeypatch):
     assert "retry-after" in r.headers
     r = await client.get("/demo/svc/ping", params={"qos": "0"})
     assert r.status_code == 503
+
+
+async def test_deeply_nested_json_400_not_500(client):
+    body = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = await client.post("/demo/svc/echo", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"] == "MalformedJSON"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data", "multipart/form-data; boundary=", "multipart/form-data; boundary=xyz"],
+)
+async def test_malformed_multipart_400_not_500(client, content_type):
+    r = await client.post("/demo/svc/echo", content=b"garbage", headers={"content-type": content_type})
+    assert r.status_code == 400
+    assert r.json()["error"] == "MalformedForm"
+
+
+async def test_form_over_the_parsers_limits_400_not_500(client):
+    too_many = "&".join(f"f{i}=x" for i in range(1001))  # starlette parses 1000 fields at most
+    r = await client.post("/demo/svc/echo", content=too_many, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400 and r.json()["error"] == "MalformedForm"
+
+
+async def test_form_bodies_obey_the_size_limit_413(client):
+    # The limit applies to forms too, spread over fields or sent as a file (no Content-Length).
+    fields = {"text": "x", "a": "y" * 600_000, "b": "z" * 600_000}
+    r = await client.post("/demo/svc/echo", data=fields)
+    assert r.status_code == 413
+    r = await client.post("/demo/svc/echo", data={"text": "x"}, files={"upload": ("f.bin", b"0" * (3 << 20))})
+    assert r.status_code == 413
+
+    async def chunks():
+        yield b"text=x&pad="
+        for _ in range(3):
+            yield b"p" * (1 << 20)
+
+    r = await client.post(
+        "/demo/svc/echo", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status_code == 413
+
+
+async def test_small_forms_still_work(client):
+    r = await client.post("/demo/svc/echo", data={"text": "hi", "times": "2"})
+    assert r.status_code == 200 and r.json()["text"] == "hihi"
+    r = await client.post("/demo/svc/echo", files={"text": (None, "hi")})
+    assert r.status_code == 200

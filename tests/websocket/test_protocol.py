@@ -33,6 +33,12 @@ from bollydog.entrypoint.websocket.protocol import (
         ("a.#.z", "a.b.c", False),
         ("example.taskcount", "example.taskcount", True),
         ("example.taskcount", "example.tasklist", False),
+        ("#.#", "a.b", True),
+        ("#.*.#", "a", True),
+        ("#.*.#", "", True),
+        ("*.#.*", "a", False),
+        ("#." * 5000 + "b", "a.b", True),
+        ("#." * 5000 + "x", "a.b", False),
     ],
 )
 def test_topic_matches(pattern: str, topic: str, expected: bool) -> None:
@@ -52,6 +58,9 @@ def test_message_filter_include_then_exclude() -> None:
     assert not allowed.allows("bollydog.tasklist")
     assert not allowed.allows("shop.secretthing")
     assert MessageFilter().allows("anything.at_all")
+    assert not MessageFilter(exclude=["Shop.*"]).allows("shop.secretthing")
+    assert not MessageFilter(include=["shop.*"]).allows("Other.thing")
+    assert MessageFilter(include=["shop.*"]).allows("Shop.Thing")
 
 
 def test_request_frame_splits_envelope_from_fields() -> None:
@@ -70,6 +79,8 @@ def test_request_frame_splits_envelope_from_fields() -> None:
         {"name": 5},
         {"name": "echo", "id": {"x": 1}},
         {"name": "echo", "id": True},
+        {"name": "echo", "id": float("nan")},
+        {"name": "echo", "type": ["request"]},
         {"name": "echo", "traceparent": 1},
         {"type": "dance"},
         {"type": "subscribe"},

@@ -161,6 +161,10 @@ async def test_ping(ws) -> None:
         ({"id": 12, "name": "echo", "text": "x", "trace_id": "0" * 32}, "InvalidMessageError", 12),
         ({"id": 13, "name": "echo", "text": "x", "iid": "f" * 32}, "InvalidMessageError", 13),
         ({"id": 14, "type": "subscribe", "topics": "example.*"}, "InvalidFrameError", 14),
+        # Hostile envelopes: an unhashable type, nesting deeper than the parser's recursion.
+        ({"id": 15, "type": ["request"], "name": "echo"}, "InvalidFrameError", 15),
+        ('{"name": "echo", "text": ' + "[" * 100_000 + "]" * 100_000 + "}", "InvalidFrameError", None),
+        ('{"name": "echo", "id": NaN, "text": "x"}', "InvalidFrameError", None),
     ],
 )
 async def test_malformed_frame_gets_an_error_and_the_socket_stays_open(ws, frame, error, request_id) -> None:
@@ -296,3 +300,25 @@ async def test_new_connections_are_refused_while_stopped() -> None:
     with pytest.raises((OSError, InvalidStatus)):
         async with connect(url, open_timeout=2):
             pass
+
+
+async def test_a_hostile_topic_pattern_neither_blocks_nor_breaks_other_subscribers(service: SocketService) -> None:
+    # Many '#' segments once made matching take seconds per message (and overflow the stack
+    # beyond ~500), in the hub's observer: every other subscriber lost its notifications.
+    async with connect(service.url) as hostile, connect(service.url) as watcher:
+        await subscribe(hostile, ["#." * 250 + "nomatch", "#." * 2000 + "nomatch"])
+        await subscribe(watcher, ["wsdemo.pinged"])
+        started = asyncio.get_running_loop().time()
+        await service.hub.execute(Pinged(value=1))
+        assert asyncio.get_running_loop().time() - started < 0.5
+        assert (await recv(watcher))["topic"] == "wsdemo.pinged"
+
+
+async def test_exclude_is_case_insensitive_like_http() -> None:
+    hub, service = await start(exclude=["WSDEMO.Secret"])
+    try:
+        async with connect(service.url) as client:
+            (reply,) = await call(client, {"name": "secret"})
+            assert reply["error"] == "UnknownMessageError"
+    finally:
+        await hub.stop()

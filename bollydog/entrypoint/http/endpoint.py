@@ -16,6 +16,7 @@ import contextvars
 import json
 from typing import TYPE_CHECKING, Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -77,12 +78,12 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, Any], boo
     if request.method in ("GET", "HEAD", "DELETE"):
         return fields, True
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # The body is read (within ``limit``) before any parsing, forms included.
+    raw = await read_body(request, limit)
     if content_type in _FORM_TYPES:
-        form = await request.form()
-        body = _multi_dict(list(form.multi_items()))
+        body = await _read_form(request, raw)
         textual = True
     else:
-        raw = await read_body(request, limit)
         if not raw.strip():
             return fields, True
         if content_type and content_type != JSON and not content_type.endswith("+json"):
@@ -94,6 +95,8 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, Any], boo
             body = json.loads(raw)
         except ValueError as exc:
             raise RequestError(400, "MalformedJSON", f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise RequestError(400, "MalformedJSON", "request body is nested too deeply") from None
         if not isinstance(body, dict):
             raise RequestError(
                 400, "MalformedJSON",
@@ -105,6 +108,19 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, Any], boo
         raise RequestError(400, "DuplicateField", f"fields given in both query and body: {', '.join(twice)}")
     fields.update(body)
     return fields, textual
+
+
+async def _read_form(request: Request, raw: bytes) -> dict[str, Any]:
+    """The fields of a form body already read; a malformed form is a 400, not a 500."""
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form()
+    except HTTPException as exc:  # starlette's parser: no boundary, too many fields...
+        raise RequestError(400, "MalformedForm", f"request body is not a valid form: {exc.detail}") from None
+    return _multi_dict(list(form.multi_items()))
 
 
 def _sse(event: str, data: Any) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -46,11 +47,18 @@ class Frame:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
+def _valid_id(value: Any) -> bool:
+    # NaN/Infinity parse (Python's json) but echoing them back would not be JSON.
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
 def peek_id(raw: Any) -> Any:
     """The correlation id of a frame that failed to parse, if one can be read safely."""
     if isinstance(raw, dict):
         value = raw.get("id")
-        if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if value is None or _valid_id(value):
             return value
     return None
 
@@ -61,6 +69,8 @@ def decode(text: str | bytes) -> Any:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidFrameError(f"frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidFrameError("frame is nested too deeply") from None
 
 
 def parse_frame(raw: Any) -> Frame:
@@ -68,10 +78,10 @@ def parse_frame(raw: Any) -> Frame:
     if not isinstance(raw, dict):
         raise InvalidFrameError(f"frame must be a JSON object, got {type(raw).__name__}")
     frame_id = raw.get("id")
-    if frame_id is not None and (isinstance(frame_id, bool) or not isinstance(frame_id, (str, int, float))):
-        raise InvalidFrameError("'id' must be a string, a number or null")
+    if frame_id is not None and not _valid_id(frame_id):
+        raise InvalidFrameError("'id' must be a string, a (finite) number or null")
     kind = raw.get("type", REQUEST)
-    if kind not in FRAME_TYPES:
+    if not isinstance(kind, str) or kind not in FRAME_TYPES:
         raise InvalidFrameError(f"unknown frame type {kind!r}; expected one of {', '.join(sorted(FRAME_TYPES))}")
     if kind in (SUBSCRIBE, UNSUBSCRIBE):
         extra = set(raw) - {"type", "id", "topics"}
@@ -113,9 +123,11 @@ class MessageFilter:
         self.exclude = [p for p in exclude if p]
 
     def allows(self, topic: str) -> bool:
-        if self.include and not any(fnmatch.fnmatchcase(topic, p) for p in self.include):
+        # Case-insensitive, like the HTTP entrypoint's include/exclude.
+        topic = topic.lower()
+        if self.include and not any(fnmatch.fnmatchcase(topic, p.lower()) for p in self.include):
             return False
-        return not any(fnmatch.fnmatchcase(topic, p) for p in self.exclude)
+        return not any(fnmatch.fnmatchcase(topic, p.lower()) for p in self.exclude)
 
 
 def resolve_message(registry: HandlerRegistry, name: str, allowed: MessageFilter) -> type[BaseMessage]:
@@ -152,18 +164,18 @@ def validate_topic(pattern: str) -> None:
 
 def topic_matches(pattern: str, topic: str) -> bool:
     """``*`` matches exactly one segment, ``#`` zero or more; other segments match literally."""
-    return _match(pattern.split("."), topic.split("."))
-
-
-def _match(pattern: list[str], topic: list[str]) -> bool:
-    if not pattern:
-        return not topic
-    head, rest = pattern[0], pattern[1:]
-    if head == "#":
-        return any(_match(rest, topic[i:]) for i in range(len(topic) + 1))
-    if not topic:
-        return False
-    return (head == "*" or head == topic[0]) and _match(rest, topic[1:])
+    # One pass over the pattern keeping the set of topic positions reachable so far: time
+    # O(len(pattern) * len(topic)), no recursion, whatever a client subscribes with.
+    words = topic.split(".")
+    reachable = {0}
+    for segment in pattern.split("."):
+        if segment == "#":
+            reachable = set(range(min(reachable), len(words) + 1)) if reachable else reachable
+        else:
+            reachable = {i + 1 for i in reachable if i < len(words) and segment in ("*", words[i])}
+        if not reachable:
+            return False
+    return len(words) in reachable
 
 
 # -- frames out ----------------------------------------------------------------------------------
