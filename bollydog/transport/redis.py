@@ -339,8 +339,13 @@ class RedisTransport(Transport):
         fields = wire.encode(
             message, reply_to=self.reply_key, deadline=time.time() + limit, session=current_session.get()
         )
-        future = asyncio.get_running_loop().create_future()
         iid = message.iid
+        pending = self._waiting.get(iid)
+        if pending is not None and not pending.done():
+            # The same message is already on its way (sent twice concurrently): share its reply
+            # rather than sending it again or orphaning the first caller.
+            return await self._await_reply(pending, message, domain, limit)
+        future = asyncio.get_running_loop().create_future()
         self._waiting[iid] = future
         try:
             async with asyncio.timeout(limit):
@@ -364,6 +369,19 @@ class RedisTransport(Transport):
                 del self._waiting[iid]
             if future.done() and not future.cancelled():
                 future.exception()  # failed by the reply reader after the send failed: retrieved
+        ok, value = wire.decode_reply(reply)
+        if ok:
+            return value
+        raise value
+
+    async def _await_reply(self, pending: asyncio.Future, message: BaseMessage, domain: str, limit: float) -> Any:
+        try:
+            async with asyncio.timeout(limit):
+                reply = await asyncio.shield(pending)  # our timeout must not cancel the first caller
+        except TimeoutError:
+            raise HandlerTimeoutError(
+                f"{message.domain}.{message.name} ({message.iid}) got no reply from domain '{domain}' within {limit}s"
+            ) from None
         ok, value = wire.decode_reply(reply)
         if ok:
             return value

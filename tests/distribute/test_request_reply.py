@@ -171,3 +171,15 @@ async def test_handler_in_flight_during_stop_still_gets_its_remote_replies(redis
             await orch.__aexit__(None, None, None)
         assert time.monotonic() - started < 2
         assert await asyncio.wait_for(call, 1) == 3
+
+
+async def test_the_same_message_sent_twice_at_once_is_handled_once_and_both_get_the_reply(redis_url, prefix):
+    calc.RECORDED.clear()
+    async with process(redis_url, prefix, ["calc"]), process(redis_url, prefix, []) as front:
+        message = calc.Record(tag="once")
+        first, second = await asyncio.gather(
+            front.transport.request(message), front.transport.request(message)
+        )
+        assert first == second == "once"
+        await asyncio.sleep(0.05)
+    assert calc.RECORDED == ["once"]
