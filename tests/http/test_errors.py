@@ -167,3 +167,14 @@ async def test_small_forms_still_work(client):
     assert r.status_code == 200 and r.json()["text"] == "hihi"
     r = await client.post("/demo/svc/echo", files={"text": (None, "hi")})
     assert r.status_code == 200
+
+
+async def test_results_with_nan_or_infinity_are_valid_json() -> None:
+    import json as strict_json
+
+    from bollydog.entrypoint.http.responses import dumps
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"invalid JSON constant {constant}")
+
+    assert strict_json.loads(dumps([float("nan"), float("-inf"), 1.5]), parse_constant=refuse) == [None, None, 1.5]

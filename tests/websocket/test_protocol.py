@@ -102,3 +102,17 @@ def test_decode_and_peek_id() -> None:
     assert peek_id({"id": "a"}) == "a"
     assert peek_id({"id": [1]}) is None
     assert peek_id([1]) is None
+
+
+def test_frames_with_nan_or_infinity_are_valid_json() -> None:
+    import json as strict_json
+
+    from bollydog.entrypoint.websocket.protocol import encode
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"invalid JSON constant {constant}")
+
+    text = encode({"type": "result", "id": 1, "data": {"ratio": float("nan"), "max": float("inf")}})
+    assert strict_json.loads(text, parse_constant=refuse) == {
+        "type": "result", "id": 1, "data": {"ratio": None, "max": None}
+    }

@@ -322,3 +322,24 @@ async def test_exclude_is_case_insensitive_like_http() -> None:
             assert reply["error"] == "UnknownMessageError"
     finally:
         await hub.stop()
+
+
+async def test_subscriptions_per_connection_are_capped() -> None:
+    from websockets.asyncio.client import connect as ws_connect
+
+    from tests.websocket.conftest import start
+
+    hub, service = await start(max_topics=2)
+    try:
+        async with ws_connect(service.url) as client:
+            await send(client, {"type": "subscribe", "id": 1, "topics": ["a.*", "b.*"]})
+            assert (await recv(client))["topics"] == ["a.*", "b.*"]
+            await send(client, {"type": "subscribe", "id": 2, "topics": ["c.*"]})
+            refused = await recv(client)
+            assert refused["type"] == "error" and "max_topics" in refused["message"]
+            await send(client, {"type": "unsubscribe", "id": 3, "topics": ["a.*"]})
+            await recv(client)
+            await send(client, {"type": "subscribe", "id": 4, "topics": ["c.*"]})
+            assert (await recv(client))["topics"] == ["b.*", "c.*"]
+    finally:
+        await hub.stop()

@@ -40,8 +40,9 @@ class RequestError(BollydogError):
 
 
 def dumps(value: Any) -> bytes:
-    """JSON bytes of a handler result; values JSON cannot hold become their ``str()``."""
-    return to_json(value, fallback=str)
+    """JSON bytes of a handler result; values JSON cannot hold become their ``str()``, and
+    NaN/Infinity become ``null`` (JSON has no literal for them)."""
+    return to_json(value, fallback=str, inf_nan_mode="null")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

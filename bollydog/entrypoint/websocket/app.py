@@ -64,6 +64,7 @@ class SocketSettings(BaseSettings):
     subscriptions: bool = True
     max_inflight: int = Field(100, ge=1, description="Concurrent requests per connection.")
     notify_queue_size: int = Field(1000, ge=1, description="Queued notifications per subscriber.")
+    max_topics: int = Field(100, ge=1, description="Subscription patterns per connection.")
     max_frame_size: int = Field(1 << 20, ge=1024, description="Largest accepted frame, bytes.")
     shutdown_grace: float | None = Field(None, ge=0, description="Default: the hub's shutdown_grace.")
     public_key: str | None = Field(None, description="PEM text or file: enables JWT (RS256) auth.")
@@ -113,6 +114,7 @@ class SocketService(Entrypoint):
         subscriptions: bool | None = None,
         max_inflight: int | None = None,
         notify_queue_size: int | None = None,
+        max_topics: int | None = None,
         max_frame_size: int | None = None,
         shutdown_grace: float | None = None,
         public_key: str | None = None,
@@ -127,7 +129,7 @@ class SocketService(Entrypoint):
             for k, v in dict(
                 host=host, port=port, path=path, debug=debug, log_level=log_level, include=include,
                 exclude=exclude, subscriptions=subscriptions, max_inflight=max_inflight,
-                notify_queue_size=notify_queue_size, max_frame_size=max_frame_size,
+                notify_queue_size=notify_queue_size, max_topics=max_topics, max_frame_size=max_frame_size,
                 shutdown_grace=shutdown_grace, public_key=public_key, auth_required=auth_required,
                 jwt_algorithms=jwt_algorithms, jwt_audience=jwt_audience, jwt_issuer=jwt_issuer,
                 jwt_leeway=jwt_leeway,

@@ -99,7 +99,14 @@ class Connection:
             if not self.service.settings.subscriptions:
                 await self.send(error_frame(frame.id, InvalidFrameError("subscriptions are disabled on this server")))
                 return
-            self.topics.extend(t for t in frame.topics or () if t not in self.topics)
+            topics = self.topics + [t for t in dict.fromkeys(frame.topics or ()) if t not in self.topics]
+            limit = self.service.settings.max_topics
+            if len(topics) > limit:
+                await self.send(error_frame(frame.id, InvalidFrameError(
+                    f"at most {limit} subscription patterns per connection (max_topics); unsubscribe some first"
+                )))
+                return
+            self.topics = topics
             await self.send({"type": "subscribed", "id": frame.id, "topics": list(self.topics)})
         else:
             if frame.topics is None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_core import to_jsonable_python
+from pydantic_core import to_json, to_jsonable_python
 
 from bollydog.errors import InvalidMessageError, MessageError, UnknownMessageError
 from bollydog.handlers import HandlerRegistry
@@ -187,7 +187,8 @@ def jsonable(value: Any) -> Any:
 
 
 def encode(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    """A frame as JSON text; NaN/Infinity become ``null`` (JSON has no literal for them)."""
+    return to_json(frame, fallback=repr, inf_nan_mode="null").decode()
 
 
 def error_frame(request_id: Any, error: BaseException) -> dict[str, Any]:
