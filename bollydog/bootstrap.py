@@ -95,6 +95,7 @@ def build(
     ``entrypoints=False`` builds the apps only (``bollydog execute`` and ``ls`` serve nothing).
     """
     if config is None:
+        add_import_roots(None)  # BOLLYDOG_HANDLERS modules are found from the current folder
         sections: dict[str, Any] = {}
     elif isinstance(config, Mapping):
         sections = dict(config)
@@ -163,7 +164,7 @@ def select(
     }
 
 
-def add_import_roots(config_path: Path) -> None:
+def add_import_roots(config_path: Path | None) -> None:
     """Make the user's packages importable, as running from the project root would.
 
     The current directory comes first; then, when the config sits inside a package (say
@@ -171,10 +172,11 @@ def add_import_roots(config_path: Path) -> None:
     so ``bollydog execute --config=./config.yaml`` also works from inside ``example/``.
     """
     roots = [Path.cwd()]
-    folder = config_path.resolve().parent
-    while (folder / "__init__.py").exists() and folder.parent != folder:
-        folder = folder.parent
-    roots.append(folder)
+    if config_path is not None:
+        folder = config_path.resolve().parent
+        while (folder / "__init__.py").exists() and folder.parent != folder:
+            folder = folder.parent
+        roots.append(folder)
     for root in roots:
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))

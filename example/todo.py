@@ -13,12 +13,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from pydantic import Field
-from sqlalchemy import String, func
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from bollydog.adapters.sqlalchemy import DomainEvents, SqlAlchemyProtocol
+# First: without SQLAlchemy installed it fails with the pip line to run ('bollydog[sql]').
+from bollydog.adapters.sqlalchemy import DomainEvents, SqlAlchemyProtocol  # isort: skip
 from bollydog.models.base import Command, Event
 from bollydog.models.service import AppService
+from sqlalchemy import String, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
