@@ -149,3 +149,14 @@ def test_console_telemetry_goes_to_stderr_and_keeps_stdout_json():
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == 0
     assert '"name": "example.taskcount"' in done.stderr
+
+
+def test_config_less_handlers_are_found_from_the_current_folder():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["BOLLYDOG_HANDLERS"] = "example.handler"
+    done = subprocess.run(
+        [sys.executable, "-m", "bollydog.cli.main", "execute", "--message=example.handler.TaskCount"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == 0
