@@ -152,10 +152,13 @@ def test_console_telemetry_goes_to_stderr_and_keeps_stdout_json():
 
 
 def test_config_less_handlers_are_found_from_the_current_folder():
+    # The installed console script, not `python -m` (which would put the folder on sys.path).
+    script = Path(sys.executable).with_name("bollydog")
+    assert script.exists(), "the bollydog console script is installed with the package"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["BOLLYDOG_HANDLERS"] = "example.handler"
     done = subprocess.run(
-        [sys.executable, "-m", "bollydog.cli.main", "execute", "--message=example.handler.TaskCount"],
+        [str(script), "execute", "--message=example.handler.TaskCount"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
     )
     assert done.returncode == 0, done.stderr
