@@ -369,10 +369,7 @@ class RedisTransport(Transport):
                 del self._waiting[iid]
             if future.done() and not future.cancelled():
                 future.exception()  # failed by the reply reader after the send failed: retrieved
-        ok, value = wire.decode_reply(reply)
-        if ok:
-            return value
-        raise value
+        return _outcome(reply)
 
     async def _await_reply(self, pending: asyncio.Future, message: BaseMessage, domain: str, limit: float) -> Any:
         try:
@@ -382,10 +379,7 @@ class RedisTransport(Transport):
             raise HandlerTimeoutError(
                 f"{message.domain}.{message.name} ({message.iid}) got no reply from domain '{domain}' within {limit}s"
             ) from None
-        ok, value = wire.decode_reply(reply)
-        if ok:
-            return value
-        raise value
+        return _outcome(reply)
 
     async def publish(self, event: BaseMessage) -> None:
         domains = self._domains_for(type(event))
@@ -788,3 +782,11 @@ class RedisTransport(Transport):
         except _NETWORK_ERRORS as exc:
             raise TransportError(f"cannot replay dead letters through Redis ({self.url}): {exc}") from exc
         return replayed
+
+
+def _outcome(reply: Any) -> Any:
+    """A reply's result, or its error raised."""
+    ok, value = wire.decode_reply(reply)
+    if ok:
+        return value
+    raise value
