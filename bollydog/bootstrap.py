@@ -28,7 +28,7 @@ from mode import Service
 
 from bollydog.config import ModuleRef, load_config
 from bollydog.errors import BollydogError, ConfigError
-from bollydog.handlers import discover
+from bollydog.handlers import discover, messages_in
 from bollydog.hub.transport import InProcessTransport, Transport
 from bollydog.models.protocol import Protocol, UnitOfWork
 from bollydog.models.service import AppService
@@ -106,6 +106,12 @@ def build(
     selected = select(sections, include, exclude)
     hub = HubService(**dict(hub_options or {}))
     composition = Composition(hub=hub, config=sections)
+    # Every domain of the file, in file order, whether it runs here or not: the order settles
+    # which domain names a message claimed by several, identically in every process.
+    for key, section in sections.items():
+        if _is_remote_domain(section):
+            handlers = section.get("handlers") or []
+            hub.registry.declare_domain(section.get("domain", key), handlers if isinstance(handlers, list) else [])
     targets = {
         key: _target(key, section)
         for key, section in sections.items()
@@ -134,11 +140,13 @@ def build(
         for key, section in sections.items():
             if key not in selected and _is_remote_domain(section):
                 domain = section.get("domain", key)
-                message_types = {
-                    t for module in section.get("handlers") or [] for h in discover(module) for t in h.message_types
-                }
+                modules = section.get("handlers") or []
+                message_types = {t for module in modules for h in discover(module) for t in h.message_types}
                 hub.transport.add_remote(domain, message_types)
                 hub.registry.add_remote(message_types, domain, _service_name(section))
+                for module in modules:
+                    for message_type in messages_in(module):
+                        hub.registry.add_message(message_type)
     env_modules = get_settings().handler_modules
     if env_modules:
         app = AppService(domain="handlers", handlers=env_modules)

@@ -69,8 +69,9 @@ def shell_namespace(hub: Any) -> dict[str, Any]:
     by_domain: dict[str, types.SimpleNamespace] = {}
     user_classes: dict[str, list[type]] = {}
     for cls in hub.registry.message_classes():
-        by_domain.setdefault(cls.domain, types.SimpleNamespace()).__dict__[cls.__name__] = cls
-        if cls.domain != BUILTIN_DOMAIN:
+        domain = hub.registry.domain_of(cls)
+        by_domain.setdefault(domain, types.SimpleNamespace()).__dict__[cls.__name__] = cls
+        if domain != BUILTIN_DOMAIN:
             user_classes.setdefault(cls.__name__, []).append(cls)
     for domain, app in hub.apps.items():
         if domain != BUILTIN_DOMAIN and domain.isidentifier():

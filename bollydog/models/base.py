@@ -113,6 +113,8 @@ class BaseMessage(BaseModel):
     )
 
     _bd_defaults: ClassVar[Any] = None
+    #: The ``domain`` its class body declares, if any (else the registry decides it).
+    _bd_declared_domain: ClassVar[str | None] = None
     # A slot, not a PrivateAttr: it costs nothing until a result is awaited or set, and it stays
     # out of equality, dumps and copies.
     __slots__ = ("_bd_outcome",)
@@ -141,7 +143,10 @@ class BaseMessage(BaseModel):
         super().__pydantic_init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = cls.__name__.lower()
-        if "domain" not in cls.__dict__:
+        declared = cls.__dict__.get("domain")
+        type.__setattr__(cls, "_bd_declared_domain", declared)
+        if declared is None:
+            # Until a registry names it after the domain that serves it.
             cls.domain = cls.__module__.split(".")[0]
 
     def model_post_init(self, context: Any, /) -> None:

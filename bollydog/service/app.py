@@ -34,7 +34,7 @@ from bollydog.errors import (
     QueueFullError,
     TransportError,
 )
-from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover, handler_of
+from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover, handler_of, messages_in
 from bollydog.hub.middleware import (
     Middleware,
     RetryListener,
@@ -116,8 +116,11 @@ class HubService(Service):
         """Register ``app`` and the handlers of its modules; it starts and stops with the hub."""
         if app.domain in self.apps and self.apps[app.domain] is not app:
             raise ConfigError(f"two apps for domain '{app.domain}'; a domain has one AppService")
+        self.registry.declare_domain(app.domain, app.handlers)
         for module in app.handlers:
             self.registry.register_all(discover(module), app)
+            for message_type in messages_in(module):
+                self.registry.add_message(message_type)
         self._routes.clear()
         self.apps[app.domain] = app
         app.hub = self
@@ -177,6 +180,7 @@ class HubService(Service):
         # mode starts dependencies after on_start, in the order they were added: apps (and their
         # protocols) first, then entrypoints, which may send messages as soon as they are up.
         current_hub.set(self)
+        self.registry.bind_domains()
         self._queue = asyncio.PriorityQueue(self.queue_max_size)
         self._accepting = True
         self._intake_task = asyncio.create_task(self._intake(), name="bollydog-hub-intake")
@@ -317,7 +321,7 @@ class HubService(Service):
         if self.transport.serves(type(message)):
             return await self.transport.request(message)
         raise NoHandlerError(
-            f"no handler for {message.domain}.{message.name} "
+            f"no handler for {self.registry.name_of(type(message))} "
             f"({type(message).__module__}.{type(message).__qualname__}); "
             "list its module under 'handlers' of an app in the config"
         )

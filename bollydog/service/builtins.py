@@ -64,9 +64,11 @@ def describe_messages(registry: HandlerRegistry) -> list[dict[str, Any]]:
             kind, handlers = "command", [f"(remote: domain {registry.remote[cls][0]})"]
         else:
             kind, handlers = "event", [h.qualname for h in registry.event_handlers(cls)]
+        name = registry.name_of(cls)
         described.append(
             {
-                "domain": registry.qualified_name(cls).rpartition(".")[0],
+                "message": name,
+                "domain": name.rpartition(".")[0],
                 "name": cls.name,
                 "kind": kind,
                 "class": f"{cls.__module__}.{cls.__qualname__}",

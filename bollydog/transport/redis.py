@@ -21,7 +21,6 @@ stream. Handler exceptions are replies, not redeliveries. See docs/distribute.md
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import json
 import logging
 import os
@@ -51,6 +50,7 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test
 from bollydog.context import current_session, new_trace_id
 from bollydog.hub.transport import Transport
 from bollydog.models.base import BaseMessage, Event
+from bollydog.names import MessageFilter
 from bollydog.settings import get_settings
 from bollydog.telemetry.metrics import record_dead_letter
 from bollydog.transport import wire
@@ -147,6 +147,7 @@ class RedisTransport(Transport):
             raise ConfigError(f"distribute: invalid RedisTransport option: {exc}") from None
         self.accept = _patterns(accept, "accept") or ("*",)
         self.reject = _patterns(reject, "reject")
+        self._filter = MessageFilter(self.accept, self.reject)
         self.options = {"url": self.url, "prefix": self.prefix, "consumer": self.consumer}
         self.reply_key = f"{self.prefix}:reply:{self.consumer}"
         self.deadletter_key = f"{self.prefix}:deadletter"
@@ -268,6 +269,8 @@ class RedisTransport(Transport):
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self, hub: "HubService") -> None:
+        if self.accept != ("*",) or self.reject:
+            self._filter.check(hub.registry.names(), "distribute", hub.registry.unloaded_domains())
         self._hub = hub
         self._stopping = False
         self._replies_done = False
@@ -337,7 +340,7 @@ class RedisTransport(Transport):
             self._reply_task = asyncio.create_task(self._read_replies(), name="bollydog-redis-replies")
         limit = message.expire_time or get_settings().command_expire_time
         fields = wire.encode(
-            message, reply_to=self.reply_key, deadline=time.time() + limit, session=current_session.get()
+            message, self._hub.registry.name_of(type(message)), reply_to=self.reply_key, deadline=time.time() + limit, session=current_session.get()
         )
         iid = message.iid
         pending = self._waiting.get(iid)
@@ -386,7 +389,7 @@ class RedisTransport(Transport):
         if not domains:
             return
         self._connect()
-        fields = wire.encode(event, session=current_session.get())
+        fields = wire.encode(event, self._hub.registry.name_of(type(event)), session=current_session.get())
         band = self._band(event.priority)
         try:
             await self._writes.run(*(
@@ -531,10 +534,7 @@ class RedisTransport(Transport):
         """Whether this process takes ``domain.name`` from the transport (accept/reject)."""
         accepted = self._accepted.get(name)
         if accepted is None:
-            accepted = any(fnmatch.fnmatchcase(name, p) for p in self.accept) and not any(
-                fnmatch.fnmatchcase(name, p) for p in self.reject
-            )
-            self._accepted[name] = accepted
+            accepted = self._accepted[name] = self._filter.allows(name)
         return accepted
 
     async def _handle(

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from bollydog.context import parse_traceparent
-from bollydog.errors import BollydogError, HandlerTimeoutError, RemoteHandlerError
+from bollydog.errors import BollydogError, HandlerTimeoutError, RemoteHandlerError, UnknownMessageError
 from bollydog.models.base import CLIENT_SETTABLE_FIELDS, RESERVED_FIELDS, BaseMessage, Event, Session, validation_errors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,13 +51,13 @@ class Envelope:
     session: Session | None
 
 
-def encode(message: BaseMessage, *, reply_to: str | None = None, deadline: float | None = None,
+def encode(message: BaseMessage, name: str, *, reply_to: str | None = None, deadline: float | None = None,
            session: Session | None = None) -> dict[str, str]:
-    """The stream entry fields for ``message``."""
+    """The stream entry fields for ``message``, whose canonical name is ``name``."""
     fields = {
         "v": VERSION,
         "kind": "event" if isinstance(message, Event) else "command",
-        "name": f"{message.domain}.{message.name}",
+        "name": name,
         "id": message.iid,
         "payload": json.dumps(
             message.model_dump(mode="json", exclude=_PAYLOAD_EXCLUDE), separators=(",", ":"), ensure_ascii=False
@@ -122,15 +122,11 @@ def decode(fields: dict[str, str]) -> Envelope:
 
 
 def resolve(registry: "HandlerRegistry", name: str) -> type[BaseMessage]:
-    """The registered message class called ``domain.name``; never imports anything."""
-    domain, _, short = name.rpartition(".")
-    candidates = [c for c in registry.messages.get(short.lower(), ()) if c.domain == domain]
-    if len(candidates) != 1:
-        raise WireError(
-            f"unknown message '{name}': not registered in this process"
-            if not candidates else f"ambiguous message '{name}': {len(candidates)} classes share it"
-        )
-    return candidates[0]
+    """The registered message class of canonical name ``name``; never imports anything."""
+    try:
+        return registry.resolve(name, imports=False)
+    except UnknownMessageError as exc:
+        raise WireError(f"{exc}: not registered in this process") from None
 
 
 def build(message_class: type[BaseMessage], envelope: Envelope) -> BaseMessage:

@@ -199,7 +199,7 @@ def build_openapi(
                 operation: dict[str, Any] = {
                     "operationId": f"{spec.key}.{method.lower()}" + (f".alias{index}" if index else ""),
                     "summary": doc.splitlines()[0] if doc else spec.key,
-                    "tags": [spec.message.domain],
+                    "tags": [spec.key.rpartition(".")[0]],
                     "parameters": list(_HEADERS),
                     "responses": responses,
                 }

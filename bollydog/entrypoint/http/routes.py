@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from bollydog.entrypoint.http.qos import Debouncer, RateLimiter
 from bollydog.entrypoint.http.settings import HttpSettings, RouteOptions
 from bollydog.errors import ConfigError
+from bollydog.names import MessageFilter, check_patterns, is_pattern
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.handlers import Handler, HandlerRegistry
@@ -25,15 +26,15 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("bollydog.http")
 
 DEFAULT_METHODS = ("GET", "POST")
-_PATTERN_CHARS = set("*?[")
 
 
 @dataclass
 class RouteSpec:
-    """One served Command: its canonical path, aliases, methods and delivery controls."""
+    """One served Command: its canonical name and path, aliases, methods and delivery controls."""
 
     message: type["BaseMessage"]
     handler: "Handler | None"  # None: handled in another process, reached through the transport
+    key: str  # the canonical name, ``domain.name``
     path: str
     methods: tuple[str, ...] = DEFAULT_METHODS
     aliases: list[str] = field(default_factory=list)
@@ -41,72 +42,46 @@ class RouteSpec:
     limiter: RateLimiter | None = None
 
     @property
-    def key(self) -> str:
-        return f"{self.message.domain}.{self.message.name}"
-
-    @property
     def paths(self) -> list[str]:
         return [self.path, *self.aliases]
 
 
-def is_served(key: str, include: list[str], exclude: list[str]) -> bool:
-    """``key`` (``domain.name``) matches an include pattern and no exclude pattern."""
-    key = key.lower()
-    return any(fnmatchcase(key, p.lower()) for p in include) and not any(
-        fnmatchcase(key, p.lower()) for p in exclude
-    )
-
-
 def build_routes(registry: "HandlerRegistry", settings: HttpSettings) -> list[RouteSpec]:
-    """The route table for ``registry``; :class:`ConfigError` on a path served twice or a
-    ``router_mapping`` key naming no Command of a domain served here."""
-    specs: list[RouteSpec] = []
+    """The route table for ``registry``; :class:`ConfigError` on a path served twice, or an
+    ``include``/``exclude`` pattern or ``router_mapping`` key that names no message."""
+    served = MessageFilter(settings.include, settings.exclude)
+    known, elsewhere = registry.names(), registry.unloaded_domains()
+    served.check(known, "http", elsewhere)
+    check_patterns(settings.router_mapping, known, "http.router_mapping", elsewhere)
+    candidates: list[RouteSpec] = []
     for message, handler in registry.commands.items():
         app = handler.app
         if app is None:
-            log.debug("%s.%s has no app: not served over HTTP", message.domain, message.name)
+            log.debug("%s has no app: not served over HTTP", registry.name_of(message))
             continue
-        spec = RouteSpec(message, handler, f"/{app.domain}/{app.name}/{message.name}")
-        if is_served(spec.key, settings.include, settings.exclude):
-            specs.append(spec)
+        candidates.append(
+            RouteSpec(message, handler, registry.name_of(message), f"/{app.domain}/{app.name}/{message.name}")
+        )
     for message, (domain, service) in registry.remote.items():
-        spec = RouteSpec(message, None, f"/{domain}/{service}/{message.name}")
-        if is_served(spec.key, settings.include, settings.exclude):
-            specs.append(spec)
-    _apply_mapping(specs, registry, settings.router_mapping)
+        candidates.append(RouteSpec(message, None, registry.name_of(message), f"/{domain}/{service}/{message.name}"))
+    specs = [spec for spec in candidates if served.allows(spec.key)]
+    _apply_mapping(specs, settings.router_mapping)
     _check_unique(specs)
     return sorted(specs, key=lambda s: s.path)
 
 
-def _apply_mapping(
-    specs: list[RouteSpec], registry: "HandlerRegistry", mapping: dict[str, RouteOptions]
-) -> None:
-    patterns = [(k, v) for k, v in mapping.items() if _PATTERN_CHARS & set(k)]
-    exact = [(k, v) for k, v in mapping.items() if not _PATTERN_CHARS & set(k)]
-    by_key = {s.key.lower(): s for s in specs}
-    served = [*registry.commands, *registry.remote]
-    known = {f"{m.domain}.{m.name}".lower() for m in served}
-    domains = {m.domain.lower() for m in served}
-    for key, options in exact:
-        if key.lower() in by_key:
-            continue
-        domain = key.rpartition(".")[0].lower()
-        if key.lower() in known:
-            log.info("router_mapping: %s is excluded from HTTP; its entry is ignored", key)
-        elif domain in domains:
-            raise ConfigError(
-                f"http.router_mapping: '{key}' names no Command of domain '{domain}' "
-                "(keys are 'domain.message_name', lower case)"
-            )
-        else:  # a domain running in another process (--include/--exclude)
-            log.info("router_mapping: domain of '%s' not served by this process; ignored", key)
+def _apply_mapping(specs: list[RouteSpec], mapping: dict[str, RouteOptions]) -> None:
+    # Every key names a known message (checked by build_routes); one that is known but not
+    # served here (an Event, or left out by include/exclude) changes nothing.
+    patterns = [(k.lower(), v) for k, v in mapping.items() if is_pattern(k)]
+    exact = {k.lower(): v for k, v in mapping.items() if not is_pattern(k)}
     for spec in specs:
-        for key, options in patterns:
-            if fnmatchcase(spec.key.lower(), key.lower()):
-                _apply(spec, options, from_pattern=key)
-        for key, options in exact:
-            if spec.key.lower() == key.lower():
-                _apply(spec, options)
+        key = spec.key.lower()
+        for pattern, options in patterns:
+            if fnmatchcase(key, pattern):
+                _apply(spec, options, from_pattern=pattern)
+        if key in exact:
+            _apply(spec, exact[key])
 
 
 def _apply(spec: RouteSpec, options: RouteOptions, from_pattern: str | None = None) -> None:

@@ -179,6 +179,8 @@ class SocketService(Entrypoint):
     async def on_start(self) -> None:
         if self.hub is None:
             raise SocketServiceError("SocketService has no hub: add it with hub.add_entrypoint(service)")
+        registry = self.hub.registry
+        self.filter.check(registry.names(), "websocket", registry.unloaded_domains())
         import uvicorn
         from starlette.applications import Starlette
         from starlette.routing import WebSocketRoute
@@ -292,7 +294,7 @@ class SocketService(Entrypoint):
         """Announce a completed message to every connection subscribed to its topic."""
         if not self.connections:
             return
-        topic = topic_of(message)
+        topic = topic_of(self.hub.registry, message)
         if not self.filter.allows(topic):
             return
         text: str | None = None

@@ -6,19 +6,18 @@ protocol itself is documented in ``docs/websocket.md``.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_core import to_json, to_jsonable_python
 
-from bollydog.errors import InvalidMessageError, MessageError, UnknownMessageError
+from bollydog.errors import InvalidMessageError, MessageError
 from bollydog.handlers import HandlerRegistry
 from bollydog.models.base import BaseMessage
+from bollydog.names import MessageFilter  # noqa: F401  (the one filter, used by the service)
 
 #: Keys of a request frame that belong to the protocol, not to the message's fields.
 ENVELOPE_KEYS: frozenset[str] = frozenset({"type", "id", "name", "traceparent"})
@@ -110,44 +109,18 @@ def parse_frame(raw: Any) -> Frame:
 # -- message names -------------------------------------------------------------------------------
 
 
-def topic_of(message: BaseMessage | type[BaseMessage]) -> str:
-    """A message's topic and allow-list key: ``domain.name``."""
-    return f"{message.domain}.{message.name}"
-
-
-class MessageFilter:
-    """Which messages this entrypoint exposes: fnmatch ``include`` (all when empty) minus ``exclude``."""
-
-    def __init__(self, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> None:
-        self.include = [p for p in include if p]
-        self.exclude = [p for p in exclude if p]
-
-    def allows(self, topic: str) -> bool:
-        # Case-insensitive, like the HTTP entrypoint's include/exclude.
-        topic = topic.lower()
-        if self.include and not any(fnmatch.fnmatchcase(topic, p.lower()) for p in self.include):
-            return False
-        return not any(fnmatch.fnmatchcase(topic, p.lower()) for p in self.exclude)
+def topic_of(registry: HandlerRegistry, message: BaseMessage | type[BaseMessage]) -> str:
+    """A message's topic and allow-list key: its canonical name."""
+    return registry.name_of(message if isinstance(message, type) else type(message))
 
 
 def resolve_message(registry: HandlerRegistry, name: str, allowed: MessageFilter) -> type[BaseMessage]:
-    """The registered message class for ``name`` or ``domain.name``.
+    """The registered message class for a canonical (or unique bare) name.
 
     Only registered names resolve (a network client never makes us import a module). A message
     the filter hides is reported exactly like an unknown one.
     """
-    key = name.lower()
-    candidates = list(registry.messages.get(key, ()))
-    if not candidates and "." in name:
-        domain, _, short = name.rpartition(".")
-        candidates = [c for c in registry.messages.get(short.lower(), ()) if c.domain == domain]
-    candidates = [c for c in candidates if allowed.allows(topic_of(c))]
-    if len(candidates) == 1:
-        return candidates[0]
-    if len(candidates) > 1:
-        options = ", ".join(sorted(topic_of(c) for c in candidates))
-        raise UnknownMessageError(f"message name '{name}' is ambiguous: use one of {options}")
-    raise UnknownMessageError(f"unknown message '{name}'")
+    return registry.resolve(name, imports=False, allowed=allowed)
 
 
 # -- topic patterns ------------------------------------------------------------------------------

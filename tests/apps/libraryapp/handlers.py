@@ -1,0 +1,15 @@
+from bollydog.models.base import Session
+
+from libraryapp.messages import BookBorrowed, Borrow, ListBooks
+
+SHELF = ["dune", "emma", "ulysses"]
+
+
+async def borrow(command: Borrow, session: Session):
+    yield {"status": "checking", "title": command.title}
+    yield BookBorrowed(title=command.title, reader=command.reader)
+    yield {"status": "lent", "title": command.title, "by": session.username}
+
+
+async def list_books(command: ListBooks) -> list[str]:
+    return list(SHELF)
