@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 from pydantic_core import to_jsonable_python
 
+from bollydog.context import current_session
 from bollydog.errors import (
     BollydogError,
     ConfigError,
@@ -25,6 +26,7 @@ from bollydog.errors import (
     InvalidMessageError,
     MessageError,
 )
+from bollydog.models.base import Session
 from bollydog.settings import reload_settings
 
 T = TypeVar("T")
@@ -117,6 +119,7 @@ def execute(ctx: click.Context, config: str | None, message_ref: str) -> None:
         hub = composition.hub
         async with hub:
             message_class = hub.registry.resolve(message_ref)
+            current_session.set(Session.local_user())
             message = message_class.from_input(fields, strings=True)
             try:
                 return await hub.execute(message)

@@ -23,8 +23,9 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bollydog.context import current_hub
+from bollydog.context import current_hub, current_session
 from bollydog.errors import MissingDependencyError
+from bollydog.models.base import Session
 
 #: The domain of the built-in messages, which get their own namespace in the shell.
 BUILTIN_DOMAIN = "bollydog"
@@ -49,6 +50,7 @@ async def shell_session(
     namespace = shell_namespace(hub)
     async with hub:
         current_hub.set(hub)  # the REPL's tasks copy this context: bollydog.globals.hub works
+        current_session.set(Session.local_user())
         print(banner(hub, namespace), flush=True)
         history = os.path.expanduser(os.environ.get("BOLLYDOG_SHELL_HISTORY", "~/.bollydog_history"))
         await embed(
@@ -124,6 +126,7 @@ class _Exit:
 
 
 def _configure(repl: Any) -> None:
+    repl.confirm_exit = False  # Ctrl-D leaves at once, as exit() does
     add_to_namespace = getattr(repl, "_add_to_namespace", None)
     if add_to_namespace is None:  # another ptpython version: keep its own exit
         return

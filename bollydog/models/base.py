@@ -11,6 +11,7 @@ The result slot :attr:`BaseMessage.state` is not a pydantic field, so
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import random
 import time
@@ -386,11 +387,31 @@ class Event(BaseMessage):
 
 
 class Session(BaseModel):
-    """Who is acting: set by an entrypoint, visible to every nested handler."""
+    """Who is acting: set by an entrypoint, visible to every nested handler.
+
+    Handlers always get one: an entrypoint sets it (the token's subject over HTTP, WebSocket
+    and MCP; the OS user under ``bollydog execute`` and ``shell``), otherwise the hub gives the
+    message an anonymous session (``username`` None) shared by everything it dispatches.
+    """
 
     uid: str = Field(default_factory=_new_iid)
     username: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def anonymous(cls) -> "Session":
+        """A new session with no user."""
+        # model_construct: no validation needed for known-good values, on a per-message path.
+        return cls.model_construct(uid=_new_iid(), username=None, data={})
+
+    @classmethod
+    def local_user(cls) -> "Session":
+        """A session for the user running this process (``bollydog execute`` and ``shell``)."""
+        try:
+            username: str | None = getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+            username = None
+        return cls.model_construct(uid=_new_iid(), username=username, data={})
 
     @classmethod
     def current(cls) -> "Session | None":

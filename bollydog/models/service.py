@@ -44,7 +44,9 @@ class AppService(Service):
             protocol = Protocol(unit_of_work)
         elif protocol is not None and unit_of_work is not None:
             protocol.unit_of_work = unit_of_work
-        self.protocol = protocol
+        elif protocol is None:
+            protocol = _default_protocol()
+        self.protocol: Protocol = protocol
         self.options = options
         self.hub: Any = None
 
@@ -61,16 +63,22 @@ class AppService(Service):
         return cls(domain=domain, handlers=handlers, protocol=protocol, unit_of_work=unit_of_work, **options)
 
     @property
-    def unit_of_work(self) -> UnitOfWork | None:
-        return self.protocol.unit_of_work if self.protocol is not None else None
+    def unit_of_work(self) -> UnitOfWork:
+        return self.protocol.unit_of_work
 
     async def on_start(self) -> None:
-        if self.protocol is not None:
-            await self.protocol.connect()
+        await self.protocol.connect()
 
     async def on_stop(self) -> None:
-        if self.protocol is not None:
-            await self.protocol.disconnect()
+        await self.protocol.disconnect()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} domain={self.domain!r} name={self.name!r}>"
+
+
+def _default_protocol() -> Protocol:
+    # The embedded default: an in-memory store with no dependency, so a domain configured
+    # without persistence still hands its handlers a working Protocol.
+    from bollydog.adapters.memory import MemoryProtocol
+
+    return MemoryProtocol()

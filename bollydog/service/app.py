@@ -24,7 +24,7 @@ from typing import Any
 
 from mode import Service
 
-from bollydog.context import current_hub, handler_frame
+from bollydog.context import current_hub, current_session, handler_frame
 from bollydog.errors import (
     ConfigError,
     EventHandlersError,
@@ -45,7 +45,7 @@ from bollydog.hub.middleware import (
 )
 from bollydog.hub.orchestration import drive
 from bollydog.hub.transport import InProcessTransport, Transport
-from bollydog.models.base import BaseMessage, Event
+from bollydog.models.base import BaseMessage, Event, Session
 from bollydog.models.service import AppService
 from bollydog.settings import get_settings
 
@@ -377,6 +377,9 @@ class HubService(Service):
     async def _invoke(self, message: BaseMessage, handler: Handler) -> Any:
         app = handler.app
         token = handler_frame.set((message, app, app.protocol if app is not None else None, self))
+        # No entrypoint set a session (a script, a test): the message and everything it
+        # dispatches share an anonymous one, so handlers never see None.
+        session_token = current_session.set(Session.anonymous()) if current_session.get() is None else None
         try:
             started = handler.start(message)
             if handler.kind == ASYNCGEN:
@@ -387,6 +390,8 @@ class HubService(Service):
             return result
         finally:
             handler_frame.reset(token)
+            if session_token is not None:
+                current_session.reset(session_token)
 
     async def _intake(self) -> None:
         queue = self._queue
