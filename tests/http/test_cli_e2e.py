@@ -21,7 +21,12 @@ def _free_port() -> int:
 
 def test_service_serves_the_seed_url_and_stops_on_sigterm():
     port = _free_port()
-    env = {**os.environ, "BOLLYDOG_HTTP_SERVICE_PORT": str(port), "BOLLYDOG_HTTP_SERVICE_HOST": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "BOLLYDOG_HTTP_SERVICE_PORT": str(port), "BOLLYDOG_HTTP_SERVICE_HOST": "127.0.0.1",
+        # Every port free: the suite must pass while the example service runs on 8000/8001.
+        "BOLLYDOG_WS_SERVICE_PORT": str(_free_port()), "BOLLYDOG_WS_SERVICE_HOST": "127.0.0.1",
+    }
     bollydog = Path(sys.executable).with_name("bollydog")
     command = [str(bollydog)] if bollydog.exists() else [sys.executable, "-m", "bollydog.cli.main"]
     process = subprocess.Popen(
