@@ -1,7 +1,57 @@
 """bollydog: an asyncio framework of Commands, Events and one Hub behind every entrypoint.
 
-Public paths: ``bollydog.models.base`` (messages), ``bollydog.models.service`` (AppService),
-``bollydog.models.protocol`` (UnitOfWork, Protocol), ``bollydog.service.app`` (HubService),
-``bollydog.globals`` (context-local proxies), ``bollydog.testing``. Importing bollydog has no side
-effects: no logging set-up, no files, no network, no ``.env``.
+The names users need are importable from here (``from bollydog import Command, HubService``),
+loaded on first use. The seed's public paths stay: ``bollydog.models.base`` (messages),
+``bollydog.models.service`` (AppService), ``bollydog.models.protocol`` (UnitOfWork, Protocol),
+``bollydog.service.app`` (HubService), ``bollydog.globals`` (context-local proxies),
+``bollydog.testing``. Importing bollydog has no side effects: no logging set-up, no files, no
+network, no ``.env``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.errors import BollydogError
+    from bollydog.models.base import BaseDomain, BaseMessage, Command, Event, Session
+    from bollydog.models.protocol import Protocol, UnitOfWork
+    from bollydog.models.service import AppService
+    from bollydog.service.app import HubService
+
+#: Public name -> module defining it; imported on first access, so ``import bollydog`` is cheap.
+_EXPORTS: dict[str, str] = {
+    "BaseMessage": "bollydog.models.base",
+    "Command": "bollydog.models.base",
+    "Event": "bollydog.models.base",
+    "Session": "bollydog.models.base",
+    "BaseDomain": "bollydog.models.base",
+    "AppService": "bollydog.models.service",
+    "Protocol": "bollydog.models.protocol",
+    "UnitOfWork": "bollydog.models.protocol",
+    "HubService": "bollydog.service.app",
+    "BollydogError": "bollydog.errors",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("bollydog")
+        except PackageNotFoundError:  # a source tree that was never installed
+            return "0+unknown"
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bollydog' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import traceback
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -166,8 +167,16 @@ def import_handler_module(module: str | types.ModuleType) -> types.ModuleType:
         return importlib.import_module(module)
     except Exception as exc:  # a user module may fail in any way while importing
         raise HandlerRegistrationError(
-            f"cannot import handler module '{module}': {type(exc).__name__}: {exc}"
+            f"cannot import handler module '{module}'{_where(exc)}: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _where(exc: BaseException) -> str:
+    """`` (file:line)`` of the user's line that failed to import, when it is known."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" ({exc.filename}:{exc.lineno})"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
+    return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def messages_in(module: str | types.ModuleType) -> list[type[BaseMessage]]:

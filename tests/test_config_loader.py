@@ -302,8 +302,23 @@ def test_malformed_and_nested_references_rejected(both_loaders):
         load("a: ${not closed\n")
     with pytest.raises(ConfigError, match="malformed reference"):
         load("a: ${1BAD}\n")
-    with pytest.raises(ConfigError, match="nested"):
+    with pytest.raises(ConfigError, match="malformed reference"):
+        load("a: ${A:${B:c}}\n")  # a reference inside a default cannot have a default itself
+
+
+def test_a_default_may_hold_plain_references(both_loaders):
+    assert load("a: ${A:x-${B}-y}\n", B="bee") == {"a": "x-bee-y"}
+    assert load("a: ${A:x-${B}-y}\n", A="set", B="bee") == {"a": "set"}
+    with pytest.raises(ConfigError, match="'B' is not set"):
         load("a: ${A:${B}}\n")
+
+
+def test_config_dir_names_the_folder_of_the_file(tmp_path, monkeypatch):
+    from bollydog.config import load_config
+
+    monkeypatch.chdir("/")
+    (tmp_path / "c.yaml").write_text("db: sqlite:///${BOLLYDOG_CONFIG_DIR}/app.db\n")
+    assert load_config(tmp_path / "c.yaml") == {"db": f"sqlite:///{tmp_path.resolve()}/app.db"}
 
 
 def test_keys_are_not_substituted(both_loaders):

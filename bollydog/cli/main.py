@@ -25,9 +25,10 @@ from bollydog.errors import (
     HandlerRegistrationError,
     InvalidMessageError,
     MessageError,
+    UnknownMessageError,
 )
 from bollydog.models.base import Session
-from bollydog.settings import reload_settings
+from bollydog.settings import get_settings, reload_settings
 
 T = TypeVar("T")
 
@@ -118,18 +119,33 @@ def execute(ctx: click.Context, config: str | None, message_ref: str) -> None:
         composition = build(config, entrypoints=False)
         hub = composition.hub
         async with hub:
-            message_class = hub.registry.resolve(message_ref)
+            message_class = _resolve_for_cli(hub, message_ref, config)
             current_session.set(Session.local_user())
             message = message_class.from_input(fields, strings=True)
             try:
-                return await hub.execute(message)
+                result = await hub.execute(message)
             except BollydogError:
                 raise
             except Exception as exc:
                 _fail(f"{type(exc).__name__}: {exc}", EXIT_HANDLER_FAILED)
+            # Printed before the hub stops: flushing telemetry on stop (an OTLP endpoint with
+            # no collector, say) must not hold the answer back.
+            click.echo(json.dumps(to_jsonable_python(result, fallback=repr), ensure_ascii=False))
+            sys.stdout.flush()
 
-    result = _run(main)
-    click.echo(json.dumps(to_jsonable_python(result, fallback=repr), ensure_ascii=False))
+    _run(main)
+
+
+def _resolve_for_cli(hub: Any, reference: str, config: str | None) -> Any:
+    try:
+        return hub.registry.resolve(reference)
+    except UnknownMessageError as exc:
+        if config is None and not get_settings().handler_modules:
+            raise UnknownMessageError(
+                f"{exc}. No --config was given and BOLLYDOG_HANDLERS is empty, so only the "
+                "built-in messages are known: pass --config path/to/config.yaml"
+            ) from None
+        raise
 
 
 @cli.command()
@@ -168,7 +184,8 @@ def list_command(config: str | None, as_json: bool) -> None:
     from bollydog.service.builtins import describe_messages
 
     try:
-        composition = build(config, entrypoints=False)
+        composition = build(config)
+        entrypoints = [_describe_entrypoint(e) for e in composition.entrypoints]
     except BollydogError as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
     hub = composition.hub
@@ -179,17 +196,40 @@ def list_command(config: str | None, as_json: bool) -> None:
     ]
     messages = describe_messages(hub.registry)
     if as_json:
-        click.echo(json.dumps({"domains": domains, "messages": messages}, indent=2))
+        click.echo(json.dumps({"domains": domains, "messages": messages, "entrypoints": entrypoints}, indent=2))
         return
     click.echo("DOMAINS")
     for d in domains:
         click.echo(f"  {d['domain']:<16} {d['app']}  ({', '.join(d['handlers']) or 'no handler modules'})")
     click.echo("MESSAGES")
     for m in messages:
-        target = f"{m['domain']}.{m['name']}"
-        click.echo(f"  {m['kind']:<8} {target:<32} {m['class']}")
+        click.echo(f"  {m['kind']:<8} {m['message']:<32} {m['class']}")
         for handler in m["handlers"] or ["(no handler)"]:
             click.echo(f"  {'':<8} {'':<32}   -> {handler}")
+    if entrypoints:
+        click.echo("ENTRYPOINTS")
+    for e in entrypoints:
+        click.echo(f"  {e['entrypoint']:<16} {e['url'] or ''}")
+        for route in e.get("routes", []):
+            click.echo(f"  {'':<16}   {','.join(route['methods']):<9} {' '.join(route['paths']):<40} {route['message']}")
+
+
+def _describe_entrypoint(entrypoint: Any) -> dict[str, Any]:
+    """An entrypoint for ``ls``: its class, address and (HTTP) routes, without starting it."""
+    described: dict[str, Any] = {
+        "entrypoint": type(entrypoint).__name__,
+        "class": f"{type(entrypoint).__module__}.{type(entrypoint).__qualname__}",
+        "url": getattr(entrypoint, "url", None),
+    }
+    settings = getattr(entrypoint, "settings", None)
+    if settings is not None and hasattr(settings, "router_mapping"):
+        from bollydog.entrypoint.http.routes import build_routes
+
+        described["routes"] = [
+            {"message": spec.key, "methods": list(spec.methods), "paths": spec.paths}
+            for spec in build_routes(entrypoint.hub.registry, settings)
+        ]
+    return described
 
 
 @cli.group()

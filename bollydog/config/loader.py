@@ -34,7 +34,12 @@ _DOTTED = rf"{_IDENT}(?:\.{_IDENT})*"
 _MODULE_PATH = re.compile(rf"{_DOTTED}(?::{_DOTTED})?")
 # "$${" is an escape; "${NAME}" / "${NAME:default}" a reference; any other "${" is malformed
 # (it matches the bare "${" alternative, with no name).
-_REF = re.compile(rf"\$\$\{{|\$\{{(?:(?P<name>{_IDENT})(?::(?P<default>[^}}]*))?\}})?")
+# A default may hold plain references itself: ``${DATABASE_URL:sqlite:///${BOLLYDOG_CONFIG_DIR}/a.db}``.
+_DEFAULT = rf"(?:[^}}$]|\$(?!\{{)|\$\{{{_IDENT}\}})*"
+_REF = re.compile(rf"\$\$\{{|\$\{{(?:(?P<name>{_IDENT})(?::(?P<default>{_DEFAULT}))?\}})?")
+#: Set while a config file is read: the absolute folder holding it, so paths in the file can be
+#: relative to the file rather than to the current directory.
+CONFIG_DIR_VARIABLE = "BOLLYDOG_CONFIG_DIR"
 _FORMATS = {"yaml": "yaml", "yml": "yaml", "json": "json"}
 
 
@@ -120,7 +125,9 @@ def load_config(
         raise ConfigError(f"{file}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
-    return loads_config(text, source=str(file), fmt=fmt, environ=environ)
+    env = dict(os.environ if environ is None else environ)
+    env[CONFIG_DIR_VARIABLE] = str(file.resolve().parent)
+    return loads_config(text, source=str(file), fmt=fmt, environ=env)
 
 
 def loads_config(
@@ -160,8 +167,6 @@ def _substitute(text: str, env: Mapping[str, str], where: str) -> tuple[str, boo
                 f"{where}: malformed reference in {text!r}; "
                 "use ${NAME} or ${NAME:default}, or $${ for a literal '${'"
             )
-        if default is not None and "${" in default:
-            raise ConfigError(f"{where}: nested references are not supported in {text!r}")
         if name in env:
             return env[name]
         if default is None:
@@ -169,7 +174,7 @@ def _substitute(text: str, env: Mapping[str, str], where: str) -> tuple[str, boo
                 f"{where}: environment variable {name!r} is not set "
                 f"and ${{{name}}} has no default (write ${{{name}:default}} to give one)"
             )
-        return default
+        return _substitute(default, env, where)[0] if "${" in default else default
 
     whole = _REF.fullmatch(text)
     return _REF.sub(replace, text), bool(whole and whole.group("name"))

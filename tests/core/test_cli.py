@@ -34,10 +34,10 @@ def test_execute_from_inside_example_as_in_the_seed():
 def test_execute_by_registered_name_with_typed_fields():
     done = bollydog(
         "execute", "--config", "example/config.yaml", "--message", "example.placeorder",
-        "--customer=bob", '--lines=[{"sku": "apple", "quantity": 2}]',
+        "--customer=bob", '--lines=[{"sku": "kiwi", "quantity": 2}]',
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"status": "rejected", "reason": "apple: 2 wanted, 0 left"}
+    assert json.loads(done.stdout) == {"status": "rejected", "reason": "kiwi: 2 wanted, 0 left"}
 
 
 def test_handler_error_goes_to_stderr_with_status_1():

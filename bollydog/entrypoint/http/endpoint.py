@@ -81,6 +81,14 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, Any], boo
     # The body is read (within ``limit``) before any parsing, forms included.
     raw = await read_body(request, limit)
     if content_type in _FORM_TYPES:
+        if content_type == _FORM_TYPES[0] and _looks_like_json(raw):
+            # `curl -d '{...}'` labels JSON as a form; parsed as one, the whole text would
+            # become a field name and the client would get a puzzling 422.
+            raise RequestError(
+                415, "UnsupportedMediaType",
+                f"the body looks like JSON but was sent as '{content_type}' (curl -d does that): "
+                "send it with the header 'Content-Type: application/json'",
+            )
         body = await _read_form(request, raw)
         textual = True
     else:
@@ -108,6 +116,17 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, Any], boo
         raise RequestError(400, "DuplicateField", f"fields given in both query and body: {', '.join(twice)}")
     fields.update(body)
     return fields, textual
+
+
+def _looks_like_json(raw: bytes) -> bool:
+    text = raw.strip()
+    if text[:1] not in (b"{", b"["):
+        return False
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 async def _read_form(request: Request, raw: bytes) -> dict[str, Any]:

@@ -1,0 +1,5 @@
+"""``python -m bollydog``: the ``bollydog`` command."""
+
+from bollydog.cli.main import main
+
+main()
