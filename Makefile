@@ -16,6 +16,8 @@ run: $(BIN)/.installed
 	$(BIN)/bollydog service --config example/config.yaml
 
 test: $(BIN)/.installed
+	@# A venv re-synced by `uv sync` (without --dev) lost the test tools: put them back.
+	@$(BIN)/python -c "import pytest" 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed
