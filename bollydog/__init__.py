@@ -35,6 +35,8 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [*_EXPORTS, "__version__"]
+# Taken now: importing the submodule ``bollydog.globals`` later binds the name ``globals`` here.
+_NAMESPACE = globals()
 
 
 def __getattr__(name: str) -> Any:
@@ -49,9 +51,9 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'bollydog' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
+    _NAMESPACE[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    return sorted([*_NAMESPACE, *__all__])

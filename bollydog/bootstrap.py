@@ -34,39 +34,9 @@ from bollydog.models.protocol import Protocol, UnitOfWork
 from bollydog.models.service import AppService
 from bollydog.service.app import HubService
 from bollydog.settings import get_settings
+from bollydog.types import Entrypoint, HubPlugin
 
-
-class Entrypoint(Service):
-    """Base of services that feed the hub from outside: HTTP, WebSocket, agent, transport.
-
-    Constructor keyword arguments come from the entrypoint's config section; ``hub`` is set by
-    :func:`build` before the service starts.
-    """
-
-    mundane_level = "debug"
-
-    def __init__(self, *, hub: HubService | None = None, **options: Any) -> None:
-        super().__init__()
-        self.hub = hub
-        self.options = options
-
-
-class HubPlugin(Service):
-    """A service that extends the hub itself (telemetry, ...), in every process.
-
-    Its :attr:`middleware` (if not None) becomes the outermost dispatch layer. Like transports,
-    plugins are infrastructure: ``--include/--exclude`` do not apply to them.
-    """
-
-    mundane_level = "debug"
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__()
-        self.options = options
-
-    @property
-    def middleware(self) -> Any:
-        return None
+__all__ = ["Composition", "Entrypoint", "HubPlugin", "build", "select"]  # port bases re-exported
 
 
 @dataclass

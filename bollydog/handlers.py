@@ -24,7 +24,9 @@ from bollydog.errors import (
 )
 from bollydog.models.base import BaseMessage, Command, Event, Session
 from bollydog.models.protocol import Protocol, UnitOfWork
+from bollydog.models.service import AppService
 from bollydog.names import MessageFilter, known_list, suggest
+from bollydog.types import HubT
 
 COROUTINE, ASYNCGEN, SYNC = "coroutine", "asyncgen", "sync"
 
@@ -46,14 +48,11 @@ def _current_unit_of_work() -> UnitOfWork | None:
 
 
 def _injector(annotation: Any) -> Callable[[], Any] | None:
-    from bollydog.models.service import AppService
-    from bollydog.service.app import HubService
-
     if not isinstance(annotation, type):
         return None
     for base, getter in (
         (Session, get_session),
-        (HubService, get_hub),
+        (HubT, get_hub),
         (AppService, get_app),
         (Protocol, get_protocol),
         (UnitOfWork, _current_unit_of_work),
@@ -107,7 +106,7 @@ class Handler:
             elif param.default is param.empty:
                 raise HandlerRegistrationError(
                     f"{self.qualname}: parameter '{param.name}' cannot be injected; annotate it "
-                    "with Session, HubService, AppService, Protocol or UnitOfWork, or give it a default"
+                    "with Session, HubT (or HubService), AppService, Protocol or UnitOfWork, or give it a default"
                 )
         return tuple(plan)
 

@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterable, Sequence
 from contextvars import copy_context
 from typing import Any
 
-from mode import Service
-
 from bollydog.context import current_hub, current_session, handler_frame
 from bollydog.errors import (
     ConfigError,
@@ -47,7 +45,9 @@ from bollydog.hub.orchestration import drive
 from bollydog.hub.transport import InProcessTransport, Transport
 from bollydog.models.base import BaseMessage, Event, Session
 from bollydog.models.service import AppService
+from bollydog.service.builtins import BollydogService
 from bollydog.settings import get_settings
+from bollydog.types import HubT
 
 log = logging.getLogger("bollydog.hub")
 
@@ -55,7 +55,7 @@ log = logging.getLogger("bollydog.hub")
 Observer = Callable[[BaseMessage, Any, "BaseException | None"], None]
 
 
-class HubService(Service):
+class HubService(HubT):
     """The message hub. See the module documentation for the dispatch rules."""
 
     mundane_level = "debug"
@@ -83,8 +83,6 @@ class HubService(Service):
         self.apps: dict[str, AppService] = {}
         self.entrypoints: list[Service] = []
         if builtins:
-            from bollydog.service.builtins import BollydogService
-
             self.add_app(BollydogService())
         for app in apps:
             self.add_app(app)

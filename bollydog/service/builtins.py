@@ -8,7 +8,7 @@ from typing import Any
 from bollydog.handlers import HandlerRegistry
 from bollydog.models.base import Command
 from bollydog.models.service import AppService
-from bollydog.service.app import HubService
+from bollydog.types import HubT
 
 
 class TaskCount(Command):
@@ -29,13 +29,13 @@ class Messages(Command):
     domain = "bollydog"
 
 
-async def task_count(command: TaskCount, hub: HubService) -> dict[str, int]:
+async def task_count(command: TaskCount, hub: HubT) -> dict[str, int]:
     # The TaskCount being handled is itself in flight when it was queued; it does not count.
     inflight = [m for m in hub.inflight_messages() if m is not command]
     return {"running": len(inflight), "queued": hub.queue_size}
 
 
-async def task_list(command: TaskList, hub: HubService) -> list[dict[str, Any]]:
+async def task_list(command: TaskList, hub: HubT) -> list[dict[str, Any]]:
     now = time.time()
     return [
         {
@@ -50,7 +50,7 @@ async def task_list(command: TaskList, hub: HubService) -> list[dict[str, Any]]:
     ]
 
 
-async def messages(command: Messages, hub: HubService) -> list[dict[str, Any]]:
+async def messages(command: Messages, hub: HubT) -> list[dict[str, Any]]:
     return describe_messages(hub.registry)
 
 

@@ -24,7 +24,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from bollydog.bootstrap import HubPlugin
+from bollydog.types import HubPlugin
 from bollydog.context import current_hub
 from bollydog.errors import ConfigError
 from bollydog.telemetry import metrics as _metrics

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bollydog.bootstrap import Entrypoint
+from bollydog.types import Entrypoint
 from bollydog.entrypoint.auth import (
     authenticate,
     load_private_key,
@@ -158,7 +158,7 @@ class HttpService(Entrypoint):
 
     def build_app(self) -> Starlette:
         """The Starlette application for the hub's current registry."""
-        if self.hub is None:
+        if not self.hub:
             raise ConfigError("HttpService has no hub: add it with hub.add_entrypoint(service)")
         self.routes = build_routes(self.hub.registry, self.settings)
         routes: list[Route] = []

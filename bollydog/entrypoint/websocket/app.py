@@ -31,7 +31,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bollydog.bootstrap import Entrypoint
+from bollydog.types import Entrypoint
 from bollydog.entrypoint.websocket.connection import Connection
 from bollydog.entrypoint.websocket.protocol import MessageFilter, encode, error_frame, jsonable, topic_of
 from bollydog.errors import BollydogError, ConfigError, MissingDependencyError
@@ -177,7 +177,7 @@ class SocketService(Entrypoint):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        if self.hub is None:
+        if not self.hub:
             raise SocketServiceError("SocketService has no hub: add it with hub.add_entrypoint(service)")
         registry = self.hub.registry
         self.filter.check(registry.names(), "websocket", registry.unloaded_domains())

@@ -1,0 +1,124 @@
+"""Abstract types: what the parts of bollydog know of each other.
+
+Handlers, entrypoints, transports and plugins depend on these, never on the concrete
+:class:`~bollydog.service.app.HubService`; only the composition root (``bollydog.bootstrap``)
+names concrete classes. Annotate ``hub: HubT`` in a handler to have the hub injected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from mode import Service
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.handlers import HandlerRegistry
+    from bollydog.models.base import BaseMessage
+    from bollydog.models.service import AppService
+
+__all__ = ["HubT", "Entrypoint", "HubPlugin"]
+
+
+class HubT(Service):
+    """Abstract type of the message hub: dispatch, admission and what it serves.
+
+    ``registry`` names and resolves every message; ``apps`` maps each domain run here to its
+    AppService. See :class:`~bollydog.service.app.HubService` for the rules.
+    """
+
+    registry: "HandlerRegistry"
+    apps: Mapping[str, "AppService"]
+
+    async def execute(self, message: "BaseMessage") -> Any:
+        """Run ``message`` now and return its result (its handler's exception propagates)."""
+        raise NotImplementedError
+
+    async def put_message(self, message: "BaseMessage") -> "BaseMessage":
+        """Queue ``message`` (bounded, admission-controlled) and return it; await ``.state``."""
+        raise NotImplementedError
+
+    async def dispatch(self, message: "BaseMessage") -> Any:
+        """Route ``message`` to its local handler(s) or the transport; return the result."""
+        raise NotImplementedError
+
+    def publish_nowait(self, event: "BaseMessage") -> None:
+        """Start ``event``'s handlers in the background."""
+        raise NotImplementedError
+
+    @property
+    def accepting(self) -> bool:
+        """True while the hub takes new messages (started, not stopping)."""
+        raise NotImplementedError
+
+
+class _NoHub(HubT):
+    """The hub of an entrypoint not yet added to one: every use says what to do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def _missing(self) -> Any:
+        from bollydog.errors import ConfigError
+
+        raise ConfigError("this entrypoint has no hub: add it with hub.add_entrypoint(entrypoint)")
+
+    @property
+    def registry(self) -> "HandlerRegistry":  # type: ignore[override]
+        return self._missing()  # type: ignore[no-any-return]
+
+    @property
+    def apps(self) -> Mapping[str, "AppService"]:  # type: ignore[override]
+        return self._missing()  # type: ignore[no-any-return]
+
+    async def execute(self, message: "BaseMessage") -> Any:
+        return self._missing()
+
+    async def put_message(self, message: "BaseMessage") -> "BaseMessage":
+        return self._missing()  # type: ignore[no-any-return]
+
+    async def dispatch(self, message: "BaseMessage") -> Any:
+        return self._missing()
+
+    def publish_nowait(self, event: "BaseMessage") -> None:
+        self._missing()
+
+    @property
+    def accepting(self) -> bool:
+        return False
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class Entrypoint(Service):
+    """Base of services that feed the hub from outside: HTTP, WebSocket, agent.
+
+    Constructor keyword arguments come from the entrypoint's config section; ``hub`` is set
+    when the entrypoint is added to a hub (``hub.add_entrypoint``), before it starts.
+    """
+
+    mundane_level = "debug"
+
+    def __init__(self, *, hub: HubT | None = None, **options: Any) -> None:
+        super().__init__()
+        self.hub: HubT = hub if hub is not None else _NoHub()
+        self.options = options
+
+
+class HubPlugin(Service):
+    """A service that extends the hub itself (telemetry, ...), in every process.
+
+    Its :attr:`middleware` (if not None) becomes the outermost dispatch layer. Like transports,
+    plugins are infrastructure: ``--include/--exclude`` do not apply to them.
+    """
+
+    mundane_level = "debug"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__()
+        self.options = options
+
+    @property
+    def middleware(self) -> Any:
+        return None
