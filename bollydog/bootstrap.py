@@ -26,11 +26,11 @@ from typing import Any
 
 from mode import Service
 
+from bollydog.builder import ServiceBuilder
 from bollydog.config import ModuleRef, load_config
 from bollydog.errors import BollydogError, ConfigError
 from bollydog.handlers import discover, messages_in
 from bollydog.hub.transport import InProcessTransport, Transport
-from bollydog.models.protocol import Protocol, UnitOfWork
 from bollydog.models.service import AppService
 from bollydog.service.app import HubService
 from bollydog.settings import get_settings
@@ -213,41 +213,14 @@ def _telemetry_from_environment() -> Any:
 
 
 def _construct(key: str, section: Mapping[str, Any], target: type) -> Any:
+    if issubclass(target, AppService):
+        return ServiceBuilder.from_section(key, section, target).build()
     options = dict(section)
     options.pop("app", None)
     try:
-        if issubclass(target, AppService):
-            handlers = options.pop("handlers", []) or []
-            if isinstance(handlers, str) or not isinstance(handlers, list):
-                raise ConfigError(f"{key}.handlers: expected a list of module paths")
-            unit_of_work = _component(options.pop("unit_of_work", None), f"{key}.unit_of_work", UnitOfWork)
-            protocol = _component(
-                options.pop("protocol", None), f"{key}.protocol", Protocol, unit_of_work=unit_of_work
-            )
-            options.setdefault("domain", key)
-            return target(handlers=handlers, protocol=protocol, unit_of_work=unit_of_work, **options)
         return target(**options)
     except BollydogError:
         raise
-    except TypeError as exc:
-        raise ConfigError(f"{key}: cannot create {target.__name__}: {exc}") from exc
-
-
-def _component(section: Any, key: str, base: type, **extra: Any) -> Any:
-    if section is None:
-        return None
-    if isinstance(section, ModuleRef):
-        section = {"module": section}
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"{key}: expected a mapping with a 'module' key")
-    options = dict(section)
-    target = _resolve(options.pop("module", None), f"{key}.module")
-    if not (isinstance(target, type) and issubclass(target, base)):
-        raise ConfigError(f"{key}.module: {target!r} is not a {base.__name__} class")
-    if extra.get("unit_of_work") is None:
-        extra.pop("unit_of_work", None)
-    try:
-        return target(**extra, **options)
     except TypeError as exc:
         raise ConfigError(f"{key}: cannot create {target.__name__}: {exc}") from exc
 

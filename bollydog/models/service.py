@@ -59,8 +59,18 @@ class AppService(Service):
         unit_of_work: UnitOfWork | None = None,
         **options: Any,
     ) -> "AppService":
-        """An app for ``domain`` serving the handlers found in the ``handlers`` modules."""
-        return cls(domain=domain, handlers=handlers, protocol=protocol, unit_of_work=unit_of_work, **options)
+        """An app for ``domain`` serving the handlers found in the ``handlers`` modules.
+
+        Shorthand for :class:`bollydog.builder.ServiceBuilder`, which config sections use too.
+        """
+        from bollydog.builder import ServiceBuilder
+
+        builder = ServiceBuilder(domain, cls).handlers(*handlers).options(**options)
+        if unit_of_work is not None:
+            builder.unit_of_work(unit_of_work)
+        if protocol is not None:
+            builder.protocol(protocol)
+        return builder.build()
 
     @property
     def unit_of_work(self) -> UnitOfWork:

@@ -101,3 +101,28 @@ def test_config_file_inside_a_package_makes_the_package_importable(tmp_path, mon
     monkeypatch.setattr("sys.path", list(__import__("sys").path))
     composition = build(package / "config.yaml")
     assert [m.name for m in composition.hub.registry.message_classes() if m.domain == "shopx"] == ["hello"]
+
+
+def test_the_service_builder_and_a_config_section_build_the_same_app(tmp_path):
+    from bollydog.adapters.file import FileProtocol, FileUnitOfWork
+    from bollydog.builder import ServiceBuilder
+    from bollydog.errors import ConfigError
+
+    in_code = (
+        ServiceBuilder("notes").handlers("tests.core.sample_handlers")
+        .unit_of_work(FileUnitOfWork, root=str(tmp_path)).protocol(FileProtocol).options(name="pad").build()
+    )
+    section = {
+        "handlers": ["tests.core.sample_handlers"], "name": "pad",
+        "unit_of_work": {"module": "bollydog.adapters.file.FileUnitOfWork", "root": str(tmp_path)},
+        "protocol": {"module": "bollydog.adapters.file.FileProtocol"},
+    }
+    from_config = build({"notes": section}, entrypoints=False).hub.apps["notes"]
+    for app in (in_code, from_config):
+        assert (app.domain, app.name, app.handlers) == ("notes", "pad", ["tests.core.sample_handlers"])
+        assert type(app.protocol) is FileProtocol and type(app.unit_of_work) is FileUnitOfWork
+        assert app.protocol.unit_of_work is app.unit_of_work
+    with pytest.raises(ConfigError, match="notes.protocol: .* is not a Protocol class or instance"):
+        ServiceBuilder("notes").protocol(FileUnitOfWork)
+    with pytest.raises(ConfigError, match="notes.handlers: expected a list"):
+        build({"notes": {"handlers": "tests.core.sample_handlers"}}, entrypoints=False)

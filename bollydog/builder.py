@@ -1,0 +1,150 @@
+"""ServiceBuilder: one way to assemble an AppService, from code or from a config section.
+
+In code::
+
+    app = (
+        ServiceBuilder("shop")
+        .handlers("shop.handlers")
+        .unit_of_work(SqlAlchemyUnitOfWork, url="sqlite+aiosqlite:///shop.db", metadata=Base)
+        .protocol(SqlAlchemyProtocol)
+        .build()
+    )
+
+A config section (``shop: {handlers: [...], unit_of_work: {module: ...}, protocol: ...}``) goes
+through :meth:`ServiceBuilder.from_section`, the same builder, so code and YAML cannot diverge.
+A domain given no persistence gets an in-memory protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bollydog.errors import BollydogError, ConfigError
+from bollydog.models.protocol import Protocol, UnitOfWork
+from bollydog.models.service import AppService
+
+__all__ = ["ServiceBuilder"]
+
+#: Config keys of a domain section that the builder reads itself; any other key is an option
+#: of the AppService's constructor.
+_SECTION_KEYS = frozenset({"app", "handlers", "unit_of_work", "protocol"})
+
+
+class ServiceBuilder:
+    """Collects a domain's parts, then :meth:`build` checks them and makes the AppService."""
+
+    def __init__(self, domain: str, app: type[AppService] = AppService, *, where: str | None = None) -> None:
+        if not (isinstance(app, type) and issubclass(app, AppService)):
+            raise ConfigError(f"{where or domain}.app: {app!r} is not an AppService class")
+        self.domain = domain
+        self.app_class = app
+        self._where = where or domain
+        self._handlers: list[str] = []
+        self._unit_of_work: Any = None
+        self._protocol: Any = None
+        self._options: dict[str, Any] = {}
+
+    # -- parts ----------------------------------------------------------------------------------
+
+    def handlers(self, *modules: str) -> "ServiceBuilder":
+        """Modules searched for handlers (and the messages they use)."""
+        for module in modules:
+            if not isinstance(module, str) or not module:
+                raise ConfigError(f"{self._where}.handlers: expected module paths, got {module!r}")
+            self._handlers.append(module)
+        return self
+
+    def unit_of_work(self, unit_of_work: UnitOfWork | type[UnitOfWork], **options: Any) -> "ServiceBuilder":
+        """The transaction owner: an instance, or a class built with ``options``."""
+        self._unit_of_work = _part(unit_of_work, options, UnitOfWork, f"{self._where}.unit_of_work")
+        return self
+
+    def protocol(self, protocol: Protocol | type[Protocol], **options: Any) -> "ServiceBuilder":
+        """The repository handlers call: an instance, or a class built with ``options`` (and
+        the unit of work, when one was given)."""
+        self._protocol = _part(protocol, options, Protocol, f"{self._where}.protocol")
+        return self
+
+    def options(self, **options: Any) -> "ServiceBuilder":
+        """Other keyword arguments of the AppService (``name``, your subclass's own, ...)."""
+        self._options.update(options)
+        return self
+
+    # -- result ---------------------------------------------------------------------------------
+
+    def build(self) -> AppService:
+        unit_of_work = self._unit_of_work
+        if isinstance(unit_of_work, tuple):
+            unit_of_work = _construct(*unit_of_work, where=f"{self._where}.unit_of_work")
+        protocol = self._protocol
+        if isinstance(protocol, tuple):
+            cls, options = protocol
+            if unit_of_work is not None:
+                options = {"unit_of_work": unit_of_work, **options}
+            protocol = _construct(cls, options, where=f"{self._where}.protocol")
+        try:
+            return self.app_class(
+                domain=self.domain, handlers=self._handlers, protocol=protocol, unit_of_work=unit_of_work,
+                **self._options,
+            )
+        except BollydogError:
+            raise
+        except TypeError as exc:
+            raise ConfigError(f"{self._where}: cannot create {self.app_class.__name__}: {exc}") from exc
+
+    # -- from configuration -----------------------------------------------------------------------
+
+    @classmethod
+    def from_section(cls, key: str, section: Mapping[str, Any], app: type[AppService] = AppService) -> "ServiceBuilder":
+        """The builder a config section describes (``key`` is the domain unless it sets one)."""
+        options = {k: v for k, v in section.items() if k not in _SECTION_KEYS}
+        builder = cls(str(options.pop("domain", key)), app, where=key)
+        handlers = section.get("handlers") or []
+        if isinstance(handlers, str) or not isinstance(handlers, list):
+            raise ConfigError(f"{key}.handlers: expected a list of module paths, got {handlers!r}")
+        builder.handlers(*handlers)
+        for part, base in (("unit_of_work", UnitOfWork), ("protocol", Protocol)):
+            spec = section.get(part)
+            if spec is None:
+                continue
+            target, part_options = _section_part(spec, f"{key}.{part}", base)
+            getattr(builder, part)(target, **part_options)
+        return builder.options(**options)
+
+
+def _part(value: Any, options: dict[str, Any], base: type, where: str) -> Any:
+    """An instance as given, or ``(class, options)`` to build once every part is known."""
+    if isinstance(value, base):
+        if options:
+            raise ConfigError(f"{where}: options are for a class, not for an instance")
+        return value
+    if isinstance(value, type) and issubclass(value, base):
+        return (value, dict(options))
+    raise ConfigError(f"{where}: {value!r} is not a {base.__name__} class or instance")
+
+
+def _section_part(spec: Any, where: str, base: type) -> tuple[type, dict[str, Any]]:
+    from bollydog.config import ModuleRef  # the YAML loader: only when reading a config
+
+    if isinstance(spec, ModuleRef):
+        spec = {"module": spec}
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with a 'module' key")
+    options = dict(spec)
+    ref = options.pop("module", None)
+    if ref is None:
+        raise ConfigError(f"{where}: missing 'module' (e.g. module: !module pkg.adapters.MyProtocol)")
+    target = ref.resolve() if isinstance(ref, ModuleRef) else ModuleRef(str(ref), key=f"{where}.module").resolve()
+    if not (isinstance(target, type) and issubclass(target, base)):
+        raise ConfigError(f"{where}.module: {target!r} is not a {base.__name__} class")
+    return target, options
+
+
+def _construct(cls: type, options: dict[str, Any], *, where: str) -> Any:
+    try:
+        return cls(**options)
+    except BollydogError:
+        raise
+    except TypeError as exc:
+        raise ConfigError(f"{where}: cannot create {cls.__name__}: {exc}") from exc
