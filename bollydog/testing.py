@@ -6,6 +6,7 @@
         async with running_hub("shop.handlers", domain="shop") as hub:
             assert await hub.execute(PlaceOrder(...)) == ...
             assert hub.published(OrderPlaced)  # events published while it ran
+            assert await hub.drain(5)          # their handlers, run in the background, are done
 
 ``FakeProtocol``/``FakeUnitOfWork`` are the in-memory adapters: writes staged per handler,
 committed when it returns, discarded when it raises, like a database.
@@ -29,24 +30,46 @@ __all__ = ["FakeProtocol", "FakeUnitOfWork", "RecordingHub", "running_hub", "han
 
 
 class RecordingHub(HubService):
-    """A HubService that remembers every message it dispatched, for assertions."""
+    """A HubService that remembers every message it was given, for assertions.
+
+    A message is recorded when the hub accepts it (``execute``, ``put_message``, an event
+    published by a handler, a domain event published after a commit), not when it runs: events
+    published while ``execute`` ran are in :meth:`published` by the time it returns, although
+    their handlers may still be running in the background (``await hub.drain(5)`` waits).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.dispatched: list[BaseMessage] = []
+        self._recorded: set[str] = set()  # iids: a queued message is dispatched later, once
 
-    async def dispatch(self, message: BaseMessage) -> Any:
-        self.dispatched.append(message)
-        return await super().dispatch(message)
+    def _record(self, message: BaseMessage) -> None:
+        if message.iid not in self._recorded:
+            self._recorded.add(message.iid)
+            self.dispatched.append(message)
 
     async def execute(self, message: BaseMessage) -> Any:
-        # Record here too: execute() skips dispatch() for commands with a local handler.
-        if self.registry.commands.get(type(message)) is not None:
-            self.dispatched.append(message)
+        # Recorded before it runs, so that it comes before the events its handler publishes.
+        self._record(message)
         return await super().execute(message)
 
+    async def put_message(self, message: BaseMessage) -> BaseMessage:
+        queued = await super().put_message(message)  # a refused message (queue full) is not kept
+        self._record(message)
+        return queued
+
+    def publish_nowait(self, event: BaseMessage) -> None:
+        # Yielded events and domain events after a commit go through here; the task that runs
+        # their handlers starts later, after the publishing handler returned.
+        self._record(event)
+        super().publish_nowait(event)
+
+    async def dispatch(self, message: BaseMessage) -> Any:
+        self._record(message)  # e.g. delivered by a transport
+        return await super().dispatch(message)
+
     def published(self, event_type: type[Event] = Event) -> list[BaseMessage]:
-        """Dispatched events of ``event_type`` (every event by default), in order."""
+        """Events of ``event_type`` (every event by default) the hub was given, in order."""
         return [m for m in self.dispatched if isinstance(m, event_type)]
 
 
@@ -61,8 +84,9 @@ async def running_hub(
 ) -> AsyncIterator[RecordingHub]:
     """A started :class:`RecordingHub` serving ``handler_modules`` as app ``domain``.
 
-    ``protocol`` defaults to a fresh :data:`FakeProtocol`; ``handlers`` registers functions
-    directly (same app); ``apps`` adds fully built apps. Stopped (and drained) on exit.
+    ``protocol`` defaults to a fresh :data:`FakeProtocol` (pass another adapter's protocol to
+    test against it); ``handlers`` registers functions directly (same app); ``apps`` adds fully
+    built apps; other keywords go to :class:`HubService`. Stopped (and drained) on exit.
     """
     app = AppService.create_from(
         domain=domain, handlers=handler_modules, protocol=protocol if protocol is not None else FakeProtocol()

@@ -51,6 +51,15 @@ class HubT(Service):
         """True while the hub takes new messages (started, not stopping)."""
         raise NotImplementedError
 
+    def inflight_messages(self) -> list["BaseMessage"]:
+        """Messages being handled now (queued ones excluded)."""
+        raise NotImplementedError
+
+    @property
+    def queue_size(self) -> int:
+        """Messages waiting in the queue."""
+        raise NotImplementedError
+
 
 class _NoHub(HubT):
     """The hub of an entrypoint not yet added to one: every use says what to do."""
@@ -86,6 +95,13 @@ class _NoHub(HubT):
     @property
     def accepting(self) -> bool:
         return False
+
+    def inflight_messages(self) -> list["BaseMessage"]:
+        return []
+
+    @property
+    def queue_size(self) -> int:
+        return 0
 
     def __bool__(self) -> bool:
         return False

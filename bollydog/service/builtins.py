@@ -29,10 +29,17 @@ class Messages(Command):
     domain = "bollydog"
 
 
+def _others(command: Command, hub: HubT) -> list[Any]:
+    # The asking message is itself in flight when it was queued, and so is the message whose
+    # handler asked (a TaskCount of your own that wraps this one): neither counts.
+    return [
+        m for m in hub.inflight_messages()
+        if m is not command and m.span_id != command.parent_span_id
+    ]
+
+
 async def task_count(command: TaskCount, hub: HubT) -> dict[str, int]:
-    # The TaskCount being handled is itself in flight when it was queued; it does not count.
-    inflight = [m for m in hub.inflight_messages() if m is not command]
-    return {"running": len(inflight), "queued": hub.queue_size}
+    return {"running": len(_others(command, hub)), "queued": hub.queue_size}
 
 
 async def task_list(command: TaskList, hub: HubT) -> list[dict[str, Any]]:
@@ -45,8 +52,7 @@ async def task_list(command: TaskList, hub: HubT) -> list[dict[str, Any]]:
             "trace_id": m.trace_id,
             "age": round(now - m.created_time, 6),
         }
-        for m in hub.inflight_messages()
-        if m is not command
+        for m in _others(command, hub)
     ]
 
 
