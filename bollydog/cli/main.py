@@ -2,8 +2,9 @@
 
 Every command takes ``--config`` (YAML or JSON; optional when ``BOLLYDOG_HANDLERS`` names the
 handler modules). A ``.env`` file in the current directory is loaded first (existing variables
-win). Errors are printed on stderr with a non-zero exit status: 1 for a failing handler, 2 for
-bad input (config, unknown message, invalid field).
+win). Errors are printed on stderr as ``error: <code>: <message>`` with the exit status the error
+declares (:func:`bollydog.errors.describe`): 1 for a failing handler unless its error says
+otherwise, 2 for bad input (config, unknown message, invalid field).
 """
 
 from __future__ import annotations
@@ -13,20 +14,13 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from pydantic_core import to_jsonable_python
 
 from bollydog.context import current_session
-from bollydog.errors import (
-    BollydogError,
-    ConfigError,
-    HandlerRegistrationError,
-    InvalidMessageError,
-    MessageError,
-    UnknownMessageError,
-)
+from bollydog.errors import BollydogError, InvalidMessageError, UnknownMessageError, describe
 from bollydog.models.base import Session
 from bollydog.settings import get_settings, reload_settings
 
@@ -50,19 +44,23 @@ def _split(names: str) -> list[str]:
     return [n.strip() for n in names.split(",") if n.strip()]
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _fail_with(exc: BaseException) -> NoReturn:
+    """Exit as ``exc`` declares: ``error: <code>: <message>`` on stderr, its exit status."""
+    info = describe(exc)
+    _fail(f"{info.code}: {info.message}", info.exit_code)
 
 
 def _run(main: Callable[[], Awaitable[T]]) -> T:
     """Run ``main`` and turn framework errors into CLI messages and exit statuses."""
     try:
         return asyncio.run(main())
-    except (ConfigError, MessageError, HandlerRegistrationError) as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
     except BollydogError as exc:
-        _fail(f"{type(exc).__name__}: {exc}", EXIT_HANDLER_FAILED)
+        _fail_with(exc)
     except KeyboardInterrupt:
         sys.exit(130)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -124,10 +122,8 @@ def execute(ctx: click.Context, config: str | None, message_ref: str) -> None:
             message = message_class.from_input(fields, strings=True)
             try:
                 result = await hub.execute(message)
-            except BollydogError:
-                raise
-            except Exception as exc:
-                _fail(f"{type(exc).__name__}: {exc}", EXIT_HANDLER_FAILED)
+            except Exception as exc:  # the handler's own errors too, with their exit status
+                _fail_with(exc)
             # Printed before the hub stops: flushing telemetry on stop (an OTLP endpoint with
             # no collector, say) must not hold the answer back.
             click.echo(json.dumps(to_jsonable_python(result, fallback=repr), ensure_ascii=False))

@@ -45,9 +45,15 @@ class AuthError(BollydogError):
     ``invalid_signature``, ``invalid_audience``, ``invalid_issuer``, ``malformed``, ``invalid``.
     """
 
+    status_code = 401
+    fields = ("reason",)
+
     def __init__(self, message: str, reason: str = "invalid") -> None:
         super().__init__(message)
         self.reason = reason
+
+    def http_headers(self) -> dict[str, str]:
+        return {"www-authenticate": f'Bearer error="invalid_token", error_description="{self.reason}"'}
 
 
 def _read_pem(value: str | bytes, what: str) -> bytes:

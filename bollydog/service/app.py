@@ -31,6 +31,8 @@ from bollydog.errors import (
     NoHandlerError,
     QueueFullError,
     TransportError,
+    describe,
+    log_failure,
 )
 from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover, handler_of, messages_in
 from bollydog.hub.middleware import (
@@ -356,10 +358,9 @@ class HubService(HubT):
         if not failures:
             return outcomes
         for failure in failures:
-            log.error(
-                "event handler %s failed for %s (%s) trace_id=%s",
+            log_failure(
+                log, failure.error, describe(failure.error), "event handler %s failed for %s (%s) trace_id=%s",
                 failure.handler.qualname, event.name, event.iid, event.trace_id,
-                exc_info=failure.error,
             )
         raise EventHandlersError(
             f"{len(failures)} of {len(handlers)} handlers of {event.name} failed",
@@ -425,10 +426,9 @@ class HubService(HubT):
             if self._observers:
                 self._notify(message, None, exc)
             if not isinstance(exc, EventHandlersError):  # already logged handler by handler
-                log.error(
-                    "%s (%s) failed trace_id=%s: %s: %s",
-                    message.name, message.iid, message.trace_id, type(exc).__name__, exc,
-                    exc_info=exc,
+                log_failure(
+                    log, exc, describe(exc), "%s (%s) failed trace_id=%s",
+                    message.name, message.iid, message.trace_id,
                 )
         else:
             message.set_result(result)

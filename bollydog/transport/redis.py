@@ -596,7 +596,7 @@ class RedisTransport(Transport):
                     # This process is stopping: leave the entry pending (unacknowledged) so that
                     # another consumer of the group reclaims and runs it.
                     return
-                except Exception as exc:  # the caller gets it as RemoteHandlerError
+                except Exception as exc:  # the caller gets it back (wire.encode_reply)
                     if reply_to:
                         reply = wire.encode_reply(envelope.id, entry_id, error=exc)
                     else:

@@ -5,20 +5,31 @@ documented in ``docs/distribute.md`` so that producers in other languages can ta
 module knows nothing about Redis: it turns messages into field maps and back.
 
 A message class is never imported from what the wire says: :func:`resolve` looks the
-``domain.name`` up among the classes the receiving hub registered.
+``domain.name`` up among the classes the receiving hub registered. Neither is an exception
+class: a failed reply is rebuilt only as a class the caller's process already imported
+(:func:`exception_class`), else as a :class:`~bollydog.errors.RemoteHandlerError`.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from bollydog.context import parse_traceparent
-from bollydog.errors import BollydogError, HandlerTimeoutError, RemoteHandlerError, UnknownMessageError
+from bollydog.errors import (
+    BollydogError,
+    ErrorInfo,
+    RemoteHandlerError,
+    UnknownMessageError,
+    describe,
+    public_attributes,
+)
 from bollydog.models.base import CLIENT_SETTABLE_FIELDS, RESERVED_FIELDS, BaseMessage, Event, Session, validation_errors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -169,13 +180,60 @@ def build(message_class: type[BaseMessage], envelope: Envelope) -> BaseMessage:
 
 
 def error_type(error: BaseException) -> str:
-    """The name a reply gives an exception: ``ValueError``, ``shop.errors.OutOfStock``."""
+    """The name a reply gives an exception: ``ValueError``, ``shop.errors.OutOfStock``; a
+    relayed :class:`RemoteHandlerError` keeps the name of the original."""
+    if isinstance(error, RemoteHandlerError):
+        return error.error_type
     cls = type(error)
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _jsonable(value: Any) -> tuple[bool, Any]:
+    """``(True, JSON-compatible value)``, or ``(False, None)`` when it has no JSON form."""
+    try:
+        return True, to_jsonable_python(value)
+    except (PydanticSerializationError, ValueError, TypeError, RecursionError):
+        return False, None
+
+
+def encode_error(error: BaseException) -> dict[str, str]:
+    """The reply fields of a failure: its type and text, its mapping (:func:`describe`), and what
+    the caller needs to rebuild it: its ``args`` and public attributes, as JSON."""
+    info = describe(error)
+    if isinstance(error, RemoteHandlerError):  # relayed from a further process: as it came
+        text, args, attributes = error.remote_message, error.remote_args, error.remote_attrs
+    else:
+        text, args, attributes = str(error), list(error.args), public_attributes(error)
+    fields = {
+        "error_type": error_type(error),
+        "error": text,
+        "error_code": info.code,
+        "error_status": str(info.status),
+        "error_exit": str(info.exit_code),
+    }
+    ok, args = _jsonable(args)
+    if ok:
+        fields["error_args"] = _dumps(args)
+    attrs = {}
+    for name, value in attributes.items():  # an attribute with no JSON form stays behind
+        ok, value = _jsonable(value)
+        if ok:
+            attrs[name] = value
+    if attrs:
+        fields["error_attrs"] = _dumps(attrs)
+    if info.fields:
+        fields["error_fields"] = _dumps(to_jsonable_python(info.fields, fallback=str))
+    if info.retry_after is not None:
+        fields["error_retry_after"] = repr(info.retry_after)
+    return fields
+
+
 def encode_reply(message_id: str, entry_id: str, result: Any = None, error: BaseException | None = None) -> dict[str, str]:
-    """The reply entry for a request: its result as JSON, or its error's type and text."""
+    """The reply entry for a request: its result as JSON, or its error (:func:`encode_error`)."""
     fields = {"v": VERSION, "id": message_id, "entry": entry_id}
     if error is None:
         fields["ok"] = "1"
@@ -184,8 +242,7 @@ def encode_reply(message_id: str, entry_id: str, result: Any = None, error: Base
         )
     else:
         fields["ok"] = "0"
-        fields["error_type"] = error_type(error)
-        fields["error"] = str(error)
+        fields.update(encode_error(error))
     return fields
 
 
@@ -193,12 +250,109 @@ def encode_error_reply(message_id: str, entry_id: str, kind: str, text: str) -> 
     return {"v": VERSION, "id": message_id, "entry": entry_id, "ok": "0", "error_type": kind, "error": text}
 
 
+def exception_class(name: str) -> type[Exception] | None:
+    """The exception class a reply names (``error_type``), if this process already has it.
+
+    Nothing is imported: the class must be in a module of ``sys.modules``, found by plain
+    attribute lookup (no module ``__getattr__``), be an :class:`Exception` subclass and carry
+    exactly that name. ``__main__`` is another program in another process: never looked at.
+    """
+    parts = name.split(".")
+    if len(parts) == 1:
+        module, qualname = builtins, parts
+    else:
+        for cut in range(len(parts) - 1, 0, -1):  # the longest imported module prefix
+            module = sys.modules.get(".".join(parts[:cut]))
+            if module is not None:
+                qualname = parts[cut:]
+                break
+        else:
+            return None
+        if module.__name__ == "__main__":
+            return None
+    value: Any = module
+    for part in qualname:
+        value = getattr(value, "__dict__", {}).get(part)
+        if value is None:
+            return None
+    if not (isinstance(value, type) and issubclass(value, Exception)):
+        return None
+    expected = name if len(parts) > 1 else f"builtins.{name}"
+    return value if f"{value.__module__}.{value.__qualname__}" == expected else None
+
+
+def rebuild_error(cls: type[Exception], args: list[Any], attrs: dict[str, Any]) -> Exception | None:
+    """An instance of ``cls`` with these ``args`` and attributes, or None when it cannot be made.
+
+    Built as unpickling does (``cls(*args)``, then the attributes); a class whose ``__init__``
+    takes other parameters than its ``args`` is made without calling ``__init__``."""
+    try:
+        error = cls(*args)
+    except Exception:
+        try:
+            error = cls.__new__(cls, *args)
+        except Exception:
+            return None
+    try:
+        error.args = tuple(args)
+        vars(error).update(attrs)
+    except (TypeError, AttributeError):  # no instance __dict__
+        return None
+    return error
+
+
+def _json_field(fields: dict[str, str], key: str, kind: type) -> Any:
+    """A JSON reply field of the expected type, else None (absent, or a foreign producer's junk)."""
+    raw = fields.get(key)
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, kind) else None
+
+
+def _int_field(fields: dict[str, str], key: str, default: int) -> int:
+    try:
+        return int(fields.get(key) or default)
+    except ValueError:
+        return default
+
+
+def decode_error(fields: dict[str, str]) -> Exception:
+    """The exception a failed reply stands for: the remote class itself when this process has
+    it (:func:`exception_class`), else a :class:`RemoteHandlerError` that answers like it."""
+    kind, text = fields.get("error_type") or "Error", fields.get("error", "")
+    args = _json_field(fields, "error_args", list)
+    if args is None:
+        args = [text]
+    attrs = _json_field(fields, "error_attrs", dict) or {}
+    cls = exception_class(kind)
+    if cls is not None:
+        error = rebuild_error(cls, args, attrs)
+        if error is not None:
+            error.add_note(f"raised by a handler in another process (Redis transport): {kind}")
+            return error
+    retry_after = None
+    if fields.get("error_retry_after"):
+        try:
+            retry_after = float(fields["error_retry_after"])
+        except ValueError:
+            pass
+    info = ErrorInfo(
+        status=_int_field(fields, "error_status", 500),
+        code=fields.get("error_code") or kind.rpartition(".")[2],
+        exit_code=_int_field(fields, "error_exit", 1),
+        message=text,
+        fields=_json_field(fields, "error_fields", dict) or {},
+        retry_after=retry_after,
+    )
+    return RemoteHandlerError(kind, text, info, remote_args=args, remote_attrs=attrs)
+
+
 def decode_reply(fields: dict[str, str]) -> tuple[bool, Any]:
     """``(True, result)`` or ``(False, exception to raise)`` from a reply entry."""
     if fields.get("ok") == "1":
         return True, json.loads(fields.get("result") or "null")
-    kind, text = fields.get("error_type", "Error"), fields.get("error", "")
-    if kind == "bollydog.errors.HandlerTimeoutError":
-        return False, HandlerTimeoutError(f"remote handler timed out: {text}")
-    return False, RemoteHandlerError(kind, text)
-
+    return False, decode_error(fields)

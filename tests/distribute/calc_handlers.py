@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from bollydog.errors import DomainError
 from bollydog.models.base import Command, Event, Session
 
 #: What handlers saw, in order (in-process tests only).
@@ -54,6 +55,21 @@ class OutOfStock(Exception):
     pass
 
 
+class Sold(DomainError):
+    """A domain error with its own status, importable by every process."""
+
+    status_code = 409
+    exit_code = 3
+
+
+def _unimportable() -> type[DomainError]:
+    class Gone(DomainError):  # defined in a function: no other process can look it up
+        status_code = 410
+        exit_code = 4
+
+    return Gone
+
+
 async def add(command: Add) -> int:
     return command.a + command.b
 
@@ -61,6 +77,10 @@ async def add(command: Add) -> int:
 async def fail(command: Fail) -> None:
     if command.text == "custom":
         raise OutOfStock("no more widgets")
+    if command.text == "sold":
+        raise Sold("the last widget is sold", item="widget")
+    if command.text == "gone":
+        raise _unimportable()("that widget is gone for good", item="widget")
     raise ValueError(command.text)
 
 

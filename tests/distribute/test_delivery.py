@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from bollydog.errors import ConfigError, RemoteHandlerError, TransportError
+from bollydog.errors import ConfigError, TransportError
+from bollydog.transport import wire
 from tests.distribute import calc_handlers as calc
 from tests.distribute.conftest import process
 
@@ -151,7 +152,7 @@ async def test_accept_and_reject_patterns(redis_url, prefix):
     ):
         assert await front.execute(calc.Add(a=1, b=1)) == 2
         started = time.monotonic()
-        with pytest.raises(RemoteHandlerError, match="calc.fail is not accepted"):
+        with pytest.raises(wire.WireError, match="calc.fail is not accepted"):
             await front.execute(calc.Fail(text="x"))
         assert time.monotonic() - started < 1
         (letter,) = await consumer.transport.dead_letters()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bollydog.context import current_session, remote_parent
-from bollydog.errors import HandlerTimeoutError, RemoteHandlerError, TransportError
+from bollydog.errors import HandlerTimeoutError, RemoteHandlerError, TransportError, describe
 from bollydog.models.base import Session
 from tests.distribute import calc_handlers as calc
 from tests.distribute.conftest import process, wait_for
@@ -26,19 +26,37 @@ async def test_request_reply_between_two_hubs(redis_url, prefix):
         assert consumer.transport.serves(calc.Add) is False  # hosted here, not remote
 
 
-async def test_remote_error_keeps_type_and_message(redis_url, prefix):
+async def test_remote_error_is_raised_as_its_own_class(redis_url, prefix):
+    async with process(redis_url, prefix, ["calc"]), process(redis_url, prefix, []) as front:
+        with pytest.raises(ValueError) as boom:
+            await front.execute(calc.Fail(text="boom"))
+        assert type(boom.value) is ValueError and str(boom.value) == "boom"
+        assert "another process" in boom.value.__notes__[0]  # shown with its traceback
+        message = calc.Fail(text="custom")
+        with pytest.raises(calc.OutOfStock) as custom:
+            await front.execute(message)
+        assert str(custom.value) == "no more widgets"
+        with pytest.raises(calc.OutOfStock):
+            await message.state
+        with pytest.raises(calc.Sold) as caught:  # `except Sold` works as embedded
+            await front.execute(calc.Fail(text="sold"))
+        assert caught.value.item == "widget" and str(caught.value) == "the last widget is sold"
+        embedded = calc.Sold("the last widget is sold", item="widget")
+        assert describe(caught.value) == describe(embedded)
+        assert describe(caught.value).status == 409
+
+
+async def test_remote_error_of_a_class_unknown_here_keeps_its_mapping(redis_url, prefix):
     async with process(redis_url, prefix, ["calc"]), process(redis_url, prefix, []) as front:
         with pytest.raises(RemoteHandlerError) as caught:
-            await front.execute(calc.Fail(text="boom"))
-        assert caught.value.error_type == "ValueError"
-        assert caught.value.remote_message == "boom"
-        assert str(caught.value) == "ValueError: boom"
-        message = calc.Fail(text="custom")
-        with pytest.raises(RemoteHandlerError, match="OutOfStock: no more widgets"):
-            await front.execute(message)
-        with pytest.raises(RemoteHandlerError) as caught:
-            await message.state
-        assert caught.value.error_type == "tests.distribute.calc_handlers.OutOfStock"
+            await front.execute(calc.Fail(text="gone"))
+    remote = caught.value
+    assert remote.error_type == "tests.distribute.calc_handlers._unimportable.<locals>.Gone"
+    assert remote.remote_message == "that widget is gone for good"
+    assert str(remote) == f"{remote.error_type}: that widget is gone for good"
+    info = describe(remote)
+    assert (info.status, info.code, info.exit_code) == (410, "Gone", 4)
+    assert info.body() == {"error": "Gone", "message": "that widget is gone for good", "item": "widget"}
 
 
 async def test_timeout_follows_expire_time(redis_url, prefix):
@@ -135,7 +153,7 @@ async def test_orchestration_across_three_processes(redis_url, prefix):
         finally:
             current_session.reset(token)
     assert result["total"] == 5
-    assert result["caught"] == "RemoteHandlerError: ValueError: inner"
+    assert result["caught"] == "ValueError: inner"  # thrown back in as its own class
     nested = result["nested"]
     assert nested["username"] == "bob"
     assert nested["trace_id"] == command.trace_id == result["trace_id"]

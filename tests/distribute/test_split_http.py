@@ -2,7 +2,8 @@
 
 The front runs no handler of domain ``calc``: it still serves ``/calc/appservice/add`` (and the
 ``router_mapping`` alias ``/sum``), sends the command over Redis to the ``bollydog service
---include calc`` process and answers with its result; remote errors keep their type.
+--include calc`` process and answers with its result; a remote error answers with the same
+status and body as in one process, whether or not the front has its class.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_config(path: Path, url: str, prefix: str) -> Path:
+def write_config(path: Path, url: str | None, prefix: str) -> Path:
+    """The split config; without ``url``, the same app in one process (no ``distribute``)."""
+    distribute = (
+        "distribute:\n"
+        "  app: !module bollydog.transport.redis.RedisTransport\n"
+        f"  url: {url}\n"
+        f"  prefix: {prefix}\n"
+        "  block_ms: 200\n"
+    ) if url else ""
     path.write_text(
         "calc:\n"
         "  handlers: [tests.distribute.calc_handlers]\n"
@@ -28,13 +37,20 @@ def write_config(path: Path, url: str, prefix: str) -> Path:
         "  router_mapping:\n"
         "    calc.add:\n"
         "      aliases: [/sum]\n"
-        "distribute:\n"
-        "  app: !module bollydog.transport.redis.RedisTransport\n"
-        f"  url: {url}\n"
-        f"  prefix: {prefix}\n"
-        "  block_ms: 200\n"
+        + distribute
     )
     return path
+
+
+async def _failures(composition) -> list[tuple[int, dict]]:
+    """Status and body of the domain errors, through a started composition's HTTP entrypoint."""
+    (http,) = composition.entrypoints
+    answers = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", timeout=15) as client:
+        for text in ("sold", "gone", "custom"):
+            answer = await client.post("/calc/appservice/fail", json={"text": text})
+            answers.append((answer.status_code, answer.json()))
+    return answers
 
 
 async def test_http_front_serves_commands_handled_in_another_process(redis_url, prefix, tmp_path):
@@ -66,6 +82,16 @@ async def test_http_front_serves_commands_handled_in_another_process(redis_url, 
                 assert "far away" in failed.json()["message"]
                 spec = (await client.get("/openapi.json")).json()
                 assert "/calc/appservice/add" in spec["paths"]
+            split = await _failures(composition)
+        embedded_composition = build(write_config(tmp_path / "embedded.yaml", None, prefix))
+        async with embedded_composition.hub:
+            embedded = await _failures(embedded_composition)
+        assert split == embedded
+        assert split == [
+            (409, {"error": "Sold", "message": "the last widget is sold", "item": "widget"}),
+            (410, {"error": "Gone", "message": "that widget is gone for good", "item": "widget"}),
+            (500, {"error": "OutOfStock", "message": "no more widgets"}),
+        ]
     finally:
         consumer.send_signal(signal.SIGTERM)
         assert consumer.wait(timeout=20) == 0, log.read_text()

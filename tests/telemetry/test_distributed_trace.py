@@ -81,7 +81,7 @@ async def test_a_trace_spans_two_processes_over_redis(otlp_receiver, tmp_path):
         async with front:
             command = Orchestrate(a=2, b=3, expire_time=20)
             result = await front.execute(command)
-        assert result["total"] == 5 and result["caught"].startswith("RemoteHandlerError")
+        assert result["total"] == 5 and result["caught"] == "ValueError: inner"
     finally:
         consumer.send_signal(signal.SIGTERM)
         assert consumer.wait(timeout=20) == 0, log.read_text()

@@ -99,7 +99,8 @@ async def test_handler_failure_is_an_error_frame(ws) -> None:
     frames = await call(ws, {"name": "boom", "id": "b"})
     assert frames[0]["type"] == "accepted"
     assert frames[-1] == {
-        "type": "error", "id": "b", "error": "ValueError", "message": "boom went the handler", "errors": []
+        "type": "error", "id": "b", "error": "ValueError", "message": "boom went the handler", "errors": [],
+        "status": 500,
     }
     assert (await call(ws, {"name": "echo", "text": "still open"}))[-1]["type"] == "result"
 

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-from bollydog.errors import BollydogError, ConfigError
+from bollydog.errors import BollydogError, ConfigError, describe
 from bollydog.models.base import BaseMessage
 
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
@@ -27,6 +27,8 @@ _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)\s*$")
 
 class RateLimitedError(BollydogError):
     """A client exceeded a route's ``rate_limit``; ``retry_after`` is in seconds."""
+
+    status_code = 429
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
@@ -144,7 +146,8 @@ def describe_outcome(message: BaseMessage, *, debug: bool = False) -> dict[str, 
     if error is None:
         body["status"], body["result"] = "done", future.result()
     else:
-        body["status"], body["error"], body["message"] = "failed", type(error).__name__, str(error)
+        info = describe(error)
+        body["status"], body["error"], body["message"] = "failed", info.code, info.message
     return body
 
 

@@ -1,7 +1,9 @@
-"""JSON responses of the HTTP entrypoint, and the mapping from errors to status codes.
+"""JSON responses of the HTTP entrypoint, and error responses.
 
-Every error body is ``{"error": <type>, "message": <text>}``; 422 adds ``"errors"``
-(``[{"field", "message", "type"}]``); with ``debug`` a 500 adds ``"traceback"``.
+Every error body is ``{"error": <code>, "message": <text>, <fields>}`` with the status, code and
+fields the error declares (:func:`bollydog.errors.describe`): 422 adds ``"errors"``
+(``[{"field", "message", "type"}]``), 401 ``"reason"``, a domain error its public attributes;
+with ``debug`` a 5xx adds ``"traceback"``.
 """
 
 from __future__ import annotations
@@ -15,16 +17,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bollydog.entrypoint.auth import AuthError
-from bollydog.entrypoint.http.qos import RateLimitedError, retry_after_header
-from bollydog.errors import (
-    BollydogError,
-    HandlerTimeoutError,
-    HubNotRunningError,
-    InvalidMessageError,
-    NoHandlerError,
-    QueueFullError,
-)
+from bollydog.entrypoint.http.qos import retry_after_header
+from bollydog.errors import BollydogError, describe, log_failure
 
 log = logging.getLogger("bollydog.http")
 
@@ -36,7 +30,8 @@ class RequestError(BollydogError):
 
     def __init__(self, status: int, error: str, message: str) -> None:
         super().__init__(message)
-        self.status, self.error = status, error
+        # Per instance: one class for every kind of unusable request.
+        self.status_code, self.code = status, error
 
 
 def dumps(value: Any) -> bytes:
@@ -57,34 +52,19 @@ def error_response(
     headers: dict[str, str] | None = None,
     context: str = "",
 ) -> Response:
-    """The response for ``exc``: its status code, a JSON body, and the headers it needs."""
-    headers = dict(headers or {})
-    body: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
-    if isinstance(exc, InvalidMessageError):
-        status = 422
-        body["errors"] = exc.errors
-    elif isinstance(exc, RequestError):
-        status, body["error"] = exc.status, exc.error
-    elif isinstance(exc, AuthError):
-        status = 401
-        body["reason"] = exc.reason
-        headers["www-authenticate"] = f'Bearer error="invalid_token", error_description="{exc.reason}"'
-    elif isinstance(exc, RateLimitedError):
-        status = 429
-        headers["retry-after"] = retry_after_header(exc.retry_after)
-    elif isinstance(exc, (QueueFullError, HubNotRunningError)):
-        status = 503
-        headers["retry-after"] = str(retry_after)
-    elif isinstance(exc, HandlerTimeoutError):
-        status = 504
-    elif isinstance(exc, NoHandlerError):
-        status = 503
-    else:
-        status = 500
-        log.error("%s failed: %s: %s", context or "request", type(exc).__name__, exc, exc_info=exc)
-        if debug:
-            body["traceback"] = traceback.format_exception(exc)
-    return json_response(body, status, headers)
+    """The response for ``exc``: its status code, a JSON body, and the headers it needs.
+
+    ``retry_after`` is the ``Retry-After`` of errors that are temporary for an unknown time
+    (queue full, stopping)."""
+    info = describe(exc)
+    headers = {**(headers or {}), **info.headers}
+    if info.retry_after is not None:
+        headers["retry-after"] = retry_after_header(info.retry_after) if info.retry_after else str(retry_after)
+    body = info.body()
+    log_failure(log, exc, info, "%s failed", context or "request")
+    if debug and info.status >= 500:
+        body["traceback"] = traceback.format_exception(exc)
+    return json_response(body, info.status, headers)
 
 
 async def http_exception(request: Request, exc: Exception) -> Response:

@@ -34,7 +34,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bollydog.types import Entrypoint
 from bollydog.entrypoint.websocket.connection import Connection
 from bollydog.entrypoint.websocket.protocol import MessageFilter, encode, error_frame, jsonable, topic_of
-from bollydog.errors import BollydogError, ConfigError, MissingDependencyError
+from bollydog.errors import BollydogError, ConfigError, MissingDependencyError, describe
 from bollydog.models.base import BaseMessage, Session
 
 log = logging.getLogger("bollydog.websocket")
@@ -308,7 +308,8 @@ class SocketService(Entrypoint):
                         "result": jsonable(result),
                     }
                     if error is not None:
-                        frame["error"] = {"error": type(error).__name__, "message": str(error)}
+                        info = describe(error)
+                        frame["error"] = {"error": info.code, "message": info.message}
                     text = encode(frame)
                 connection.notify(text)
 

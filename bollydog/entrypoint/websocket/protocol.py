@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic_core import to_json, to_jsonable_python
 
-from bollydog.errors import InvalidMessageError, MessageError
+from bollydog.errors import MessageError, describe
 from bollydog.handlers import HandlerRegistry
 from bollydog.models.base import BaseMessage
 from bollydog.names import MessageFilter  # noqa: F401  (the one filter, used by the service)
@@ -165,14 +165,9 @@ def encode(frame: dict[str, Any]) -> str:
 
 
 def error_frame(request_id: Any, error: BaseException) -> dict[str, Any]:
-    """``{"type": "error", "id", "error": <exception type>, "message", "errors"}``."""
-    frame: dict[str, Any] = {
-        "type": "error",
-        "id": request_id,
-        "error": type(error).__name__,
-        "message": str(error),
-        "errors": [],
-    }
-    if isinstance(error, InvalidMessageError):
-        frame["errors"] = jsonable(error.errors)
+    """``{"type": "error", "id", "error": <code>, "message", "status", "errors", <fields>}``:
+    the HTTP error body of ``error`` (:func:`~bollydog.errors.describe`) plus its status."""
+    info = describe(error)
+    frame: dict[str, Any] = {"type": "error", "id": request_id, **jsonable(info.body()), "status": info.status}
+    frame.setdefault("errors", [])  # field problems of an InvalidMessageError; always a list
     return frame
