@@ -14,11 +14,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bollydog.errors import BollydogError
-    from bollydog.models.base import BaseDomain, BaseMessage, Command, Event, Session
-    from bollydog.models.protocol import Protocol, UnitOfWork
-    from bollydog.models.service import AppService
-    from bollydog.service.app import HubService
+    from bollydog.errors import BollydogError, DomainError  # noqa: F401  (names of __all__, loaded lazily)
+    from bollydog.models.base import BaseDomain, BaseMessage, Command, Event, Session  # noqa: F401
+    from bollydog.models.protocol import Protocol, UnitOfWork  # noqa: F401
+    from bollydog.models.service import AppService  # noqa: F401
+    from bollydog.service.app import HubService  # noqa: F401
 
 #: Public name -> module defining it; imported on first access, so ``import bollydog`` is cheap.
 _EXPORTS: dict[str, str] = {
@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "UnitOfWork": "bollydog.models.protocol",
     "HubService": "bollydog.service.app",
     "BollydogError": "bollydog.errors",
+    "DomainError": "bollydog.errors",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -7,7 +7,6 @@ generators and plain ``def`` functions (run in a worker thread) are all accepted
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import traceback
@@ -22,6 +21,7 @@ from bollydog.errors import (
     HandlerRegistrationError,
     UnknownMessageError,
 )
+from bollydog.hub.threads import worker_threads
 from bollydog.models.base import BaseMessage, Command, Event, Session
 from bollydog.models.protocol import Protocol, UnitOfWork
 from bollydog.models.service import AppService
@@ -111,14 +111,18 @@ class Handler:
         return tuple(plan)
 
     def _start_wrapped(self, message: BaseMessage) -> Any:
-        """Start the handler: a coroutine, an async generator, or (sync) a thread coroutine."""
+        """Start the handler: a coroutine, an async generator, or (sync) a thread coroutine.
+
+        Plain functions run in :data:`~bollydog.hub.threads.worker_threads`, not in the loop's
+        default executor: a shutdown must not wait for a thread it cannot stop.
+        """
         if self.injections:
             kwargs = {name: getter() for name, getter in self.injections}
             if self.kind == SYNC:
-                return asyncio.to_thread(self.func, message, **kwargs)
+                return worker_threads.run(self.func, message, **kwargs)
             return self.func(message, **kwargs)
         if self.kind == SYNC:
-            return asyncio.to_thread(self.func, message)
+            return worker_threads.run(self.func, message)
         return self.func(message)
 
     def __repr__(self) -> str:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     retry_backoff: float = Field(0.1, ge=0, description="First retry delay; doubles each retry.")
     retry_backoff_max: float = Field(5.0, ge=0)
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight work gets to drain.")
+    compensation_grace: float = Field(
+        3.0, ge=0, description="Seconds a generator handler cut by shutdown gets to compensate."
+    )
 
     @property
     def handler_modules(self) -> list[str]:

@@ -121,6 +121,15 @@ class Entrypoint(Service):
         self.hub: HubT = hub if hub is not None else _NoHub()
         self.options = options
 
+    def abort_inflight(self, *, forced: bool = False) -> None:
+        """Called by the stopping hub once its grace period is over and its own work was cut.
+
+        ``stop()`` is already running: it stopped taking requests and waits for the ones in
+        flight. Those waiting on the hub got :class:`~bollydog.errors.HubNotRunningError`;
+        answer the others now the same way (HTTP 503, WebSocket error frame) so that ``stop()``
+        can return. ``forced``: a second signal; stop waiting for clients too.
+        """
+
 
 class HubPlugin(Service):
     """A service that extends the hub itself (telemetry, ...), in every process.

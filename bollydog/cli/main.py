@@ -4,7 +4,9 @@ Every command takes ``--config`` (YAML or JSON; optional when ``BOLLYDOG_HANDLER
 handler modules). A ``.env`` file in the current directory is loaded first (existing variables
 win). Errors are printed on stderr as ``error: <code>: <message>`` with the exit status the error
 declares (:func:`bollydog.errors.describe`): 1 for a failing handler unless its error says
-otherwise, 2 for bad input (config, unknown message, invalid field).
+otherwise, 2 for bad input (config, unknown message, invalid field). ``service`` exits 0 once
+stopped, and 128 + the signal number (130 for SIGINT, 143 for SIGTERM) when a second signal
+forced it.
 """
 
 from __future__ import annotations
@@ -151,11 +153,15 @@ def _resolve_for_cli(hub: Any, reference: str, config: str | None) -> Any:
 def service(config: str | None, include: str, exclude: str) -> None:
     """Run the hub and every configured service until SIGINT/SIGTERM."""
     from bollydog.bootstrap import build
-    from bollydog.cli.runner import serve
+    from bollydog.cli.runner import EXIT_STOPPED, exit_now, exit_soon, serve
 
     async def main() -> None:
         composition = build(config, include=_split(include), exclude=_split(exclude))
-        await serve(composition.hub)
+        status = await serve(composition.hub, on_force=exit_soon)
+        if status != EXIT_STOPPED:
+            # Forced: leaving asyncio.run normally would wait for every task still running and
+            # every thread of the default executor; the point of forcing is not to.
+            exit_now(status)
 
     _run(main)
 

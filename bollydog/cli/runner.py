@@ -3,37 +3,72 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import os
 import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 from bollydog.service.app import HubService
 
 log = logging.getLogger("bollydog.cli")
 
+#: Exit status of a complete stop, in-flight work cut at the end of the grace period included.
+EXIT_STOPPED = 0
+#: A forced stop exits with ``128 + the number of the second signal`` (130 for SIGINT, 143 for
+#: SIGTERM), the shell's convention for "killed by that signal".
+EXIT_FORCED_BASE = 128
+#: Target: the process is gone this many seconds after the second signal, whatever handlers do.
+FORCED_EXIT_WITHIN = 1.0
+#: Seconds the forced stop gets to answer cut requests and close sockets before serve() returns.
+_FORCED_STOP_TIME = 0.5
 
-async def serve(hub: HubService) -> None:
-    """Start ``hub`` (its apps and entrypoints), wait for a signal, stop it.
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def serve(hub: HubService, *, on_force: Callable[[int], None] | None = None) -> int:
+    """Start ``hub`` (its apps and entrypoints), wait for a signal, stop it; return the exit status.
 
     First SIGINT/SIGTERM: entrypoints stop taking requests, in-flight work gets
-    ``shutdown_grace`` seconds, then everything stops. Second signal: in-flight work is
-    cancelled at once. Signal handlers are installed here only, so no server steals them.
+    ``shutdown_grace`` seconds, is cut after that, then everything stops: returns 0. Second
+    signal: in-flight work is cancelled at once, without compensation, and this returns within
+    a fraction of a second with ``128 + signal number``, even if the stop is not complete.
+    ``on_force(signum)`` is called right away from the signal handler itself, on the main thread,
+    even when a handler blocks the event loop (the CLI arms its exit timer there).
+
+    Signal handlers are installed here only (so no server steals them) and restored on return.
     """
     loop = asyncio.get_running_loop()
+    # Signal handlers interrupt whatever runs, a handler too: their work must not run in (and
+    # log with) that handler's context.
+    context = contextvars.copy_context()
     stop_requested = asyncio.Event()
-    signals_seen = 0
+    forced = asyncio.Event()
+    seen: list[int] = []
 
-    def on_signal(signum: int) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        if signals_seen == 1:
-            log.warning("%s received: draining (again to force)", signal.Signals(signum).name)
+    def on_loop(signum: int, count: int) -> None:
+        name = signal.Signals(signum).name
+        if count == 1:
+            log.warning("%s received: draining (again to force)", name)
             stop_requested.set()
-        else:
-            log.warning("%s received again: forcing shutdown", signal.Signals(signum).name)
+        elif count == 2:
+            log.warning("%s received again: forcing shutdown", name)
             hub.force_stop()
+            forced.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # A plain signal handler, not loop.add_signal_handler: it runs between two bytecodes of
+        # the main thread even while a handler blocks the loop, so a second signal always acts.
+        seen.append(signum)
+        if len(seen) == 2 and on_force is not None:
+            on_force(signum)
+        loop.call_soon_threadsafe(on_loop, signum, len(seen), context=context)
+
+    previous: dict[int, Any] = {s: signal.signal(s, on_signal) for s in _SIGNALS}
     try:
         await hub.start()
         log.info("hub started: domains %s", ", ".join(hub.apps))
@@ -41,9 +76,54 @@ async def serve(hub: HubService) -> None:
         requested = asyncio.ensure_future(stop_requested.wait())
         await asyncio.wait([stopped, requested], return_when=asyncio.FIRST_COMPLETED)
         requested.cancel()
-        await hub.stop()
+        stopping = asyncio.ensure_future(hub.stop())
+        forcing = asyncio.ensure_future(forced.wait())
+        await asyncio.wait([stopping, forcing], return_when=asyncio.FIRST_COMPLETED)
+        forcing.cancel()
         stopped.cancel()
+        if forced.is_set():
+            await asyncio.wait([stopping], timeout=_FORCED_STOP_TIME)
+            if not stopping.done():
+                log.warning("forced: the hub did not stop within %ss; leaving it", _FORCED_STOP_TIME)
+                stopping.add_done_callback(_retrieve)
+            else:
+                stopping.result()
+            status = EXIT_FORCED_BASE + seen[1]
+            log.warning("forced stop: exit status %d", status)
+            return status
+        stopping.result()
         log.info("hub stopped")
+        return EXIT_STOPPED
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def exit_now(status: int) -> None:
+    """End the process at once with ``status``: flush the log and standard streams, then
+    ``os._exit`` (no waiting for tasks, threads or ``atexit`` hooks)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):  # never a network exporter's flush
+            try:
+                handler.flush()
+            except Exception:  # noqa: BLE001 - exiting anyway
+                pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    os._exit(status)
+
+
+def exit_soon(signum: int) -> None:
+    """Make sure the process ends :data:`FORCED_EXIT_WITHIN` seconds after a second signal,
+    from a daemon timer thread: it acts even if a handler blocks the event loop."""
+    timer = threading.Timer(FORCED_EXIT_WITHIN * 0.9, exit_now, (EXIT_FORCED_BASE + signum,))
+    timer.daemon = True
+    timer.start()
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -8,38 +8,71 @@ What a generator handler may yield, and what it gets back:
   :class:`~bollydog.errors.ConcurrentDispatchError` (an ExceptionGroup, catch it with
   ``except*``) is thrown back in when some failed;
 - anything else: a partial result, streamed to listeners; the last one is the handler's result.
+
+Cancelled while it waits at a ``yield`` (the hub stopping past its grace period, a timeout), the
+generator gets the :class:`asyncio.CancelledError` thrown in at that ``yield``, so that its
+``except``/``finally`` can compensate; what it yields then is dispatched as usual, for at most
+``compensation_grace`` seconds. The cancellation goes on afterwards, whatever the generator did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from bollydog.errors import ConcurrentDispatchError
 from bollydog.models.base import BaseMessage, Event
 
+log = logging.getLogger("bollydog.hub")
+
+Execute = Callable[[BaseMessage], Awaitable[Any]]
+Publish = Callable[[BaseMessage], Any]
+
 
 async def drive(
     generator: AsyncGenerator[Any, Any],
     message: BaseMessage,
-    execute: Callable[[BaseMessage], Awaitable[Any]],
-    publish: Callable[[BaseMessage], Any],
+    execute: Execute,
+    publish: Publish,
+    compensation_grace: float | Callable[[], float] = 0.0,
 ) -> Any:
-    """Run ``generator`` to completion for ``message``; return its last partial result."""
+    """Run ``generator`` to completion for ``message``; return its last partial result.
+
+    ``compensation_grace`` (seconds, or a function giving them when the cancellation comes)
+    bounds what the generator does once cancelled; 0 closes it without compensation.
+    """
+    try:
+        return await _run(generator, message, execute, publish, None, compensation_grace)
+    finally:
+        try:
+            await generator.aclose()
+        except Exception as exc:  # e.g. it yields in ``finally`` when closed; keep why the run ended
+            log.warning("closing generator handler of %s (%s) failed: %s: %s",
+                        message.name, message.iid, type(exc).__name__, exc)
+
+
+async def _run(
+    generator: AsyncGenerator[Any, Any],
+    message: BaseMessage,
+    execute: Execute,
+    publish: Publish,
+    error: BaseException | None,
+    compensation_grace: float | Callable[[], float],
+) -> Any:
     result: Any = None
     reply: Any = None
-    error: BaseException | None = None
-    try:
-        while True:
-            try:
-                if error is not None:
-                    item, error = await generator.athrow(error), None
-                else:
-                    item = await generator.asend(reply)
-            except StopAsyncIteration:
-                return result
-            reply = None
+    while True:
+        try:
+            if error is not None:
+                item, error = await generator.athrow(error), None
+            else:
+                item = await generator.asend(reply)
+        except StopAsyncIteration:
+            return result
+        reply = None
+        try:
             if isinstance(item, Event):
                 publish(item)
             elif isinstance(item, BaseMessage):
@@ -52,8 +85,43 @@ async def drive(
             else:
                 result = item
                 message.emit_partial(item)
-    finally:
-        await generator.aclose()
+        except asyncio.CancelledError as cancelled:
+            grace = compensation_grace() if callable(compensation_grace) else compensation_grace
+            if grace > 0:
+                await _compensate(generator, message, execute, publish, cancelled, grace)
+            raise
+
+
+async def _compensate(
+    generator: AsyncGenerator[Any, Any],
+    message: BaseMessage,
+    execute: Execute,
+    publish: Publish,
+    cancelled: asyncio.CancelledError,
+    grace: float,
+) -> None:
+    """Throw ``cancelled`` in at the generator's ``yield`` and serve what it yields, within
+    ``grace`` seconds. Returns when it is done; a further cancellation (a forced stop) ends it."""
+    task = asyncio.current_task()
+    cancelling = task.cancelling() if task is not None else 0
+    try:
+        async with asyncio.timeout(grace):
+            await _run(generator, message, execute, publish, cancelled, 0.0)
+    except asyncio.CancelledError:
+        if task is not None and task.cancelling() > cancelling:
+            raise  # cancelled again while compensating: stop now
+        # else the generator let the cancellation through: its compensation is complete
+    except TimeoutError:
+        log.warning(
+            "%s (%s): compensation after cancellation did not finish within %ss "
+            "(BOLLYDOG_COMPENSATION_GRACE); abandoned trace_id=%s",
+            message.name, message.iid, grace, message.trace_id,
+        )
+    except Exception as exc:
+        log.error(
+            "%s (%s): compensation after cancellation failed trace_id=%s: %s: %s",
+            message.name, message.iid, message.trace_id, type(exc).__name__, exc, exc_info=exc,
+        )
 
 
 def _is_message_batch(item: Any) -> bool:
@@ -66,7 +134,7 @@ def _is_message_batch(item: Any) -> bool:
 
 async def _run_concurrently(
     messages: list[BaseMessage] | tuple[BaseMessage, ...],
-    execute: Callable[[BaseMessage], Awaitable[Any]],
+    execute: Execute,
 ) -> tuple[list[Any] | None, BaseException | None]:
     outcomes = await asyncio.gather(*(execute(m) for m in messages), return_exceptions=True)
     failures = [o for o in outcomes if isinstance(o, Exception)]

@@ -8,9 +8,12 @@ their parent's work: they start at once, outside the queue and its limit, so nes
 cannot deadlock however busy the hub is.
 
 Lifecycle (``mode``): ``async with hub`` starts the apps (and their protocols) and the
-transport; stopping refuses new messages, lets queued and in-flight work finish within
-``shutdown_grace`` seconds, then cancels what is left (its callers get
-:class:`~bollydog.errors.HubNotRunningError`), and stops the apps.
+transport; stopping refuses new messages and stops the entrypoints' intake, lets queued and
+in-flight work (top-level :meth:`HubService.execute` calls included) finish within
+``shutdown_grace`` seconds, then cuts what is left: generator handlers get the cancellation at
+their ``yield`` and ``compensation_grace`` seconds to compensate, and the messages and callers
+get :class:`~bollydog.errors.HubNotRunningError`. Then the entrypoints close and the apps stop.
+:meth:`HubService.force_stop` skips the waiting and the compensation.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from bollydog.models.base import BaseMessage, Event, Session
 from bollydog.models.service import AppService
 from bollydog.service.builtins import BollydogService
 from bollydog.settings import get_settings
-from bollydog.types import HubT
+from bollydog.types import Entrypoint, HubT
 
 log = logging.getLogger("bollydog.hub")
 
@@ -70,6 +73,7 @@ class HubService(HubT):
         queue_max_size: int | None = None,
         concurrency: int | None = None,
         shutdown_grace: float | None = None,
+        compensation_grace: float | None = None,
         middlewares: Sequence[Middleware] = (),
         builtins: bool = True,
     ) -> None:
@@ -78,12 +82,15 @@ class HubService(HubT):
         self.queue_max_size = queue_max_size or settings.queue_max_size
         self.concurrency = concurrency or settings.hub_concurrency
         self.shutdown_grace = settings.shutdown_grace if shutdown_grace is None else shutdown_grace
+        self.compensation_grace = (
+            settings.compensation_grace if compensation_grace is None else compensation_grace
+        )
         self.transport = transport if transport is not None else InProcessTransport()
         self.registry = HandlerRegistry()
         self._pipelines: dict[Handler, Any] = {}
         self._routes: dict[type, tuple[Handler | None, Any]] = {}  # command class -> handler, chain
         self.apps: dict[str, AppService] = {}
-        self.entrypoints: list[Service] = []
+        self.entrypoints: list[Entrypoint] = []
         if builtins:
             self.add_app(BollydogService())
         for app in apps:
@@ -105,6 +112,10 @@ class HubService(HubT):
         self._held: BaseMessage | None = None  # taken by the intake, waiting for capacity
         self._sequence = itertools.count()
         self._inflight: dict[asyncio.Task, BaseMessage] = {}
+        # Tasks inside a top-level execute() (HTTP requests, transports, scripts): in-flight
+        # work too, which stopping waits for and, past the grace period, cuts.
+        self._callers: dict[asyncio.Task, BaseMessage] = {}
+        self._cut: dict[asyncio.Task, int] = {}  # task -> cancellations the shutdown sent it
         self._accepting = False
         self._forced = asyncio.Event()
         self._intake_task: asyncio.Task | None = None
@@ -169,7 +180,7 @@ class HubService(HubT):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def add_entrypoint(self, entrypoint: Service) -> Service:
+    def add_entrypoint(self, entrypoint: Entrypoint) -> Entrypoint:
         """Start ``entrypoint`` after the apps; on stop, stop it before draining the hub."""
         entrypoint.hub = self
         self.entrypoints.append(entrypoint)
@@ -189,52 +200,111 @@ class HubService(HubT):
         await self.transport.start(self)
 
     async def on_stop(self) -> None:
-        # Entrypoints first: they stop taking requests and finish the ones in flight; then the
-        # hub drains its queue; mode stops the apps afterwards.
-        if self.entrypoints:
-            await asyncio.gather(*(e.stop() for e in reversed(self.entrypoints)), return_exceptions=True)
+        # One deadline for everything: entrypoints stop taking requests at once and return when
+        # the ones in flight have answered, while the hub drains; past the grace period the
+        # hub cuts its work (callers get HubNotRunningError: a 503, an error frame), then tells
+        # the entrypoints to answer whatever is still open. mode stops the apps afterwards.
         self._accepting = False
-        await self.drain(self.shutdown_grace)
+        closing = {asyncio.ensure_future(e.stop()): e for e in reversed(self.entrypoints)}
+        if not await self.drain(self.shutdown_grace, also=closing):
+            await self.cancel_inflight()
+            if closing:
+                # Requests waiting on the hub are answering now; a moment later, entrypoints
+                # are told to answer whatever else is still open.
+                _, pending = await asyncio.wait(closing, timeout=_UNWIND_TIME)
+                if pending:
+                    self._abort_entrypoints()
+        if closing:
+            await self._closed(closing)
+        await self._stop_intake()
+        await self.transport.stop()
+
+    async def _stop_intake(self) -> None:
         if self._intake_task is not None:
             self._intake_task.cancel()
             await asyncio.gather(self._intake_task, return_exceptions=True)
-        await self.cancel_inflight()
-        await self.transport.stop()
+            self._intake_task = None
+
+    async def _closed(self, closing: dict[asyncio.Future, Entrypoint]) -> None:
+        """Wait for the entrypoints to stop; once forced, only briefly."""
+        forced = asyncio.ensure_future(self._forced.wait())
+        pending = set(closing)
+        try:
+            while pending and not self._forced.is_set():
+                _, pending = await asyncio.wait([*pending, forced], return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(forced)
+        finally:
+            forced.cancel()
+        if pending:  # forced: they are told not to wait for their clients any more
+            self._abort_entrypoints()
+            _, pending = await asyncio.wait(pending, timeout=_UNWIND_TIME)
+        for future, entrypoint in closing.items():
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                log.error("stopping %s failed: %s", entrypoint.label, future.exception())
+        if pending:
+            log.warning("%s did not stop in time; abandoned", ", ".join(closing[f].label for f in pending))
 
     @property
     def accepting(self) -> bool:
         return self._accepting
 
-    async def drain(self, grace: float) -> bool:
-        """Wait up to ``grace`` seconds for queued and in-flight messages; True if all finished.
+    def _running(self) -> set[asyncio.Task]:
+        """Tasks of in-flight work (queued messages not included), the current one excepted: a
+        handler that stops the hub does not wait for itself."""
+        running = {*self._inflight, *self._callers}
+        running.discard(asyncio.current_task())  # type: ignore[arg-type]
+        return running
 
-        :meth:`force_stop` cuts the wait short.
-        """
+    def _message_of(self, task: asyncio.Task) -> BaseMessage:
+        message = self._inflight.get(task)
+        return message if message is not None else self._callers[task]
+
+    async def _wait(self, also: set[asyncio.Future], timeout: float | None, *, forceable: bool = True) -> bool:
+        """Wait until queued and in-flight work and ``also`` are done; False when ``timeout``
+        passed first, or (``forceable``) :meth:`force_stop` was called."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        forced = asyncio.ensure_future(self._forced.wait())
+        deadline = None if timeout is None else loop.time() + timeout
+        forced = asyncio.ensure_future(self._forced.wait()) if forceable else None
         try:
-            while self._inflight or self._held is not None or (self._queue is not None and not self._queue.empty()):
-                remaining = deadline - loop.time()
-                if remaining <= 0 or self._forced.is_set():
+            while True:
+                pending: set[asyncio.Future] = {*self._running(), *(f for f in also if not f.done())}
+                queued = self._held is not None or (self._queue is not None and not self._queue.empty())
+                if not pending and not queued:
+                    return True
+                remaining = None if deadline is None else deadline - loop.time()
+                if (remaining is not None and remaining <= 0) or (forceable and self._forced.is_set()):
                     return False
-                if self._inflight:
-                    await asyncio.wait(
-                        [forced, *self._inflight], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                    )
+                if pending:
+                    if forced is not None:
+                        pending.add(forced)
+                    await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 else:
                     await asyncio.sleep(0)  # queued work is about to be picked up by the intake
-            return True
         finally:
-            forced.cancel()
+            if forced is not None:
+                forced.cancel()
+
+    async def drain(self, grace: float, *, also: Iterable[asyncio.Future] = ()) -> bool:
+        """Wait up to ``grace`` seconds for queued and in-flight messages, top-level
+        :meth:`execute` calls included (and for the futures in ``also``); True if all finished.
+        :meth:`force_stop` cuts the wait short."""
+        return await self._wait(set(also), grace)
 
     def force_stop(self) -> None:
-        """Stop waiting for in-flight work: a stop in progress cancels it now."""
+        """Stop waiting: a stop in progress (or the next one) cancels in-flight work at once,
+        without compensation, and no longer waits for the entrypoints' clients."""
         self._forced.set()
 
     async def cancel_inflight(self) -> None:
-        """Fail queued messages and cancel running ones: used when the grace period ran out."""
+        """Fail queued messages and cancel running ones: used when the grace period ran out.
+
+        A cancelled generator handler gets ``compensation_grace`` seconds (none once forced) to
+        compensate, and what it dispatches meanwhile runs; whatever still runs then is
+        cancelled once more. Every message cut gets :class:`HubNotRunningError`, and so do the
+        callers of :meth:`execute` that were waiting for one.
+        """
         self._accepting = False
+        await self._stop_intake()  # or it would start the message it holds, failed below
         error = HubNotRunningError("the hub stopped before this message completed")
         if self._held is not None:
             self._held.set_exception(error)
@@ -242,13 +312,45 @@ class HubService(HubT):
         while self._queue is not None and not self._queue.empty():
             _, _, message, _ = self._queue.get_nowait()
             message.set_exception(error)
-        tasks = list(self._inflight.items())
-        for task, _ in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*(t for t, _ in tasks), return_exceptions=True)
-        for _, message in tasks:
+        running = self._running()
+        forced = self._forced.is_set()
+        when = "the stop was forced" if forced else f"the shutdown grace ({self.shutdown_grace}s) ran out"
+        for task in running:  # one line per message cut, no traceback: this is no failure of its own
+            message = self._message_of(task)
+            log.warning(
+                "%s (%s) cut: still running when %s trace_id=%s",
+                message.name, message.iid, when, message.trace_id,
+            )
+        cut: dict[asyncio.Task, BaseMessage] = {}
+        # First round: compensation time (generators bound their own; the margin lets them end
+        # on their own), cut short by force_stop. Second round: whatever still runs (stuck, or
+        # dispatched by a compensation) is cancelled again and given a moment to unwind.
+        budget = _UNWIND_TIME if forced else self.compensation_grace + _UNWIND_TIME
+        for forceable in (not forced, False):
+            for task in running:
+                cut.setdefault(task, self._message_of(task))
+                self._cut[task] = self._cut.get(task, 0) + 1
+                task.cancel()
+            if await self._wait(set(), budget, forceable=forceable) or forced:
+                break
+            running, budget = self._running(), _UNWIND_TIME
+        stuck = self._running()
+        if stuck:
+            log.warning("%d task(s) still running after being cancelled at shutdown; abandoned", len(stuck))
+        for task, message in cut.items():
+            if task.done():
+                self._cut.pop(task, None)
             message.set_exception(error)
+
+    def _compensation(self) -> float:
+        """Seconds a cancelled generator handler gets to compensate: none once forced."""
+        return 0.0 if self._forced.is_set() else self.compensation_grace
+
+    def _abort_entrypoints(self) -> None:
+        for entrypoint in self.entrypoints:
+            abort = getattr(entrypoint, "abort_inflight", None)
+            if abort is not None:
+                abort(forced=self._forced.is_set())
 
     # -- public dispatch -----------------------------------------------------------------------
 
@@ -256,10 +358,16 @@ class HubService(HubT):
         """Run ``message`` now and return its result; its handler's exception propagates.
 
         Refused (:class:`HubNotRunningError`) before start and while stopping, except for
-        messages sent by handlers still running: their work is part of what drains.
+        messages sent by handlers still running: their work is part of what drains. A call
+        still running when the shutdown grace ran out raises :class:`HubNotRunningError`.
         """
-        if not self._accepting and handler_frame.get() is None:
-            raise HubNotRunningError("the hub is not running (not started, or stopping)")
+        caller = None
+        if handler_frame.get() is None:
+            if not self._accepting:
+                raise HubNotRunningError("the hub is not running (not started, or stopping)")
+            caller = asyncio.current_task()
+            if caller is not None:
+                self._callers[caller] = message
         try:
             # The common case, a Command with a local handler, skips one coroutine frame.
             handler, pipeline = self._routes.get(type(message)) or self._route(type(message))
@@ -267,23 +375,52 @@ class HubService(HubT):
                 result = await pipeline(message, handler)
             else:
                 result = await self.dispatch(message)
+        except asyncio.CancelledError as exc:
+            error = self._cut_error(caller)
+            if error is None:
+                message.set_exception(exc)
+                raise
+            message.set_exception(error)
+            raise error from None
         except BaseException as exc:
             message.set_exception(exc)
             if self._observers and isinstance(exc, Exception):
                 self._notify(message, None, exc)
             raise
+        finally:
+            if caller is not None:
+                self._callers.pop(caller, None)
         message.set_result(result)
         if self._observers:
             self._notify(message, result, None)
         return result
 
+    def _cut_error(self, caller: asyncio.Task | None) -> HubNotRunningError | None:
+        """For a top-level call cancelled by the shutdown cut, and by nothing else: the error
+        its caller gets instead of the cancellation."""
+        if caller is None:
+            return None
+        sent = self._cut.pop(caller, 0)
+        if not sent:
+            return None
+        remaining = 0
+        for _ in range(sent):
+            remaining = caller.uncancel()
+        if remaining:
+            return None  # cancelled by someone else too: let the cancellation through
+        return HubNotRunningError("the hub stopped before this message completed")
+
     async def put_message(self, message: BaseMessage) -> BaseMessage:
-        """Queue ``message`` and return it; ``await message.state`` gives the outcome."""
-        if not self._accepting:
-            raise HubNotRunningError("the hub is not running (not started, or stopping)")
+        """Queue ``message`` and return it; ``await message.state`` gives the outcome.
+
+        Refused (:class:`HubNotRunningError`) before start and while stopping, except for
+        messages sent by handlers still running: their work is part of what drains.
+        """
         if handler_frame.get() is not None:
             self._spawn(message)
             return message
+        if not self._accepting:
+            raise HubNotRunningError("the hub is not running (not started, or stopping)")
         if self._active < self.concurrency and self._held is None and self._queue.empty():
             # Capacity is free and nobody waits before us: start now, skipping a loop turn.
             self._start(message, None)
@@ -382,7 +519,7 @@ class HubService(HubT):
         try:
             started = handler.start(message)
             if handler.kind == ASYNCGEN:
-                return await drive(started, message, self.execute, self.publish_nowait)
+                return await drive(started, message, self.execute, self.publish_nowait, self._compensation)
             result = await started
             if isinstance(result, BaseMessage):
                 return await self.execute(result)  # hand-off to the returned message
@@ -421,6 +558,10 @@ class HubService(HubT):
     async def _run_queued(self, message: BaseMessage, counted: bool) -> None:
         try:
             result = await self.dispatch(message)
+        except asyncio.CancelledError:
+            if asyncio.current_task() in self._cut:  # tell its waiters now, not after the cut
+                message.set_exception(HubNotRunningError("the hub stopped before this message completed"))
+            raise
         except Exception as exc:
             message.set_exception(exc)
             if self._observers:
@@ -454,6 +595,11 @@ class HubService(HubT):
 
     def inflight_messages(self) -> list[BaseMessage]:
         return list(self._inflight.values())
+
+
+#: Seconds cancelled work gets to unwind when it has no compensation to run (a forced stop, or
+#: a second cancellation), and forced entrypoints to close.
+_UNWIND_TIME = 0.2
 
 
 class _Failure:

@@ -1,7 +1,11 @@
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -253,6 +257,63 @@ async def test_stop_after_grace_period_fails_leftovers_instead_of_hanging():
     for message in (running, waiting):
         with pytest.raises(HubNotRunningError):
             await message.state
+
+
+async def test_a_direct_execute_still_running_after_the_grace_raises_hub_not_running():
+    hub = hub_for("tests.core.sample_handlers", shutdown_grace=0.1)
+    await hub.start()
+    call = asyncio.ensure_future(hub.execute(Sleep(seconds=30)))
+    await asyncio.sleep(0.01)
+    await hub.stop()  # waits for it like for queued work, then cuts it
+    with pytest.raises(HubNotRunningError):
+        await asyncio.wait_for(call, 1)
+    assert not call.cancelled()
+
+
+def test_a_plain_def_handler_cut_by_shutdown_does_not_keep_the_process_alive():
+    # asyncio.run joins the default executor's threads at exit; plain handlers run elsewhere.
+    code = (
+        "import asyncio, time\n"
+        "from bollydog.models.service import AppService\n"
+        "from bollydog.service.app import HubService\n"
+        "from tests.core.sample_messages import SyncWork\n"
+        "async def main():\n"
+        "    app = AppService.create_from(domain='tests', handlers=['tests.core.sample_handlers'])\n"
+        "    async with HubService(apps=[app], shutdown_grace=0.1) as hub:\n"
+        "        message = await hub.put_message(SyncWork(seconds=20))\n"
+        "        await asyncio.sleep(0.1)\n"
+        "    try:\n"
+        "        await message.state\n"
+        "    except Exception as exc:\n"
+        "        print(type(exc).__name__)\n"
+        "started = time.monotonic()\n"
+        "asyncio.run(main())\n"
+        "print(round(time.monotonic() - started, 1))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True, text=True, timeout=30,
+    )
+    outcome, elapsed = done.stdout.split()
+    assert outcome == "HubNotRunningError", done.stderr
+    assert float(elapsed) < 3, done.stderr
+
+
+async def test_a_handler_that_stops_the_hub_does_not_wait_for_itself():
+    class Shutdown(Command):
+        pass
+
+    async def shutdown(command: Shutdown, hub: HubService) -> str:
+        await hub.stop()
+        return "stopped"
+
+    hub = HubService(shutdown_grace=5)
+    hub.register(shutdown)
+    await hub.start()
+    started = time.perf_counter()
+    assert await asyncio.wait_for(hub.execute(Shutdown()), 5) == "stopped"
+    assert time.perf_counter() - started < 1
 
 
 async def test_higher_priority_queued_messages_run_first():

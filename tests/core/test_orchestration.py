@@ -3,9 +3,10 @@ import time
 
 import pytest
 
-from bollydog.errors import ConcurrentDispatchError
+from bollydog.errors import ConcurrentDispatchError, HandlerTimeoutError, HubNotRunningError
 from bollydog.models.base import Command, Event
 from bollydog.service.app import HubService
+from bollydog.settings import reload_settings
 
 
 class Double(Command):
@@ -224,3 +225,130 @@ async def test_children_inherit_trace_and_point_at_their_parent():
         root = Parent()
         await hub.execute(root)
     assert seen["kid"] == (root.trace_id, root.span_id)
+
+
+# -- cancellation: compensation ------------------------------------------------------------------
+
+
+class Reserve(Command):
+    sku: str
+
+
+class Release(Command):
+    sku: str
+
+
+class Released(Event):
+    sku: str
+
+
+class Checkout(Command):
+    compensation_seconds: float = 0.0
+
+
+LEDGER: list[tuple[str, str]] = []
+
+
+async def reserve(command: Reserve) -> str:
+    LEDGER.append(("reserve", command.sku))
+    return command.sku
+
+
+async def release(command: Release) -> None:
+    LEDGER.append(("release", command.sku))
+
+
+async def on_released(event: Released) -> None:
+    LEDGER.append(("released event", event.sku))
+
+
+async def checkout(command: Checkout):
+    sku = yield Reserve(sku="apple")
+    try:
+        yield Wait(seconds=30)  # still running when the hub is stopped
+    except asyncio.CancelledError:
+        yield Wait(seconds=command.compensation_seconds)
+        yield Release(sku=sku)  # dispatched though the hub is stopping
+        yield Released(sku=sku)
+        raise
+    finally:
+        LEDGER.append(("finally", sku))
+
+
+def compensating_hub(**options) -> HubService:
+    LEDGER.clear()
+    hub = HubService(shutdown_grace=0.2, **options)
+    hub.register(checkout, reserve, release, on_released, wait)
+    return hub
+
+
+@pytest.mark.parametrize("call", ["put_message", "execute"])
+async def test_a_generator_cut_by_shutdown_gets_the_cancellation_at_its_yield_and_compensates(call):
+    hub = compensating_hub(compensation_grace=2)
+    await hub.start()
+    message = Checkout()
+    if call == "put_message":
+        await hub.put_message(message)
+        outcome = message.state
+    else:
+        outcome = asyncio.ensure_future(hub.execute(message))
+    await asyncio.sleep(0.05)
+    assert LEDGER == [("reserve", "apple")]
+    await hub.stop()
+    assert LEDGER[:3] == [("reserve", "apple"), ("release", "apple"), ("finally", "apple")]
+    assert ("released event", "apple") in LEDGER  # the event it yielded ran too
+    with pytest.raises(HubNotRunningError):
+        await outcome
+
+
+async def test_compensation_is_bounded_by_the_compensation_grace(caplog):
+    hub = compensating_hub(compensation_grace=0.3)
+    await hub.start()
+    message = await hub.put_message(Checkout(compensation_seconds=30))
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await hub.stop()
+    assert loop.time() - started < 0.2 + 0.3 + 1.0
+    assert ("release", "apple") not in LEDGER and ("finally", "apple") in LEDGER
+    assert any("did not finish within 0.3s" in rec.getMessage() for rec in caplog.records)
+    with pytest.raises(HubNotRunningError):
+        await message.state
+
+
+async def test_a_forced_stop_does_not_wait_for_compensation(caplog):
+    hub = compensating_hub(compensation_grace=30)
+    hub.shutdown_grace = 30
+    await hub.start()
+    message = await hub.put_message(Checkout(compensation_seconds=30))
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    stopping = asyncio.ensure_future(hub.stop())
+    await asyncio.sleep(0.05)
+    hub.force_stop()
+    await stopping
+    assert loop.time() - started < 1.0
+    assert ("release", "apple") not in LEDGER and ("finally", "apple") in LEDGER
+    assert not [rec for rec in caplog.records if "abandoned" in rec.getMessage()]
+    with pytest.raises(HubNotRunningError):
+        await message.state
+
+
+async def test_a_timeout_lets_the_generator_compensate_too():
+    hub = compensating_hub(compensation_grace=2)
+    async with hub:
+        with pytest.raises(HandlerTimeoutError):
+            await hub.execute(Checkout(expire_time=0.1))
+    assert ("release", "apple") in LEDGER
+
+
+def test_compensation_grace_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("BOLLYDOG_COMPENSATION_GRACE", "0.7")
+    try:
+        assert reload_settings().compensation_grace == 0.7
+        assert HubService().compensation_grace == 0.7
+        assert HubService(compensation_grace=0).compensation_grace == 0
+    finally:
+        monkeypatch.undo()
+        reload_settings()

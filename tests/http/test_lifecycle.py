@@ -1,6 +1,8 @@
 """The HttpService lifecycle: start/stop with the hub, port 0, no signal handlers, options."""
 
 import asyncio
+import json
+import logging
 import signal
 import socket
 import subprocess
@@ -104,3 +106,70 @@ async def test_keep_alive_requests_are_not_delayed_by_nagle(client):
     for _ in range(20):
         assert (await client.get("/demo/svc/ping")).status_code == 200
     assert loop.time() - start < 0.5
+
+
+async def test_request_running_past_the_grace_gets_a_json_503_logged_once(caplog):
+    caplog.set_level(logging.INFO)
+    hub = HubService(apps=[demo_app()], shutdown_grace=0.5)
+    http = hub.add_entrypoint(HttpService(port=0))
+    await hub.start()
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(base_url=http.url, timeout=10) as client:
+        request = asyncio.ensure_future(client.get("/demo/svc/slow", params={"delay": "30"}))
+        await asyncio.sleep(0.2)  # the handler sleeps now
+        started = loop.time()
+        await hub.stop()
+        elapsed = loop.time() - started
+        r = await request
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {"error": "HubNotRunningError", "message": "the hub stopped before this message completed"}
+    assert r.headers["x-bollydog-message-id"]  # like every answer about a message
+    assert elapsed < 0.5 + 1.0
+    cut = [rec for rec in caplog.records if " cut: " in rec.getMessage()]
+    assert len(cut) == 1 and cut[0].getMessage().startswith("slow (")
+    assert not [rec for rec in caplog.records if rec.exc_info or rec.levelno >= logging.ERROR]
+
+
+async def test_request_not_at_the_hub_yet_when_the_grace_ends_gets_a_json_503_too(caplog):
+    caplog.set_level(logging.INFO)
+    hub = HubService(apps=[demo_app()], shutdown_grace=0.3)
+    http = hub.add_entrypoint(HttpService(port=0))
+    await hub.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
+    # A body announced but still arriving: the request never reaches the hub.
+    writer.write(
+        b"POST /demo/svc/echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: 100\r\n\r\n{\"te"
+    )
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    await hub.stop()
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503"), raw
+    assert b"content-type: application/json" in head and b"retry-after: 1" in head
+    assert json.loads(body)["error"] == "HubNotRunningError"
+    cut = [rec for rec in caplog.records if " cut: " in rec.getMessage()]
+    assert len(cut) == 1 and "POST /demo/svc/echo" in cut[0].getMessage()
+    assert not [rec for rec in caplog.records if rec.exc_info or rec.levelno >= logging.ERROR]
+
+
+async def test_stream_running_past_the_grace_ends_with_a_503_error_event():
+    hub = HubService(apps=[demo_app()], shutdown_grace=0.3)
+    http = hub.add_entrypoint(HttpService(port=0))
+    await hub.start()
+    async with httpx.AsyncClient(base_url=http.url, timeout=10) as client:
+        async with client.stream(
+            "GET", "/demo/svc/slow", params={"delay": "30"}, headers={"accept": "text/event-stream"}
+        ) as response:
+            stopping = asyncio.ensure_future(hub.stop())
+            body = (await response.aread()).decode()
+        await stopping
+    assert response.status_code == 200
+    event, data = body.strip().split("\n")
+    assert event == "event: error"
+    assert json.loads(data.removeprefix("data: ")) == {
+        "error": "HubNotRunningError", "message": "the hub stopped before this message completed", "status": 503,
+    }

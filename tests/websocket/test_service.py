@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import logging
 import signal
 import time
 
@@ -13,7 +15,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bollydog.entrypoint.websocket.app import SocketService, SocketServiceError
 from bollydog.errors import ConfigError
-from tests.websocket.conftest import TIMEOUT, call, recv, send, start
+from bollydog.models.service import AppService
+from bollydog.service.app import HubService
+from tests.websocket.conftest import HANDLERS, TIMEOUT, call, recv, send, start
 from tests.websocket.handlers import Pinged
 
 # -- lifecycle ---------------------------------------------------------------------------------
@@ -45,6 +49,57 @@ async def test_stop_closes_open_sockets_with_1001_after_in_flight_requests_answe
         assert client.close_code == 1001
         await stopping
     assert not service.connections
+
+
+async def test_request_running_past_the_grace_gets_an_error_frame_then_1001(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    grace = 1.0
+    hub = HubService(apps=[AppService.create_from(domain="wsdemo", handlers=[HANDLERS])], shutdown_grace=grace)
+    service = hub.add_entrypoint(SocketService(port=0))
+    await hub.start()
+    loop = asyncio.get_running_loop()
+    async with connect(service.url) as client:
+        await send(client, {"name": "slow", "id": "long", "delay": 30, "tag": "never"})
+        await send(client, {"name": "slow", "id": "short", "delay": 0.2, "tag": "done"})
+        assert [(await recv(client))["type"] for _ in range(2)] == ["accepted", "accepted"]
+        started = loop.time()
+        stopping = asyncio.create_task(hub.stop())
+        assert await recv(client) == {"type": "result", "id": "short", "data": "done"}
+        assert await recv(client) == {
+            "type": "error", "id": "long", "error": "HubNotRunningError",
+            "message": "the hub stopped before this message completed", "errors": [], "status": 503,
+        }
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(client.recv(), TIMEOUT)
+        assert client.close_code == 1001
+        await stopping
+    # One grace period for the socket and the hub together, not one after the other.
+    assert loop.time() - started < grace * 1.7
+    gc.collect()  # an exception nobody retrieved is reported when its future is collected
+    await asyncio.sleep(0)
+    assert not [rec for rec in caplog.records if "never retrieved" in rec.getMessage()]
+    cut = [rec for rec in caplog.records if " cut: " in rec.getMessage()]
+    assert len(cut) == 1 and cut[0].getMessage().startswith("slow (")
+
+
+async def test_a_shorter_socket_grace_cuts_its_requests_first(caplog) -> None:
+    hub = HubService(apps=[AppService.create_from(domain="wsdemo", handlers=[HANDLERS])], shutdown_grace=1.0)
+    service = hub.add_entrypoint(SocketService(port=0, shutdown_grace=0.2))
+    await hub.start()
+    loop = asyncio.get_running_loop()
+    async with connect(service.url) as client:
+        await send(client, {"name": "slow", "id": 7, "delay": 30, "tag": "never"})
+        assert (await recv(client))["type"] == "accepted"
+        started = loop.time()
+        stopping = asyncio.create_task(hub.stop())
+        frame = await recv(client)
+        assert loop.time() - started < 1.0  # before the hub's own grace is over
+        assert frame["type"] == "error" and frame["id"] == 7 and frame["error"] == "HubNotRunningError"
+        assert set(frame) == {"type", "id", "error", "message", "errors", "status"}
+        await stopping
+    gc.collect()
+    await asyncio.sleep(0)
+    assert not [rec for rec in caplog.records if "never retrieved" in rec.getMessage()]
 
 
 async def test_busy_port_fails_to_start_with_a_clear_error() -> None:

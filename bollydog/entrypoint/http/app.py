@@ -12,7 +12,9 @@ Config section (every key optional; see docs/http.md)::
 Lifecycle: starting the service binds the socket (port 0 picks a free port, read it back from
 :attr:`HttpService.port`), starts uvicorn in a task and returns once it accepts connections;
 stopping it stops accepting, lets in-flight requests finish, and returns when uvicorn is done.
-uvicorn installs no signal handlers: the bollydog CLI owns SIGINT/SIGTERM.
+A request still running when the hub's grace period is over is answered 503 (JSON, with
+``Retry-After``) and logged once. uvicorn installs no signal handlers: the bollydog CLI owns
+SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bollydog.types import Entrypoint
 from bollydog.entrypoint.auth import (
@@ -45,7 +48,7 @@ from bollydog.entrypoint.http.qos import OutcomeStore, describe_outcome
 from bollydog.entrypoint.http.responses import JSON, error_response, http_exception, json_response
 from bollydog.entrypoint.http.routes import RouteSpec, build_routes
 from bollydog.entrypoint.http.settings import HttpSettings
-from bollydog.errors import ConfigError
+from bollydog.errors import ConfigError, HubNotRunningError
 from bollydog.models.base import Session
 
 __all__ = ["HttpService"]
@@ -70,6 +73,62 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self.ready.set()
+
+
+class _InFlight:
+    """ASGI layer that keeps the running requests, so that a shutdown past its grace period
+    can cut them. A request cancelled while the service stops (by :meth:`cut`, or by uvicorn's
+    own ``timeout_graceful_shutdown``) is answered 503 (or, if its response had started,
+    ended) and logged on one line, instead of uvicorn's plain-text 500 and traceback."""
+
+    def __init__(self, app: ASGIApp, service: "HttpService") -> None:
+        self.app = app
+        self.service = service
+        self.tasks: set[asyncio.Task] = set()
+        self.stopping = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        if scope["type"] != "http" or task is None:
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        self.tasks.add(task)
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+            task.uncancel()  # the shutdown cut it: it ends here, answered
+            await self._answer_cut(scope, receive, send, started)
+        finally:
+            self.tasks.discard(task)
+
+    def cut(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def _answer_cut(self, scope: Scope, receive: Receive, send: Send, started: bool) -> None:
+        log.warning(
+            "%s %s cut: still running when the shutdown grace ran out; %s",
+            scope.get("method", "-"), scope.get("path", "-"), "stream ended" if started else "answered 503",
+        )
+        try:
+            if started:  # too late for a status: end the body so the client sees the end
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            else:
+                error = HubNotRunningError("the server stopped before this request completed; retry later")
+                response = error_response(error, retry_after=self.service.settings.retry_after)
+                await response(scope, receive, send)
+        except Exception as exc:  # the client is gone, or a fixed-length body was cut short
+            log.debug("answering a cut request failed: %s: %s", type(exc).__name__, exc)
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
@@ -118,6 +177,7 @@ class HttpService(Entrypoint):
         self._port = settings.port
         self._server: _Server | None = None
         self._serve_task: asyncio.Task | None = None
+        self._inflight: _InFlight | None = None
         self._openapi: bytes | None = None
 
     # -- public ---------------------------------------------------------------------------------
@@ -184,9 +244,10 @@ class HttpService(Entrypoint):
 
     async def on_start(self) -> None:
         self.app = self.build_app()
+        self._inflight = _InFlight(self.app, self)
         s = self.settings
         config = uvicorn.Config(
-            self.app,
+            self._inflight,
             log_config=None,  # bollydog's logging configuration applies to uvicorn's loggers
             log_level=s.log_level.lower(),
             access_log=s.access_log,
@@ -194,7 +255,7 @@ class HttpService(Entrypoint):
             limit_concurrency=s.limit_concurrency,
             timeout_graceful_shutdown=s.shutdown_timeout
             if s.shutdown_timeout is not None
-            else getattr(self.hub, "shutdown_grace", 10.0),
+            else self._backstop(),
         )
         if s.access_log:  # an earlier server with access_log off may have detached the logger
             logging.getLogger("uvicorn.access").propagate = True
@@ -218,10 +279,25 @@ class HttpService(Entrypoint):
         finally:
             sock.close()
 
+    def _backstop(self) -> float:
+        """uvicorn's own shutdown timeout: past the hub's grace period and compensation, the hub
+        has cut every request (:meth:`abort_inflight`); this only bounds a stuck client."""
+        hub = self.hub
+        return float(getattr(hub, "shutdown_grace", 10.0)) + float(getattr(hub, "compensation_grace", 0.0)) + 1.0
+
+    def abort_inflight(self, *, forced: bool = False) -> None:
+        """The hub's grace period is over: answer the requests still running 503 now."""
+        if self._inflight is not None:
+            self._inflight.cut()
+        if forced and self._server is not None:
+            self._server.force_exit = True  # stop waiting for connections to close
+
     async def on_stop(self) -> None:
         server, task = self._server, self._serve_task
         if server is None or task is None:
             return
+        if self._inflight is not None:
+            self._inflight.stopping = True
         server.should_exit = True
         try:
             await task

@@ -73,7 +73,9 @@ class HttpSettings(BaseSettings):
     version: str = "0.1.0"
     outcomes_max: int = Field(1024, ge=1, description="qos=0 outcomes kept for GET /_bollydog/messages.")
     limit_concurrency: int | None = Field(None, ge=1, description="uvicorn: 503 beyond this.")
-    shutdown_timeout: float | None = Field(None, ge=0, description="Default: the hub's grace.")
+    shutdown_timeout: float | None = Field(
+        None, ge=0, description="uvicorn's own bound on stop; default: the hub's grace + compensation + 1 s."
+    )
     retry_after: int = Field(1, ge=0, description="Retry-After seconds on 503.")
 
     @field_validator("public_key", "private_key", "jwt_audience", "jwt_issuer", mode="before")

@@ -12,8 +12,9 @@ config wins over the environment, which wins over the default)::
       exclude: ["bollydog.*"]
 
 Lifecycle: starting binds the socket and serves uvicorn in a task (its signal handling is
-disabled: the CLI owns SIGINT/SIGTERM). Stopping refuses new requests, gives in-flight ones
-``shutdown_grace`` seconds to answer, closes every socket with code 1001 (going away) and stops
+disabled: the CLI owns SIGINT/SIGTERM). Stopping refuses new requests, lets in-flight ones
+answer within the hub's grace period (or ``shutdown_grace``, when set), answers those still
+running then with an error frame, closes every socket with code 1001 (going away) and stops
 uvicorn. The protocol is described in ``docs/websocket.md``.
 """
 
@@ -43,6 +44,8 @@ log = logging.getLogger("bollydog.websocket")
 CLOSE_GOING_AWAY = 1001
 #: Close code of a socket refused by authentication.
 CLOSE_POLICY_VIOLATION = 1008
+#: Seconds cut requests get to send their error frame before the sockets close anyway.
+_ANSWER_TIME = 1.0
 
 
 class SocketServiceError(BollydogError):
@@ -157,6 +160,7 @@ class SocketService(Entrypoint):
         self.connections: set[Connection] = set()
         self._requests: set[asyncio.Task] = set()
         self._accepting = False
+        self._cutting = False
         self._server: Any = None
         self._serve_task: asyncio.Task | None = None
         self._observing = False
@@ -207,6 +211,7 @@ class SocketService(Entrypoint):
             ready.cancel()
             self._serve_task.result()  # raises the startup error
             raise SocketServiceError("the WebSocket server stopped while starting")
+        self._cutting = False
         self._accepting = True
         log.info("WebSocket service listening on %s", self.url)
 
@@ -216,7 +221,13 @@ class SocketService(Entrypoint):
             self.hub.remove_observer(self.notify)
             self._observing = False
         if self._requests:
-            await asyncio.wait(set(self._requests), timeout=self._grace())
+            # Requests answer when the hub finishes their messages or, past its grace period,
+            # cuts them (an error frame each). Only an explicit shutdown_grace of our own cuts
+            # them here, sooner or later than the hub.
+            _, pending = await asyncio.wait(set(self._requests), timeout=self.settings.shutdown_grace)
+            if pending:
+                self.abort_inflight()
+                await asyncio.wait(pending, timeout=_ANSWER_TIME)
         if self.connections:
             await asyncio.gather(
                 *(c.close(CLOSE_GOING_AWAY, "server shutting down") for c in list(self.connections))
@@ -226,8 +237,19 @@ class SocketService(Entrypoint):
         if self._serve_task is not None:
             await asyncio.gather(self._serve_task, return_exceptions=True)
             self._serve_task = None
-        for task in list(self._requests):  # left over after the grace period
+
+    def abort_inflight(self, *, forced: bool = False) -> None:
+        """Answer every request still in flight with an error frame now (grace period over)."""
+        self._cutting = True
+        for task in list(self._requests):
             task.cancel()
+        if forced and self._server is not None:
+            self._server.force_exit = True
+
+    @property
+    def cutting(self) -> bool:
+        """True once in-flight requests are being cut: their cancellation is the shutdown's."""
+        return self._cutting
 
     def _grace(self) -> float:
         if self.settings.shutdown_grace is not None:

@@ -33,7 +33,7 @@ from bollydog.entrypoint.websocket.protocol import (
     topic_matches,
 )
 from bollydog.errors import HubError, HubNotRunningError, MessageError
-from bollydog.models.base import BaseMessage, Event, Session
+from bollydog.models.base import BaseMessage, Session
 
 if TYPE_CHECKING:  # pragma: no cover
     from starlette.websockets import WebSocket
@@ -151,15 +151,30 @@ class Connection:
         accepted.set()
         result: Any = None
         error: BaseException | None = None
+        state = message.state
         try:
             # shield: if this task is cancelled, the message's own future must not be.
-            result = await asyncio.shield(message.state)
+            result = await asyncio.shield(state)
         except Exception as exc:
             error = exc
-        except BaseException:
-            pump.cancel()
-            raise
-        await pump  # every partial is sent before the result
+        except asyncio.CancelledError:
+            if not self.service.cutting:
+                pump.cancel()
+                state.add_done_callback(_retrieve)  # nobody awaits it now: not "never retrieved"
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # the shutdown cut it
+            if state.done() and not state.cancelled():  # its outcome came with the cut: send it
+                error = state.exception()
+                result = None if error is not None else state.result()
+            else:
+                pump.cancel()
+                state.add_done_callback(_retrieve)
+                log.warning(
+                    "websocket request %r (%s) cut: still running when the service stopped", frame.id, message.iid
+                )
+                error = HubNotRunningError("the WebSocket service stopped before this request completed; retry later")
+        # Every partial is sent before the result (a cut request's pump was cancelled).
+        await asyncio.gather(pump, return_exceptions=True)
         if error is not None:
             await self.send(error_frame(frame.id, error))
         else:
@@ -229,3 +244,8 @@ class Connection:
                 await self.websocket.close(code, reason)
             except Exception as exc:  # already closed by the client
                 log.debug("websocket close failed: %s: %s", type(exc).__name__, exc)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()  # the hub logged a failure; this silences "never retrieved"
