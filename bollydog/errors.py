@@ -6,7 +6,7 @@ framework's failures in one place while handler exceptions pass through unchange
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class BollydogError(Exception):
@@ -119,6 +119,19 @@ class EventHandlersError(BollydogError, ExceptionGroup):
 
 class TransportError(BollydogError):
     """A message could not be sent to, or answered by, another process."""
+
+
+class NoConsumerError(TransportError):
+    """A Command's domain runs in other processes, but none of them is consuming right now.
+
+    Raised at once instead of queueing the command for a worker that may never come; the command
+    was not sent, so it never runs later. Retry once a worker of the domain is up, or let the
+    command class wait for one (``wait_for_consumer = True``). Over HTTP: 503 with Retry-After.
+    """
+
+    status_code: ClassVar[int] = 503  # service unavailable: retry later
+    code: ClassVar[str] = "no_consumer"
+    exit_code: ClassVar[int] = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, retry later
 
 
 class RemoteHandlerError(BollydogError):

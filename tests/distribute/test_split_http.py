@@ -2,7 +2,9 @@
 
 The front runs no handler of domain ``calc``: it still serves ``/calc/appservice/add`` (and the
 ``router_mapping`` alias ``/sum``), sends the command over Redis to the ``bollydog service
---include calc`` process and answers with its result; remote errors keep their type.
+--include calc`` process and answers with its result; remote errors keep their type; a remote
+generator handler's partial results stream as SSE. Once the consumer stopped, the front answers
+503 at once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 from pathlib import Path
 
 import httpx
+
+from tests.distribute.conftest import consumers_up
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +37,7 @@ def write_config(path: Path, url: str, prefix: str) -> Path:
         f"  url: {url}\n"
         f"  prefix: {prefix}\n"
         "  block_ms: 200\n"
+        "  liveness_cache: 0\n"  # every request checks: the front sees the consumer stop at once
     )
     return path
 
@@ -49,6 +54,7 @@ async def test_http_front_serves_commands_handled_in_another_process(redis_url, 
         stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     try:
+        await consumers_up(redis_url, prefix, "calc", alive=lambda: consumer.poll() is None)
         composition = build(config, exclude=["calc"])
         hub = composition.hub
         assert Add not in hub.registry.commands  # nothing of calc runs here
@@ -66,6 +72,19 @@ async def test_http_front_serves_commands_handled_in_another_process(redis_url, 
                 assert "far away" in failed.json()["message"]
                 spec = (await client.get("/openapi.json")).json()
                 assert "/calc/appservice/add" in spec["paths"]
+                sse = {"accept": "text/event-stream"}
+                streamed = await client.get("/calc/appservice/count", params={"n": 2}, headers=sse)
+                assert streamed.text == (
+                    'event: partial\ndata: {"i":0}\n\nevent: partial\ndata: {"i":1}\n\n'
+                    'event: partial\ndata: {"done":2}\n\nevent: result\ndata: {"done":2}\n\n'
+                )
+
+                consumer.send_signal(signal.SIGTERM)
+                assert consumer.wait(timeout=20) == 0, log.read_text()
+                refused = await client.get("/calc/appservice/add", params={"a": 2, "b": 3})
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["error"] == "NoConsumerError" and "retry-after" in refused.headers
     finally:
-        consumer.send_signal(signal.SIGTERM)
-        assert consumer.wait(timeout=20) == 0, log.read_text()
+        if consumer.poll() is None:
+            consumer.send_signal(signal.SIGTERM)
+            assert consumer.wait(timeout=20) == 0, log.read_text()

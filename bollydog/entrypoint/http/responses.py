@@ -22,6 +22,7 @@ from bollydog.errors import (
     HandlerTimeoutError,
     HubNotRunningError,
     InvalidMessageError,
+    NoConsumerError,
     NoHandlerError,
     QueueFullError,
 )
@@ -72,7 +73,7 @@ def error_response(
     elif isinstance(exc, RateLimitedError):
         status = 429
         headers["retry-after"] = retry_after_header(exc.retry_after)
-    elif isinstance(exc, (QueueFullError, HubNotRunningError)):
+    elif isinstance(exc, (QueueFullError, HubNotRunningError, NoConsumerError)):
         status = 503
         headers["retry-after"] = str(retry_after)
     elif isinstance(exc, HandlerTimeoutError):
