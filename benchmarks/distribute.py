@@ -137,7 +137,7 @@ async def raw_ceiling(url: str, prefix: str, messages: int, producers: int, per_
     client = aioredis.Redis.from_url(url, decode_responses=True, max_connections=producers + 8)
     stream = f"{prefix}:raw"
     await client.xgroup_create(stream, "raw", id="$", mkstream=True)
-    envelopes = [wire.encode(Echo(a=i, b=i), reply_to=f"{prefix}:reply:x") for i in range(200)]
+    envelopes = [wire.encode(Echo(a=i, b=i), "bench.echo", reply_to=f"{prefix}:reply:x") for i in range(200)]
     done = asyncio.Event()
     received = 0
 

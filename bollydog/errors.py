@@ -211,6 +211,20 @@ class EventHandlersError(BollydogError, ExceptionGroup):
 class TransportError(BollydogError):
     """A message could not be sent to, or answered by, another process."""
 
+    status_code = 503  # the service behind is unreachable for now: retry later
+    retry_after = 0.0
+
+
+class NoConsumerError(TransportError):
+    """A Command's domain runs in other processes, but none of them is consuming right now.
+
+    Raised at once instead of queueing the command for a worker that may never come; the command
+    was not sent, so it never runs later. Retry once a worker of the domain is up, or let the
+    command class wait for one (``wait_for_consumer = True``). Over HTTP: 503 with Retry-After.
+    """
+
+    exit_code = 75  # EX_TEMPFAIL (sysexits.h): a temporary failure, retry later
+
 
 class RemoteHandlerError(BollydogError):
     """A handler in another process failed with an exception this process cannot rebuild: its

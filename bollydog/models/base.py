@@ -15,7 +15,7 @@ import getpass
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -47,7 +47,7 @@ RESERVED_FIELDS: frozenset[str] = frozenset(
 )
 #: Names a subclass may not use for a field: the reserved fields plus the class-level routing
 #: attributes and the result slot.
-_FORBIDDEN_FIELD_NAMES = RESERVED_FIELDS | {"name", "domain", "state"}
+_FORBIDDEN_FIELD_NAMES = RESERVED_FIELDS | {"name", "domain", "state", "wait_for_consumer"}
 _CLASS_DEFAULTS = frozenset({"expire_time", "delivery_count", "qos"})
 #: Reserved fields untrusted input may set (delivery preferences, not identity or trace).
 CLIENT_SETTABLE_FIELDS: frozenset[str] = frozenset({"expire_time", "priority", "qos"})
@@ -70,6 +70,7 @@ class _Outcome:
     error: BaseException | None = None
     future: asyncio.Future | None = None
     listeners: list[asyncio.Queue] | None = None
+    forwarders: list[Callable[[Any], None]] | None = None
 
 
 _END_OF_STREAM = object()
@@ -84,6 +85,11 @@ class BaseMessage(BaseModel):
     - ``domain``: owning domain, default the top-level package of the defining module.
     - ``default_expire_time``, ``default_delivery_count``, ``default_priority``,
       ``default_qos``: per-class defaults of the delivery fields.
+    - ``wait_for_consumer`` (Commands; default False): when the command's domain runs in other
+      processes and none of them is consuming, the transport refuses it at once
+      (:class:`~bollydog.errors.NoConsumerError`) and never sends it. True queues it instead,
+      until a consumer comes or ``expire_time`` runs out; queued, it may still run later
+      (at-least-once), even after its caller stopped waiting.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -93,6 +99,7 @@ class BaseMessage(BaseModel):
     default_expire_time: ClassVar[float | None] = None
     default_delivery_count: ClassVar[int] = 1
     default_qos: ClassVar[int] = 1
+    wait_for_consumer: ClassVar[bool] = False
 
     # Framework fields are filled in model_post_init rather than by default factories: one
     # Python call instead of six, which matters on the dispatch hot path.
@@ -325,11 +332,36 @@ class BaseMessage(BaseModel):
             future.set_result(outcome.result)
 
     def emit_partial(self, value: Any) -> None:
-        """Hand a partial result to every :meth:`stream` listener."""
+        """Hand a partial result to every :meth:`stream` listener (and forwarder)."""
         outcome = self._bd_outcome
-        if outcome is not None and outcome.listeners:
+        if outcome is None:
+            return
+        if outcome.listeners:
             for queue in outcome.listeners:
                 queue.put_nowait(value)
+        if outcome.forwarders:
+            for forward in outcome.forwarders:
+                forward(value)
+
+    def has_stream_listeners(self) -> bool:
+        """True while some :meth:`stream` is being iterated: partial results have an audience.
+
+        A transport asks for the partial results of a remote handler only then.
+        """
+        outcome = self._bd_outcome
+        return outcome is not None and bool(outcome.listeners)
+
+    def forward_partials(self, forward: Callable[[Any], None]) -> None:
+        """Call ``forward(value)`` with every partial result from now on.
+
+        Registered at once (not at a first iteration, as :meth:`stream` is) and called in the
+        emitting task, so nothing emitted after this call is missed: how a transport relays the
+        partial results of a message it runs for another process. ``forward`` must not raise.
+        """
+        outcome = self._slot()
+        if outcome.forwarders is None:
+            outcome.forwarders = []
+        outcome.forwarders.append(forward)
 
     async def stream(self) -> AsyncIterator[Any]:
         """Partial results as they are produced, until the message completes.

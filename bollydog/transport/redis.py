@@ -7,6 +7,7 @@ Layout (``prefix`` defaults to ``bollydog``)::
     {prefix}:reply:{consumer}         replies to this process's requests (one reader task)
     {prefix}:deadletter               entries that could not be handled, with their reason
     {prefix}:done:{domain}:{id}       processed ids (only with dedup_ttl > 0)
+    {prefix}:consumers:{domain}       live consumers of the domain (heartbeats, see liveness.py)
 
 Every process hosting a domain reads its streams in the domain's consumer group, so N processes
 share the load. An entry is acknowledged once its handler finished and its reply was sent (XADD
@@ -15,7 +16,10 @@ and acknowledgements) go through a PipelineCoalescer: what concurrent tasks writ
 iteration shares one pipeline. A consumer that dies leaves its entries pending; another one
 claims them with XAUTOCLAIM once they are idle for ``claim_idle`` seconds. Entries delivered more
 than ``max_deliveries`` times, and entries that are not valid envelopes, go to the dead-letter
-stream. Handler exceptions are replies, not redeliveries. See docs/distribute.md.
+stream. Handler exceptions are replies, not redeliveries. A request for a domain with no live
+consumer is refused (NoConsumerError) rather than sent, unless its class waits for one. Partial
+results of a remote generator handler come back on the reply stream before the reply, when the
+caller listens to them (partials.py). See docs/distribute.md.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from bollydog.errors import (
     HandlerTimeoutError,
     HubNotRunningError,
     MissingDependencyError,
+    NoConsumerError,
     TransportError,
 )
 
@@ -55,6 +60,8 @@ from bollydog.settings import get_settings
 from bollydog.telemetry.metrics import record_dead_letter
 from bollydog.transport import wire
 from bollydog.transport.batching import PipelineCoalescer
+from bollydog.transport.liveness import Liveness
+from bollydog.transport.partials import PartialRelay, PartialSink, Write
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.service.app import HubService
@@ -86,7 +93,10 @@ class RedisTransport(Transport):
     ``delete_acked``, ``dedup_ttl`` (seconds, 0 = off), ``reply_maxlen``, ``high_priority``,
     ``accept``/``reject`` (fnmatch patterns on ``domain.name``), ``op_timeout``,
     ``reconnect_backoff``/``reconnect_backoff_max``, ``deadletter_maxlen``, ``grace``,
-    ``max_connections`` (command connections; blocking readers have their own).
+    ``max_connections`` (command connections; blocking readers have their own),
+    ``consumer_ttl`` (seconds a consumer's heartbeat lasts), ``liveness_cache`` (seconds a
+    producer trusts "this domain has a live consumer"), ``wait_for_consumer`` (queue every
+    command even when its domain has no live consumer, as if each class set it).
     """
 
     def __init__(
@@ -114,6 +124,9 @@ class RedisTransport(Transport):
         deadletter_maxlen: int | None = 100_000,
         grace: float | None = None,
         max_connections: int = 64,
+        consumer_ttl: float = 5.0,
+        liveness_cache: float = 0.5,
+        wait_for_consumer: bool = False,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -143,6 +156,9 @@ class RedisTransport(Transport):
             self.deadletter_maxlen = int(deadletter_maxlen) if deadletter_maxlen else None
             self.grace = None if grace is None else float(grace)
             self.max_connections = max(2, int(max_connections))
+            self.consumer_ttl = max(0.1, float(consumer_ttl))
+            self.liveness_cache = max(0.0, float(liveness_cache))
+            self.wait_for_consumer = str(wait_for_consumer).lower() in ("true", "1", "yes")
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"distribute: invalid RedisTransport option: {exc}") from None
         self.accept = _patterns(accept, "accept") or ("*",)
@@ -151,6 +167,7 @@ class RedisTransport(Transport):
         self.options = {"url": self.url, "prefix": self.prefix, "consumer": self.consumer}
         self.reply_key = f"{self.prefix}:reply:{self.consumer}"
         self.deadletter_key = f"{self.prefix}:deadletter"
+        self.liveness = Liveness(self.prefix, self.consumer, self.consumer_ttl, self.liveness_cache)
 
         self._redis: Any = None  # commands (bounded by op_timeout)
         self._writes: PipelineCoalescer | None = None  # hot-path writes on _redis, coalesced
@@ -167,6 +184,7 @@ class RedisTransport(Transport):
         self._inflight_ids: set[tuple[str, str]] = set()
         self._capacity: asyncio.Event | None = None
         self._waiting: dict[str, asyncio.Future] = {}
+        self._sinks: dict[str, PartialSink] = {}  # message id -> its caller, for requests streamed
         self._reply_task: asyncio.Task | None = None
         self._routes: dict[type, tuple[str, ...]] = {}
         self._accepted: dict[str, bool] = {}
@@ -278,6 +296,8 @@ class RedisTransport(Transport):
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._hosted = [d for d in hub.apps if d != "bollydog"]
+        # Announced before start returns: once this process is up, producers send it work.
+        await self._announce(self._hosted)
         for domain in self._hosted:
             self._tasks.append(asyncio.create_task(self._consume(domain), name=f"bollydog-redis-consume-{domain}"))
             self._tasks.append(asyncio.create_task(self._reclaim(domain), name=f"bollydog-redis-reclaim-{domain}"))
@@ -286,6 +306,7 @@ class RedisTransport(Transport):
 
     async def stop(self) -> None:
         self._stopping = True
+        await self._withdraw(self._hosted)  # producers refuse new requests unless another consumer lives
         for task in self._tasks:
             if task.get_name().startswith("bollydog-redis-reclaim"):
                 task.cancel()  # asleep between rounds
@@ -315,6 +336,22 @@ class RedisTransport(Transport):
         self._fail_waiting(TransportError("the Redis transport stopped before the reply arrived"))
         await self.close()
 
+    async def _announce(self, domains: list[str]) -> None:
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                await self.liveness.announce(self._redis, domains)
+        except (*_NETWORK_ERRORS, TimeoutError) as exc:
+            # Not fatal: the reclaim loop renews it; meanwhile producers may refuse our domains.
+            log.warning("could not announce consumer %s of %s: %s: %s", self.consumer, ", ".join(domains),
+                        type(exc).__name__, exc)
+
+    async def _withdraw(self, domains: list[str]) -> None:
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                await self.liveness.withdraw(self._redis, domains)
+        except (*_NETWORK_ERRORS, TimeoutError) as exc:  # it expires after consumer_ttl anyway
+            log.debug("could not withdraw consumer %s: %s", self.consumer, exc)
+
     async def _settle(self, tasks: list[asyncio.Task]) -> None:
         """Let woken readers return; cancel what still runs after one BLOCK period."""
         if not tasks:
@@ -339,8 +376,11 @@ class RedisTransport(Transport):
         if self._reply_task is None or self._reply_task.done():
             self._reply_task = asyncio.create_task(self._read_replies(), name="bollydog-redis-replies")
         limit = message.expire_time or get_settings().command_expire_time
+        # Partial results come back only when someone listens: plain request/reply stays as it was.
+        streamed = message.has_stream_listeners()
         fields = wire.encode(
-            message, self._hub.registry.name_of(type(message)), reply_to=self.reply_key, deadline=time.time() + limit, session=current_session.get()
+            message, self._hub.registry.name_of(type(message)), reply_to=self.reply_key,
+            deadline=time.time() + limit, session=current_session.get(), partials=streamed,
         )
         iid = message.iid
         pending = self._waiting.get(iid)
@@ -350,29 +390,54 @@ class RedisTransport(Transport):
             return await self._await_reply(pending, message, domain, limit)
         future = asyncio.get_running_loop().create_future()
         self._waiting[iid] = future
+        if streamed:
+            self._sinks[iid] = PartialSink(message)
         try:
             async with asyncio.timeout(limit):
                 try:
+                    if not (self.wait_for_consumer or message.wait_for_consumer or self.liveness.fresh(domain)):
+                        await self._require_consumer(message, domain)
                     await self._writes.submit(
                         "xadd", self.stream(domain, self._band(message.priority)), fields,
                         maxlen=self.maxlen, approximate=True,
                     )
                 except _NETWORK_ERRORS as exc:
-                    raise TransportError(
-                        f"cannot send {message.domain}.{message.name} to domain '{domain}' "
-                        f"through Redis ({self.url}): {type(exc).__name__}: {exc}"
-                    ) from exc
+                    raise _not_sent(future, self._send_error(message, domain, exc)) from exc
+                except NoConsumerError as exc:
+                    raise _not_sent(future, exc)
                 reply = await future
         except TimeoutError:
+            self.liveness.forget(domain)  # its consumers may be gone: the next request checks
             raise HandlerTimeoutError(
                 f"{message.domain}.{message.name} ({iid}) got no reply from domain '{domain}' within {limit}s"
             ) from None
+        except TransportError:
+            self.liveness.forget(domain)
+            raise
         finally:
             if self._waiting.get(iid) is future:
                 del self._waiting[iid]
+            if streamed:
+                self._sinks.pop(iid, None)
             if future.done() and not future.cancelled():
                 future.exception()  # failed by the reply reader after the send failed: retrieved
         return _outcome(reply)
+
+    def _send_error(self, message: BaseMessage, domain: str, exc: BaseException) -> TransportError:
+        return TransportError(
+            f"cannot send {message.domain}.{message.name} to domain '{domain}' "
+            f"through Redis ({self.url}): {type(exc).__name__}: {exc}"
+        )
+
+    async def _require_consumer(self, message: BaseMessage, domain: str) -> None:
+        """Raise NoConsumerError, before anything is sent, when no process consumes ``domain``.
+        Redis errors propagate (the caller reports them as a failed send)."""
+        if not await self.liveness.check(self._writes, domain):
+            raise NoConsumerError(
+                f"{message.domain}.{message.name} was not sent: no process is consuming domain "
+                f"'{domain}' now. Start one (bollydog service --config ... --include {domain}) and "
+                "retry, or set wait_for_consumer = True on the command class to queue it until one comes"
+            )
 
     async def _await_reply(self, pending: asyncio.Future, message: BaseMessage, domain: str, limit: float) -> Any:
         try:
@@ -428,9 +493,21 @@ class RedisTransport(Transport):
             for _, entries in response or ():
                 for entry_id, fields in entries:
                     last = entry_id
+                    if wire.is_partial(fields):
+                        self._on_partial(fields)
+                        continue
                     future = self._waiting.pop(fields.get("id", ""), None)
                     if future is not None and not future.done():
                         future.set_result(fields)
+
+    def _on_partial(self, fields: dict[str, str]) -> None:
+        sink = self._sinks.get(fields.get("id", ""))
+        if sink is None:  # its request completed or gave up: nobody listens any more
+            return
+        try:
+            sink.receive(wire.decode_partial(fields))
+        except wire.WireError as exc:  # from a foreign consumer; the reply still comes
+            log.warning("ignored a partial result of %s: %s", fields.get("id"), exc)
 
     def _fail_waiting(self, error: BaseException) -> None:
         waiting, self._waiting = self._waiting, {}
@@ -450,6 +527,12 @@ class RedisTransport(Transport):
                     raise
 
     async def _consume(self, domain: str) -> None:
+        await self._read_domain(domain)
+        # Not reading any more (stopping, or the hub stopped taking work): producers must not
+        # count on this process for new requests of the domain.
+        await self._withdraw([domain])
+
+    async def _read_domain(self, domain: str) -> None:
         high, normal = self.stream(domain, HIGH), self.stream(domain, NORMAL)
         slot = self._reader(f"consume:{domain}")
         backoff = self.reconnect_backoff
@@ -590,24 +673,42 @@ class RedisTransport(Transport):
                 )
                 return
             else:
+                relay = None
+                if envelope.partials and reply_to:
+                    relay = PartialRelay(self._reply_writer(reply_to), envelope.id, entry_id)
+                    message.forward_partials(relay.push)
                 try:
-                    result = await hub.execute(message)
-                except HubNotRunningError:
-                    # This process is stopping: leave the entry pending (unacknowledged) so that
-                    # another consumer of the group reclaims and runs it.
-                    return
-                except Exception as exc:  # the caller gets it back (wire.encode_reply)
-                    if reply_to:
-                        reply = wire.encode_reply(envelope.id, entry_id, error=exc)
+                    try:
+                        result = await hub.execute(message)
+                    except HubNotRunningError:
+                        # This process is stopping: leave the entry pending (unacknowledged) so
+                        # that another consumer of the group reclaims and runs it.
+                        return
+                    except Exception as exc:  # the caller gets it back (wire.encode_reply)
+                        if reply_to:
+                            reply = wire.encode_reply(envelope.id, entry_id, error=exc)
+                        else:
+                            log.error("%s (%s) from the transport failed: %s: %s", envelope.name, envelope.id,
+                                      type(exc).__name__, exc)
                     else:
-                        log.error("%s (%s) from the transport failed: %s: %s", envelope.name, envelope.id,
-                                  type(exc).__name__, exc)
-                else:
-                    if reply_to:
-                        reply = wire.encode_reply(envelope.id, entry_id, result)
+                        if reply_to:
+                            reply = wire.encode_reply(envelope.id, entry_id, result)
+                    if relay is not None:
+                        await relay.flush()  # every partial result reaches the caller before the reply
+                finally:
+                    if relay is not None:
+                        relay.abort()  # nothing left once flushed; else (cancelled) stop sending
         finally:
             current_session.reset(token)
         await self._finish(stream, domain, entry_id, reply_to, reply, done_key)
+
+    def _reply_writer(self, reply_to: str) -> Write:
+        """Writes a batch of entries to ``reply_to``, in order, in one coalesced round trip."""
+        async def write(entries: list[dict[str, str]]) -> None:
+            await self._writes.run(*(
+                ("xadd", (reply_to, entry), {"maxlen": self.reply_maxlen, "approximate": True}) for entry in entries
+            ))
+        return write
 
     async def _run_event(self, domain: str, event: BaseMessage) -> None:
         hub = self._hub
@@ -689,15 +790,19 @@ class RedisTransport(Transport):
     # -- reclaiming ------------------------------------------------------------------------------
 
     async def _reclaim(self, domain: str) -> None:
-        """Every ``claim_interval``: keep our long handlers' entries alive, take over the
-        entries a dead consumer left pending for ``claim_idle`` seconds."""
+        """The domain's upkeep: renew this consumer's heartbeat, keep our long handlers' entries
+        alive, and every ``claim_interval`` take over the entries a dead consumer left pending
+        for ``claim_idle`` seconds."""
         # Touch often enough that our entries never look idle for claim_idle (touched when a
         # third of it has passed, checked at least every third): idle stays under 2/3 claim_idle.
-        tick = min(self.claim_interval, self.claim_idle / 3)
+        # The heartbeat likewise renews at least every third of its ttl.
+        tick = min(self.claim_interval, self.claim_idle / 3, self.consumer_ttl / 3)
         next_claim = time.monotonic() + self.claim_interval
         while not self._stopping:
             await asyncio.sleep(tick)
             try:
+                if self._hub is not None and self._hub.accepting and not self._stopping:
+                    await self.liveness.announce(self._redis, [domain])
                 await self._touch(domain)
                 if time.monotonic() >= next_claim:
                     next_claim = time.monotonic() + self.claim_interval
@@ -782,6 +887,13 @@ class RedisTransport(Transport):
         except _NETWORK_ERRORS as exc:
             raise TransportError(f"cannot replay dead letters through Redis ({self.url}): {exc}") from exc
         return replayed
+
+
+def _not_sent(future: asyncio.Future, error: TransportError) -> TransportError:
+    """``error``, also given to a caller sharing the request: no reply will ever come."""
+    if not future.done():
+        future.set_exception(error)
+    return error
 
 
 def _outcome(reply: Any) -> Any:

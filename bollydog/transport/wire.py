@@ -60,11 +60,15 @@ class Envelope:
     reply_to: str | None
     deadline: float | None
     session: Session | None
+    partials: bool = False  # the caller wants partial results on reply_to, before the reply
 
 
 def encode(message: BaseMessage, name: str, *, reply_to: str | None = None, deadline: float | None = None,
-           session: Session | None = None) -> dict[str, str]:
-    """The stream entry fields for ``message``, whose canonical name is ``name``."""
+           session: Session | None = None, partials: bool = False) -> dict[str, str]:
+    """The stream entry fields for ``message``, whose canonical name is ``name``.
+
+    ``partials``: ask the consumer to send the handler's partial results to ``reply_to``.
+    """
     fields = {
         "v": VERSION,
         "kind": "event" if isinstance(message, Event) else "command",
@@ -90,6 +94,8 @@ def encode(message: BaseMessage, name: str, *, reply_to: str | None = None, dead
         fields["deadline"] = repr(deadline)
     if session is not None:
         fields["session"] = session.model_dump_json()
+    if partials:
+        fields["partials"] = "1"
     return fields
 
 
@@ -129,6 +135,7 @@ def decode(fields: dict[str, str]) -> Envelope:
     return Envelope(
         name=name, kind=kind, id=fields.get("id") or None, payload=payload, headers=headers,
         reply_to=fields.get("reply_to") or None, deadline=deadline, session=session,
+        partials=fields.get("partials") == "1",
     )
 
 
@@ -356,3 +363,36 @@ def decode_reply(fields: dict[str, str]) -> tuple[bool, Any]:
     if fields.get("ok") == "1":
         return True, json.loads(fields.get("result") or "null")
     return False, decode_error(fields)
+
+
+# -- partial results -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Partial:
+    """A decoded partial-result entry of a reply stream."""
+
+    id: str  # the request's message id
+    seq: int  # 0, 1, 2... in the order the handler produced them
+    value: Any
+
+
+def encode_partial(message_id: str, entry_id: str, seq: int, value: Any) -> dict[str, str]:
+    """The reply-stream entry for partial result number ``seq`` of a request."""
+    return {
+        "v": VERSION, "kind": "partial", "id": message_id, "entry": entry_id, "seq": str(seq),
+        "data": json.dumps(to_jsonable_python(value, fallback=repr), separators=(",", ":"), ensure_ascii=False),
+    }
+
+
+def is_partial(fields: dict[str, str]) -> bool:
+    """Whether a reply-stream entry is a partial result (the final reply has no ``kind``)."""
+    return fields.get("kind") == "partial"
+
+
+def decode_partial(fields: dict[str, str]) -> Partial:
+    """A partial-result entry's id, sequence number and value; :class:`WireError` when invalid."""
+    try:
+        return Partial(id=fields["id"], seq=int(fields["seq"]), value=json.loads(fields.get("data") or "null"))
+    except (KeyError, ValueError, RecursionError) as exc:
+        raise WireError(f"invalid partial-result entry: {type(exc).__name__}: {exc}") from None

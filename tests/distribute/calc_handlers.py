@@ -35,6 +35,24 @@ class Record(Command):
     tag: str
 
 
+class Queued(Command):
+    """Waits for a consumer of calc rather than being refused when none is up."""
+
+    domain = "calc"
+    wait_for_consumer = True
+    tag: str
+
+
+class Count(Command):
+    """An async-generator handler: partial results ``{"i": 0}`` ... then ``{"done": n}`` (or,
+    with ``fail``, a ValueError after the ``{"i": ...}`` ones)."""
+
+    domain = "calc"
+    n: int
+    pause: float = 0.0
+    fail: bool = False
+
+
 class WhoAmI(Command):
     domain = "calc"
 
@@ -94,6 +112,21 @@ async def record(command: Record) -> str:
     RECORDED.append(command.tag)
     await asyncio.sleep(0.001)
     return command.tag
+
+
+async def queued(command: Queued) -> str:
+    RECORDED.append(command.tag)
+    return command.tag
+
+
+async def count(command: Count) -> Any:
+    for i in range(command.n):
+        yield {"i": i}
+        if command.pause:
+            await asyncio.sleep(command.pause)  # partials travel while the handler still runs
+    if command.fail:
+        raise ValueError(f"counted to {command.n}")
+    yield {"done": command.n}
 
 
 async def who_am_i(command: WhoAmI, session: Session) -> dict[str, Any]:

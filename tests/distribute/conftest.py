@@ -125,3 +125,24 @@ async def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.01)
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def consumers_up(redis_url: str, prefix: str, domain: str, count: int = 1, timeout: float = 20.0,
+                       alive: Any = None) -> None:
+    """Wait until ``count`` processes announced themselves as consumers of ``domain`` (the
+    heartbeat set producers check), e.g. ``bollydog service`` subprocesses starting up.
+    ``alive()`` false (a subprocess exited) fails at once."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await client.zcard(f"{prefix}:consumers:{domain}") < count:
+            if alive is not None and not alive():
+                raise AssertionError(f"a consumer of {domain} exited before announcing itself")
+            if loop.time() > deadline:
+                raise AssertionError(f"{count} consumer(s) of {domain} did not come up within {timeout}s")
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()

@@ -65,11 +65,12 @@ async def test_timeout_follows_expire_time(redis_url, prefix):
         with pytest.raises(HandlerTimeoutError, match="within 0.3s"):
             await front.execute(calc.Slow(seconds=3, expire_time=0.3))
         assert time.monotonic() - started < 1.5
-    # Nobody hosts calc at all: the caller still gets its timeout, never a hang.
+    # Nobody hosts calc at all, and the command waits for a consumer: it gets its timeout,
+    # never a hang.
     async with process(redis_url, f"{prefix}:other", []) as front:
         started = time.monotonic()
         with pytest.raises(HandlerTimeoutError):
-            await front.execute(calc.Add(a=1, b=1, expire_time=0.2))
+            await front.execute(calc.Queued(tag="t", expire_time=0.2))
         assert time.monotonic() - started < 1.0
 
 
@@ -99,7 +100,7 @@ async def test_event_to_process_hosting_two_domains_runs_each_domain_once(redis_
 
 async def test_higher_priority_is_consumed_first_under_backlog(redis_url, prefix, raw):
     calc.RECORDED.clear()
-    async with process(redis_url, prefix, []) as front:
+    async with process(redis_url, prefix, [], wait_for_consumer=True) as front:  # queued before any consumer
         sent = [await front.put_message(calc.Record(tag=f"n{i}")) for i in range(10)]
         sent += [await front.put_message(calc.Record(tag=f"h{i}", priority=5)) for i in range(10)]
         normal, high = f"{prefix}:stream:calc:normal", f"{prefix}:stream:calc:high"

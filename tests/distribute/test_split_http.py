@@ -3,7 +3,8 @@
 The front runs no handler of domain ``calc``: it still serves ``/calc/appservice/add`` (and the
 ``router_mapping`` alias ``/sum``), sends the command over Redis to the ``bollydog service
 --include calc`` process and answers with its result; a remote error answers with the same
-status and body as in one process, whether or not the front has its class.
+status and body as in one process, whether or not the front has its class; a remote generator
+handler's partial results stream as SSE. Once the consumer stopped, the front answers 503 at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.distribute.conftest import consumers_up
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,6 +30,7 @@ def write_config(path: Path, url: str | None, prefix: str) -> Path:
         f"  url: {url}\n"
         f"  prefix: {prefix}\n"
         "  block_ms: 200\n"
+        "  liveness_cache: 0\n"  # every request checks: the front sees the consumer stop at once
     ) if url else ""
     path.write_text(
         "calc:\n"
@@ -65,6 +69,7 @@ async def test_http_front_serves_commands_handled_in_another_process(redis_url, 
         stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     try:
+        await consumers_up(redis_url, prefix, "calc", alive=lambda: consumer.poll() is None)
         composition = build(config, exclude=["calc"])
         hub = composition.hub
         assert Add not in hub.registry.commands  # nothing of calc runs here
@@ -82,7 +87,19 @@ async def test_http_front_serves_commands_handled_in_another_process(redis_url, 
                 assert "far away" in failed.json()["message"]
                 spec = (await client.get("/openapi.json")).json()
                 assert "/calc/appservice/add" in spec["paths"]
-            split = await _failures(composition)
+                sse = {"accept": "text/event-stream"}
+                streamed = await client.get("/calc/appservice/count", params={"n": 2}, headers=sse)
+                assert streamed.text == (
+                    'event: partial\ndata: {"i":0}\n\nevent: partial\ndata: {"i":1}\n\n'
+                    'event: partial\ndata: {"done":2}\n\nevent: result\ndata: {"done":2}\n\n'
+                )
+                split = await _failures(composition)
+
+                consumer.send_signal(signal.SIGTERM)
+                assert consumer.wait(timeout=20) == 0, log.read_text()
+                refused = await client.get("/calc/appservice/add", params={"a": 2, "b": 3})
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["error"] == "NoConsumerError" and "retry-after" in refused.headers
         embedded_composition = build(write_config(tmp_path / "embedded.yaml", None, prefix))
         async with embedded_composition.hub:
             embedded = await _failures(embedded_composition)
@@ -93,5 +110,6 @@ async def test_http_front_serves_commands_handled_in_another_process(redis_url, 
             (500, {"error": "OutOfStock", "message": "no more widgets"}),
         ]
     finally:
-        consumer.send_signal(signal.SIGTERM)
-        assert consumer.wait(timeout=20) == 0, log.read_text()
+        if consumer.poll() is None:
+            consumer.send_signal(signal.SIGTERM)
+            assert consumer.wait(timeout=20) == 0, log.read_text()

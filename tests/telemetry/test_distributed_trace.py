@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.distribute.conftest import redis_url_or_skip
+from tests.distribute.conftest import consumers_up, redis_url_or_skip
 from tests.telemetry.test_otlp import Receiver, decode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +75,7 @@ async def test_a_trace_spans_two_processes_over_redis(otlp_receiver, tmp_path):
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     try:
+        await consumers_up(url, prefix, "calc", alive=lambda: consumer.poll() is None)
         front = build(config, include=["orch"], entrypoints=False).hub
         plugin = TelemetryPlugin(traces_exporter="memory", metrics_exporter="none", install_global=False)
         plugin.install(front)
