@@ -14,6 +14,7 @@ from mode import Service
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.handlers import HandlerRegistry
+    from bollydog.hub.hooks import Hooks
     from bollydog.models.base import BaseMessage
     from bollydog.models.service import AppService
 
@@ -29,6 +30,8 @@ class HubT(Service):
 
     registry: "HandlerRegistry"
     apps: Mapping[str, "AppService"]
+    #: Reports outward (completions, retries, dead letters): see bollydog.hub.hooks.
+    hooks: "Hooks"
 
     async def execute(self, message: "BaseMessage") -> Any:
         """Run ``message`` now and return its result (its handler's exception propagates)."""
@@ -65,7 +68,10 @@ class _NoHub(HubT):
     """The hub of an entrypoint not yet added to one: every use says what to do."""
 
     def __init__(self) -> None:
+        from bollydog.hub.hooks import Hooks
+
         super().__init__()
+        self.hooks = Hooks()
 
     def _missing(self) -> Any:
         from bollydog.errors import ConfigError

@@ -11,25 +11,21 @@ forced it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import click
 from pydantic_core import to_jsonable_python
 
 from bollydog.context import current_session
-from bollydog.errors import BollydogError, InvalidMessageError, UnknownMessageError, describe
+from bollydog.errors import BollydogError, InvalidMessageError, UnknownMessageError
 from bollydog.models.base import Session
+from bollydog.cli.exits import EXIT_BAD_INPUT, EXIT_HANDLER_FAILED, fail, fail_with, run
 from bollydog.settings import get_settings, reload_settings
 
-T = TypeVar("T")
 
-EXIT_HANDLER_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 _config_option = click.option(
     "--config",
@@ -44,28 +40,6 @@ _exclude_option = click.option("--exclude", default="", help="Comma-separated co
 
 def _split(names: str) -> list[str]:
     return [n.strip() for n in names.split(",") if n.strip()]
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _fail_with(exc: BaseException) -> NoReturn:
-    """Exit as ``exc`` declares: ``error: <code>: <message>`` on stderr, its exit status."""
-    info = describe(exc)
-    _fail(f"{info.code}: {info.message}", info.exit_code)
-
-
-def _run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run ``main`` and turn framework errors into CLI messages and exit statuses."""
-    try:
-        return asyncio.run(main())
-    except BollydogError as exc:
-        _fail_with(exc)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,13 +99,13 @@ def execute(ctx: click.Context, config: str | None, message_ref: str) -> None:
             try:
                 result = await hub.execute(message)
             except Exception as exc:  # the handler's own errors too, with their exit status
-                _fail_with(exc)
+                fail_with(exc)
             # Printed before the hub stops: flushing telemetry on stop (an OTLP endpoint with
             # no collector, say) must not hold the answer back.
             click.echo(json.dumps(to_jsonable_python(result, fallback=repr), ensure_ascii=False))
             sys.stdout.flush()
 
-    _run(main)
+    run(main)
 
 
 def _resolve_for_cli(hub: Any, reference: str, config: str | None) -> Any:
@@ -163,7 +137,7 @@ def service(config: str | None, include: str, exclude: str) -> None:
             # every thread of the default executor; the point of forcing is not to.
             exit_now(status)
 
-    _run(main)
+    run(main)
 
 
 @cli.command()
@@ -189,7 +163,7 @@ def list_command(config: str | None, as_json: bool) -> None:
         composition = build(config)
         entrypoints = [_describe_entrypoint(e) for e in composition.entrypoints]
     except BollydogError as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
+        fail(str(exc), EXIT_BAD_INPUT)
     hub = composition.hub
     domains = [
         {"domain": app.domain, "app": f"{type(app).__module__}.{type(app).__qualname__}",
@@ -245,9 +219,9 @@ def _dead_letter_transport(config: str | None) -> Any:
     try:
         transport = build(config, entrypoints=False).hub.transport
     except BollydogError as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
+        fail(str(exc), EXIT_BAD_INPUT)
     if not hasattr(transport, "dead_letters"):
-        _fail(
+        fail(
             "the config has no transport with dead letters: add a section with "
             "'app: !module bollydog.transport.redis.RedisTransport'",
             EXIT_BAD_INPUT,
@@ -271,7 +245,7 @@ def deadletters_list(config: str | None, count: int, as_json: bool) -> None:
         finally:
             await transport.close()
 
-    entries = _run(main)
+    entries = run(main)
     for entry in entries:
         if as_json:
             click.echo(json.dumps(entry, ensure_ascii=False))
@@ -292,7 +266,7 @@ def deadletters_list(config: str | None, count: int, as_json: bool) -> None:
 def deadletters_replay(config: str | None, ids: tuple[str, ...], replay_all: bool) -> None:
     """Put dead letters back on the stream they came from, and remove them from the dead letters."""
     if not ids and not replay_all:
-        _fail("give --id ID (repeatable) or --all", EXIT_BAD_INPUT)
+        fail("give --id ID (repeatable) or --all", EXIT_BAD_INPUT)
     transport = _dead_letter_transport(config)
 
     async def main() -> list[str]:
@@ -301,11 +275,11 @@ def deadletters_replay(config: str | None, ids: tuple[str, ...], replay_all: boo
         finally:
             await transport.close()
 
-    replayed = _run(main)
+    replayed = run(main)
     missing = sorted(set(ids) - set(replayed))
     click.echo(f"replayed {len(replayed)} dead letter(s)")
     if missing:
-        _fail(f"not found among the dead letters: {', '.join(missing)}", EXIT_HANDLER_FAILED)
+        fail(f"not found among the dead letters: {', '.join(missing)}", EXIT_HANDLER_FAILED)
 
 
 def main() -> None:

@@ -33,9 +33,9 @@ BUILTIN_DOMAIN = "bollydog"
 
 def run_shell(config: str | None, *, include: list[str], exclude: list[str]) -> None:
     """The ``bollydog shell`` command: errors are printed as the other commands print them."""
-    from bollydog.cli.main import _run
+    from bollydog.cli.exits import run
 
-    _run(lambda: shell_session(config, include=include, exclude=exclude))
+    run(lambda: shell_session(config, include=include, exclude=exclude))
 
 
 async def shell_session(

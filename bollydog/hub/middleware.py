@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bollydog.errors import HandlerTimeoutError
+from bollydog.hub.hooks import Hook
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.handlers import Handler
@@ -25,7 +26,6 @@ log = logging.getLogger("bollydog.hub")
 
 Next = Callable[["BaseMessage", "Handler"], Awaitable[Any]]
 Middleware = Callable[..., Awaitable[Any]]
-RetryListener = Callable[["BaseMessage", "Handler", int, BaseException, float], None]
 
 
 def compose(middlewares: Sequence[Middleware], innermost: Next) -> Next:
@@ -46,11 +46,11 @@ class RetryMiddleware:
         self,
         backoff: float = 0.1,
         backoff_max: float = 5.0,
-        listeners: list[RetryListener] | None = None,
+        retrying: "Hook[[BaseMessage, Handler, int, BaseException, float]] | None" = None,
     ) -> None:
         self.backoff, self.backoff_max = backoff, backoff_max
-        #: ``listener(message, handler, attempt, error, delay)`` before each retry (telemetry).
-        self.listeners: list[RetryListener] = listeners if listeners is not None else []
+        #: Reported to before each retry (telemetry): the hub's ``hooks.retrying``.
+        self.retrying = retrying if retrying is not None else Hook("retrying")
 
     def __call__(self, call_next: Next, message: "BaseMessage", handler: "Handler") -> Awaitable[Any]:
         if (message.delivery_count or 1) <= 1:
@@ -70,11 +70,8 @@ class RetryMiddleware:
                     "%s failed (delivery %d of %d), retrying in %.3fs: %s: %s",
                     message.name, attempt, deliveries, delay, type(exc).__name__, exc,
                 )
-                for listener in self.listeners:
-                    try:
-                        listener(message, handler, attempt, exc, delay)
-                    except Exception:
-                        log.exception("retry listener %r failed", listener)
+                if self.retrying:
+                    self.retrying(message, handler, attempt, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
 

@@ -61,16 +61,10 @@ class AppService(Service):
     ) -> "AppService":
         """An app for ``domain`` serving the handlers found in the ``handlers`` modules.
 
-        Shorthand for :class:`bollydog.builder.ServiceBuilder`, which config sections use too.
+        To assemble one from classes and options (as config sections are), use
+        :class:`bollydog.builder.ServiceBuilder`.
         """
-        from bollydog.builder import ServiceBuilder
-
-        builder = ServiceBuilder(domain, cls).handlers(*handlers).options(**options)
-        if unit_of_work is not None:
-            builder.unit_of_work(unit_of_work)
-        if protocol is not None:
-            builder.protocol(protocol)
-        return builder.build()
+        return cls(domain=domain, handlers=handlers, protocol=protocol, unit_of_work=unit_of_work, **options)
 
     @property
     def unit_of_work(self) -> UnitOfWork:

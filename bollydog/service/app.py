@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import copy_context
 from typing import Any
 
@@ -40,12 +40,12 @@ from bollydog.errors import (
 from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover, handler_of, messages_in
 from bollydog.hub.middleware import (
     Middleware,
-    RetryListener,
     RetryMiddleware,
     TransactionMiddleware,
     compose,
     TimeoutMiddleware,
 )
+from bollydog.hub.hooks import Hooks
 from bollydog.hub.orchestration import drive
 from bollydog.hub.transport import InProcessTransport, Transport
 from bollydog.models.base import BaseMessage, Event, Session
@@ -56,8 +56,6 @@ from bollydog.types import Entrypoint, HubT
 
 log = logging.getLogger("bollydog.hub")
 
-#: ``observer(message, result, error)``, called once a message completed (error is None on success).
-Observer = Callable[[BaseMessage, Any, "BaseException | None"], None]
 
 
 class HubService(HubT):
@@ -95,14 +93,14 @@ class HubService(HubT):
             self.add_app(BollydogService())
         for app in apps:
             self.add_app(app)
-        #: ``listener(message, handler, attempt, error, delay)`` called before each retry.
-        self.retry_listeners: list[RetryListener] = []
+        #: What the hub reports outward: completions, retries, dead letters (see hub/hooks.py).
+        self.hooks = Hooks()
         # Outermost first: user layers (e.g. telemetry) see retries; each retry gets its own
         # transaction; the deadline bounds the handler inside it, so an expired handler rolls
         # back while a commit is never cut short.
         self.middlewares: list[Middleware] = [
             *middlewares,
-            RetryMiddleware(settings.retry_backoff, settings.retry_backoff_max, self.retry_listeners),
+            RetryMiddleware(settings.retry_backoff, settings.retry_backoff_max, self.hooks.retrying),
             TransactionMiddleware(self.publish_nowait),
             TimeoutMiddleware(),
         ]
@@ -119,7 +117,6 @@ class HubService(HubT):
         self._accepting = False
         self._forced = asyncio.Event()
         self._intake_task: asyncio.Task | None = None
-        self._observers: list[Observer] = []
 
     # -- composition ---------------------------------------------------------------------------
 
@@ -147,25 +144,6 @@ class HubService(HubT):
             self.middlewares.insert(builtin, layer)  # just outside the built-in layers
         self._pipelines.clear()
         self._routes.clear()
-
-    def add_observer(self, observer: Observer) -> None:
-        """Call ``observer(message, result, error)`` each time a message completes.
-
-        Observers run synchronously on the loop: keep them short (hand work to a queue). An
-        observer that raises is logged and otherwise ignored.
-        """
-        self._observers.append(observer)
-
-    def remove_observer(self, observer: Observer) -> None:
-        if observer in self._observers:
-            self._observers.remove(observer)
-
-    def _notify(self, message: BaseMessage, result: Any, error: BaseException | None) -> None:
-        for observer in list(self._observers):
-            try:
-                observer(message, result, error)
-            except Exception:
-                log.exception("hub observer %r failed for %s (%s)", observer, message.name, message.iid)
 
     def register(self, *handlers: Any, app: AppService | None = None) -> None:
         """Register handler functions or self-handling message classes directly."""
@@ -384,15 +362,15 @@ class HubService(HubT):
             raise error from None
         except BaseException as exc:
             message.set_exception(exc)
-            if self._observers and isinstance(exc, Exception):
-                self._notify(message, None, exc)
+            if self.hooks.completed and isinstance(exc, Exception):
+                self.hooks.completed(message, None, exc)
             raise
         finally:
             if caller is not None:
                 self._callers.pop(caller, None)
         message.set_result(result)
-        if self._observers:
-            self._notify(message, result, None)
+        if self.hooks.completed:
+            self.hooks.completed(message, result, None)
         return result
 
     def _cut_error(self, caller: asyncio.Task | None) -> HubNotRunningError | None:
@@ -564,8 +542,8 @@ class HubService(HubT):
             raise
         except Exception as exc:
             message.set_exception(exc)
-            if self._observers:
-                self._notify(message, None, exc)
+            if self.hooks.completed:
+                self.hooks.completed(message, None, exc)
             if not isinstance(exc, EventHandlersError):  # already logged handler by handler
                 log_failure(
                     log, exc, describe(exc), "%s (%s) failed trace_id=%s",
@@ -573,8 +551,8 @@ class HubService(HubT):
                 )
         else:
             message.set_result(result)
-            if self._observers:
-                self._notify(message, result, None)
+            if self.hooks.completed:
+                self.hooks.completed(message, result, None)
         finally:
             if counted:
                 self._active -= 1

@@ -7,7 +7,6 @@ standard ``OTEL_*`` variables ask for an exporter. Importing this package needs 
 See docs/telemetry.md.
 """
 
-from bollydog.telemetry.metrics import record_dead_letter, record_retry
 from bollydog.telemetry.plugin import TelemetryPlugin, plugin_from_environment
 from bollydog.telemetry.setup import Telemetry, configure_telemetry
 from bollydog.telemetry.tracing import TelemetryMiddleware
@@ -18,6 +17,4 @@ __all__ = [
     "TelemetryPlugin",
     "configure_telemetry",
     "plugin_from_environment",
-    "record_dead_letter",
-    "record_retry",
 ]

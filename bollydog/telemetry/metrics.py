@@ -1,10 +1,10 @@
 """The "bollydog" meter: message counts, failures, handler duration, retries, dead letters, and
 gauges of the hub's queue depth and in-flight work.
 
-Instruments are created on a meter from the plugin's own MeterProvider. The module-level
-functions (:func:`record_retry`, :func:`record_dead_letter`) let other parts (the retry layer,
-the Redis transport) report without knowing whether telemetry is on: they do nothing when no
-telemetry plugin is running.
+Instruments are created on a meter from the plugin's own MeterProvider. Retries and dead
+letters reach them through the hub's hooks (``hub.hooks.retrying``/``dead_lettered``), which
+the plugin listens to while it runs: the retry layer and the transports report there without
+knowing whether telemetry is on.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.hub.hooks import DeadLetter
     from bollydog.models.base import BaseMessage
 
 METER_NAME = "bollydog"
@@ -106,27 +107,13 @@ class Instruments:
         return observe
 
 
-#: The instruments of the running telemetry plugin (the last started), or None.
-_active: Instruments | None = None
-
-
-def activate(instruments: Instruments | None) -> None:
-    global _active
-    _active = instruments
-
-
-def deactivate(instruments: Instruments | None) -> None:
-    global _active
-    if _active is instruments:
-        _active = None
-
-
-def record_retry(message: "BaseMessage", attempt: int, error: BaseException | None = None, delay: float | None = None) -> None:
-    """Count one retry of ``message`` (delivery ``attempt`` failed and will be retried).
-
-    Adds a ``retry`` event to the current span and bumps the execution's retry count, so that
-    the handler span gets ``bollydog.retries``. Called by the retry layer (see docs/telemetry.md).
-    """
+def record_retry(
+    instruments: Instruments | None, message: "BaseMessage", attempt: int, error: BaseException | None = None,
+    delay: float | None = None,
+) -> None:
+    """One retry of ``message`` (delivery ``attempt`` failed and will be retried): a ``retry``
+    event on the current span, the execution's retry count (the handler span's
+    ``bollydog.retries``), and the retry counter when ``instruments`` are given."""
     from bollydog.telemetry.tracing import current_execution
 
     execution = current_execution.get()
@@ -140,23 +127,19 @@ def record_retry(message: "BaseMessage", attempt: int, error: BaseException | No
         if delay is not None:
             attributes["bollydog.retry.delay"] = delay
         span.add_event("retry", attributes)
-    if _active is not None:
-        _active.retries.add(1, {"domain": message.domain, "name": message.name})
+    if instruments is not None:
+        instruments.retries.add(1, {"domain": message.domain, "name": message.name})
 
 
-def record_dead_letter(message: "BaseMessage | None" = None, *, domain: str | None = None, name: str | None = None,
-                       reason: str | None = None) -> None:
-    """Count a message moved to a dead-letter stream; for transports (e.g. Redis streams).
+def record_dead_letter(instruments: Instruments | None, dead_letter: "DeadLetter") -> None:
+    """A message moved to a dead-letter store: an event on the current span and the counter.
 
-    Pass the message, or its ``domain`` and ``name`` when only the raw payload is at hand. The
-    counter's attributes are ``domain`` and ``name``; ``reason`` goes on the current span only.
+    The counter's attributes are ``domain`` and ``name``; ``reason`` is free text (transports
+    pass error messages) and goes on the span event only: as a metric attribute every value
+    would be a new series.
     """
-    if message is not None:
-        domain, name = message.domain, message.name
     span = trace.get_current_span()
     if span.is_recording():
-        span.add_event("dead_letter", {"bollydog.message.name": name or "", "bollydog.reason": reason or ""})
-    if _active is not None:
-        # ``reason`` is free text (transports pass error messages): kept on the span event and in
-        # the dead-letter entry, never as a metric attribute, whose every value is a new series.
-        _active.dead_letters.add(1, {"domain": domain or "", "name": name or ""})
+        span.add_event("dead_letter", {"bollydog.message.name": dead_letter.name, "bollydog.reason": dead_letter.reason})
+    if instruments is not None:
+        instruments.dead_letters.add(1, {"domain": dead_letter.domain, "name": dead_letter.name.rpartition(".")[2]})

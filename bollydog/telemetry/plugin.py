@@ -27,6 +27,7 @@ from typing import Any
 from bollydog.types import HubPlugin
 from bollydog.context import current_hub
 from bollydog.errors import ConfigError
+from bollydog.hub.hooks import DeadLetter
 from bollydog.telemetry import metrics as _metrics
 from bollydog.telemetry.setup import (
     Telemetry,
@@ -90,7 +91,8 @@ class TelemetryPlugin(HubPlugin):
         self.telemetry: Telemetry | None = None
         self._middleware = TelemetryMiddleware()
         self._log_handler: logging.Handler | None = None
-        self._retry_listening = False
+        self._instruments: _metrics.Instruments | None = None
+        self._listening = False
 
     # -- the hub plugin protocol ---------------------------------------------------------------
 
@@ -124,23 +126,24 @@ class TelemetryPlugin(HubPlugin):
             instruments = _metrics.Instruments(telemetry.meter_provider.get_meter(_metrics.METER_NAME, _version()))
             if self.hub is not None:
                 instruments.observe(self.hub)
-            _metrics.activate(instruments)
         self._middleware.bind(tracer, instruments)
+        self._instruments = instruments
         if (tracer is not None or instruments is not None) and self.hub is not None:
-            self.hub.retry_listeners.append(_on_retry)
-            self._retry_listening = True
+            self.hub.hooks.retrying.connect(self._on_retry)
+            self.hub.hooks.dead_lettered.connect(self._on_dead_letter)
+            self._listening = True
         if telemetry.logger_provider is not None:
             from bollydog.logging import attach_otel_handler
 
             self._log_handler = attach_otel_handler(telemetry.logger_provider)
 
     async def on_stop(self) -> None:
-        _metrics.deactivate(self._middleware.instruments)
         self._middleware.bind(None, None)
-        if self._retry_listening and self.hub is not None:
-            if _on_retry in self.hub.retry_listeners:
-                self.hub.retry_listeners.remove(_on_retry)
-            self._retry_listening = False
+        if self._listening and self.hub is not None:
+            self.hub.hooks.retrying.disconnect(self._on_retry)
+            self.hub.hooks.dead_lettered.disconnect(self._on_dead_letter)
+            self._listening = False
+        self._instruments = None
         if self._log_handler is not None:
             from bollydog.logging import detach_otel_handler
 
@@ -150,6 +153,14 @@ class TelemetryPlugin(HubPlugin):
         if telemetry is not None:
             # Exporters flush over the network: off the event loop.
             await asyncio.to_thread(telemetry.shutdown)
+
+    def _on_retry(self, message: Any, handler: Any, attempt: int, error: BaseException, delay: float) -> None:
+        """``hub.hooks.retrying``: count the retry and mark it on the handler's span."""
+        _metrics.record_retry(self._instruments, message, attempt, error, delay)
+
+    def _on_dead_letter(self, dead_letter: DeadLetter) -> None:
+        """``hub.hooks.dead_lettered``: count it and mark it on the current span."""
+        _metrics.record_dead_letter(self._instruments, dead_letter)
 
     # -- in-memory exporters (``memory``), for tests -------------------------------------------
 
@@ -167,11 +178,6 @@ class TelemetryPlugin(HubPlugin):
     def log_exporter(self) -> Any:
         """The ``InMemoryLogRecordExporter`` (logs_exporter ``memory``), once started."""
         return self.telemetry.log_exporter if self.telemetry else None
-
-
-def _on_retry(message: Any, handler: Any, attempt: int, error: BaseException, delay: float) -> None:
-    """The hub's retry hook: count the retry and mark it on the handler's span."""
-    _metrics.record_retry(message, attempt, error, delay)
 
 
 def plugin_from_environment(environ: Mapping[str, str] | None = None) -> TelemetryPlugin | None:

@@ -53,11 +53,11 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test
     raise MissingDependencyError("the Redis transport", "redis", "redis") from None
 
 from bollydog.context import current_session, new_trace_id
+from bollydog.hub.hooks import DeadLetter
 from bollydog.hub.transport import Transport
 from bollydog.models.base import BaseMessage, Event
 from bollydog.names import MessageFilter
 from bollydog.settings import get_settings
-from bollydog.telemetry.metrics import record_dead_letter
 from bollydog.transport import wire
 from bollydog.transport.batching import PipelineCoalescer
 from bollydog.transport.liveness import Liveness
@@ -751,11 +751,12 @@ class RedisTransport(Transport):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.reconnect_backoff_max)
 
-    def _metric_name(self, name: Any) -> str:
-        """A registered message's name, else "unknown": names from outside producers must not
-        become metric attributes (unbounded cardinality)."""
+    def _known_name(self, name: Any) -> str:
+        """A registered message's canonical name, else "unknown": names from outside producers
+        must not become metric attributes (unbounded cardinality)."""
         try:
-            return wire.resolve(self._hub.registry, str(name)).name
+            registry = self._hub.registry
+            return registry.name_of(wire.resolve(registry, str(name)))
         except (wire.WireError, AttributeError):
             return "unknown"
 
@@ -785,7 +786,8 @@ class RedisTransport(Transport):
         except _NETWORK_ERRORS as exc:
             log.error("could not dead-letter %s %s (%s); it stays pending", stream, entry_id, exc)
             return
-        record_dead_letter(domain=domain, name=self._metric_name(fields.get("name")), reason=reason)
+        if self._hub is not None and self._hub.hooks.dead_lettered:
+            self._hub.hooks.dead_lettered(DeadLetter(self._known_name(fields.get("name")), domain, reason))
 
     # -- reclaiming ------------------------------------------------------------------------------
 

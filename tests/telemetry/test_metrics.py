@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bollydog.telemetry import record_dead_letter
+from bollydog.hub.hooks import DeadLetter
 from tests.telemetry.conftest import metric_points, traced_hub
 from tests.telemetry.traced_handlers import GATES, Boom, Flaky, Gate, Nap, Reserve
 
@@ -64,20 +64,16 @@ async def test_retries_counter(fast_retries):
         assert retries.value == 2 and dict(retries.attributes) == {"domain": "shop", "name": "flaky"}
 
 
-async def test_dead_letters_are_counted_for_transports():
-    record_dead_letter(domain="shop", name="lost")  # no telemetry running: a no-op
+async def test_dead_letters_reported_through_the_hub_hook_are_counted():
     async with traced_hub(traces_exporter="none") as (hub, plugin):
-        record_dead_letter(Reserve(sku="x"), reason="max deliveries")
-        record_dead_letter(domain="shop", name="reserve", reason="max deliveries")
+        hub.hooks.dead_lettered(DeadLetter("shop.reserve", "shop", "max deliveries", Reserve(sku="x")))
+        hub.hooks.dead_lettered(DeadLetter("shop.reserve", "shop", "max deliveries"))
         (point,) = metric_points(plugin, "bollydog.messages.dead_lettered")
         assert point.value == 2
         assert dict(point.attributes) == {"domain": "shop", "name": "reserve"}
         # Free-text reasons (transports pass error messages) must not multiply the series.
         for i in range(3):
-            record_dead_letter(domain="shop", name="reserve", reason=f"invalid payload: missing field {i}")
+            hub.hooks.dead_lettered(DeadLetter("shop.reserve", "shop", f"invalid payload: missing field {i}"))
         (point,) = metric_points(plugin, "bollydog.messages.dead_lettered")
         assert point.value == 5
-    record_dead_letter(domain="shop", name="lost")  # stopped: a no-op again
-    from bollydog.telemetry import metrics
-
-    assert metrics._active is None
+    assert not hub.hooks.dead_lettered and not hub.hooks.retrying  # the stopped plugin left

@@ -218,7 +218,7 @@ class SocketService(Entrypoint):
     async def on_stop(self) -> None:
         self._accepting = False
         if self._observing and self.hub is not None:
-            self.hub.remove_observer(self.notify)
+            self.hub.hooks.completed.disconnect(self.notify)
             self._observing = False
         if self._requests:
             # Requests answer when the hub finishes their messages or, past its grace period,
@@ -338,7 +338,7 @@ class SocketService(Entrypoint):
     def _install_observer(self) -> None:
         """Watch every message the hub completes (commands from any entrypoint, events)."""
         if not self._observing:
-            self.hub.add_observer(self.notify)
+            self.hub.hooks.completed.connect(self.notify)
             self._observing = True
 
 
