@@ -19,6 +19,7 @@ from bollydog.models.service import AppService
 from bollydog.service.app import HubService
 from bollydog.transport import wire
 
+from tests.distribute.conftest import prefix, raw, redis_url  # noqa: F401  (fixtures)
 from tests.naming.conftest import APPS, CONFIG
 from libraryapp.messages import BookBorrowed, Borrow, ListBooks
 
@@ -148,3 +149,29 @@ async def test_the_examples_second_domain_works_over_websocket():
             frames = [json.loads(await asyncio.wait_for(socket.recv(), 5)) for _ in range(2)]
     assert frames[0]["type"] == "accepted"
     assert frames[1]["type"] == "result" and frames[1]["data"]["title"] == "over ws"
+
+
+async def test_split_over_redis_speaks_the_canonical_name(redis_url, prefix, raw):
+    """The library domain in one process, HTTP and WebSocket in another: same names, same answers."""
+    from bollydog.config import load_config
+
+    config = load_config(CONFIG)
+    config["distribute"] = {"app": "bollydog.transport.redis.RedisTransport", "url": redis_url, "prefix": prefix,
+                            "block_ms": 200}
+    worker = build(config, include=["library"], entrypoints=False)
+    front = build(config, exclude=["library"])
+    async with worker.hub, front.hub:
+        assert "library" not in front.hub.apps and front.hub.registry.name_of(Borrow) == "library.borrow"
+        http, ws = front.entrypoints
+        async with httpx.AsyncClient(base_url=http.url, timeout=10) as client:
+            assert (await client.get("/books")).json() == ["dune", "emma", "ulysses"]
+            lent = await client.post("/library/desk/borrow", json={"title": "emma"})
+            assert lent.status_code == 200 and lent.json()["status"] == "lent", lent.text
+        async with connect(ws.url) as socket:
+            await socket.send(json.dumps({"name": "library.borrow", "id": 1, "title": "dune"}))
+            frames = [json.loads(await asyncio.wait_for(socket.recv(), 5)) for _ in range(4)]
+        assert [f["type"] for f in frames] == ["accepted", "partial", "partial", "result"]
+        assert frames[-1]["data"]["status"] == "lent"
+    # The domain's consumer group is named after the config key, not the package.
+    groups = {g["name"] for g in await raw.xinfo_groups(f"{prefix}:stream:library:normal")}
+    assert groups == {"library"}
