@@ -15,6 +15,7 @@ from mode import Service
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.handlers import HandlerRegistry
     from bollydog.hub.hooks import Hooks
+    from bollydog.hub.transport import Transport
     from bollydog.models.base import BaseMessage
     from bollydog.models.service import AppService
 
@@ -32,6 +33,8 @@ class HubT(Service):
     apps: Mapping[str, "AppService"]
     #: Reports outward (completions, retries, dead letters): see bollydog.hub.hooks.
     hooks: "Hooks"
+    #: Where messages of domains run by other processes go (in-process: nowhere).
+    transport: "Transport"
 
     async def execute(self, message: "BaseMessage") -> Any:
         """Run ``message`` now and return its result (its handler's exception propagates)."""
@@ -69,9 +72,11 @@ class _NoHub(HubT):
 
     def __init__(self) -> None:
         from bollydog.hub.hooks import Hooks
+        from bollydog.hub.transport import InProcessTransport
 
         super().__init__()
         self.hooks = Hooks()
+        self.transport = InProcessTransport()
 
     def _missing(self) -> Any:
         from bollydog.errors import ConfigError

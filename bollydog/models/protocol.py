@@ -75,23 +75,10 @@ class UnitOfWork:
 
     # -- used by the hub and by protocols ---------------------------------------------------
 
-    @asynccontextmanager
-    async def scope(self) -> AsyncIterator[TransactionScope]:
-        """One handler execution. Yields the scope; events are read from it after commit."""
-        scope = TransactionScope()
-        token = self._scope.set(scope)
-        try:
-            yield scope
-        except BaseException:
-            if scope.started:
-                await self._rollback_quietly(scope.transaction)
-            scope.collect_events()  # events of rolled-back changes must not surface later
-            raise
-        else:
-            if scope.started:
-                await self.commit(scope.transaction)
-        finally:
-            self._scope.reset(token)
+    def scope(self) -> "_ScopeContext":
+        """One handler execution: ``async with uow.scope() as scope``. Commits on exit, rolls
+        back on an exception; events are read from the scope after the commit."""
+        return _ScopeContext(self)
 
     def in_handler(self) -> bool:
         """True while a hub-managed scope (a handler execution) is active in this context."""
@@ -153,6 +140,33 @@ class UnitOfWork:
             isinstance(obj, BaseDomain) or callable(getattr(obj, "collect_events", None))
         ):
             scope.seen.append(obj)
+
+
+class _ScopeContext:
+    """``UnitOfWork.scope()``: written out as a class because it wraps every handler execution
+    of an app with a protocol, and a generator-based context manager costs twice as much."""
+
+    __slots__ = ("unit_of_work", "scope", "token")
+
+    def __init__(self, unit_of_work: UnitOfWork) -> None:
+        self.unit_of_work = unit_of_work
+        self.scope = TransactionScope()
+
+    async def __aenter__(self) -> TransactionScope:
+        self.token = self.unit_of_work._scope.set(self.scope)
+        return self.scope
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        scope, unit_of_work = self.scope, self.unit_of_work
+        try:
+            if exc_type is not None:
+                if scope.started:
+                    await unit_of_work._rollback_quietly(scope.transaction)
+                scope.collect_events()  # events of rolled-back changes must not surface later
+            elif scope.started:
+                await unit_of_work.commit(scope.transaction)
+        finally:
+            unit_of_work._scope.reset(self.token)
 
 
 class Protocol:

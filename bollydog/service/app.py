@@ -14,6 +14,10 @@ in-flight work (top-level :meth:`HubService.execute` calls included) finish with
 their ``yield`` and ``compensation_grace`` seconds to compensate, and the messages and callers
 get :class:`~bollydog.errors.HubNotRunningError`. Then the entrypoints close and the apps stop.
 :meth:`HubService.force_stop` skips the waiting and the compensation.
+
+Routing and the handler execution path live in :mod:`bollydog.hub.dispatch`. Composition,
+lifecycle and scheduling stay together here (~500 lines): the shutdown sequence reads and cuts
+the queue, the in-flight tasks and the top-level callers at once.
 """
 
 from __future__ import annotations
@@ -25,30 +29,27 @@ from collections.abc import Iterable, Sequence
 from contextvars import copy_context
 from typing import Any
 
-from bollydog.context import current_hub, current_session, handler_frame
+from bollydog.context import current_hub, handler_frame
 from bollydog.errors import (
     ConfigError,
     EventHandlersError,
     HandlerRegistrationError,
     HubNotRunningError,
-    NoHandlerError,
     QueueFullError,
-    TransportError,
     describe,
     log_failure,
 )
-from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry, discover, handler_of, messages_in
+from bollydog.handlers import Handler, HandlerRegistry, discover, handler_of, messages_in
 from bollydog.hub.middleware import (
     Middleware,
     RetryMiddleware,
     TransactionMiddleware,
-    compose,
     TimeoutMiddleware,
 )
+from bollydog.hub.dispatch import Dispatcher
 from bollydog.hub.hooks import Hooks
-from bollydog.hub.orchestration import drive
 from bollydog.hub.transport import InProcessTransport, Transport
-from bollydog.models.base import BaseMessage, Event, Session
+from bollydog.models.base import BaseMessage
 from bollydog.models.service import AppService
 from bollydog.service.builtins import BollydogService
 from bollydog.settings import get_settings
@@ -85,14 +86,8 @@ class HubService(HubT):
         )
         self.transport = transport if transport is not None else InProcessTransport()
         self.registry = HandlerRegistry()
-        self._pipelines: dict[Handler, Any] = {}
-        self._routes: dict[type, tuple[Handler | None, Any]] = {}  # command class -> handler, chain
         self.apps: dict[str, AppService] = {}
         self.entrypoints: list[Entrypoint] = []
-        if builtins:
-            self.add_app(BollydogService())
-        for app in apps:
-            self.add_app(app)
         #: What the hub reports outward: completions, retries, dead letters (see hub/hooks.py).
         self.hooks = Hooks()
         # Outermost first: user layers (e.g. telemetry) see retries; each retry gets its own
@@ -104,6 +99,12 @@ class HubService(HubT):
             TransactionMiddleware(self.publish_nowait),
             TimeoutMiddleware(),
         ]
+        self.dispatcher = Dispatcher(self, self.registry, self.middlewares, self._compensation)
+        self._routes = self.dispatcher.routes  # the execute fast path: one dict lookup
+        if builtins:
+            self.add_app(BollydogService())
+        for app in apps:
+            self.add_app(app)
         self._queue: asyncio.PriorityQueue | None = None
         self._active = 0  # top-level messages running (nested ones are not counted)
         self._capacity: asyncio.Future | None = None  # the intake waits here when at the limit
@@ -129,7 +130,7 @@ class HubService(HubT):
             self.registry.register_all(discover(module), app)
             for message_type in messages_in(module):
                 self.registry.add_message(message_type)
-        self._routes.clear()
+        self.dispatcher.invalidate()
         self.apps[app.domain] = app
         app.hub = self
         self.add_dependency(app)
@@ -142,8 +143,7 @@ class HubService(HubT):
         else:
             builtin = next(i for i, m in enumerate(self.middlewares) if isinstance(m, RetryMiddleware))
             self.middlewares.insert(builtin, layer)  # just outside the built-in layers
-        self._pipelines.clear()
-        self._routes.clear()
+        self.dispatcher.invalidate()
 
     def register(self, *handlers: Any, app: AppService | None = None) -> None:
         """Register handler functions or self-handling message classes directly."""
@@ -154,7 +154,7 @@ class HubService(HubT):
                     f"{obj!r} is not a handler: annotate its first parameter with a message class"
                 )
             self.registry.register(handler, app)
-        self._routes.clear()
+        self.dispatcher.invalidate()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -348,8 +348,8 @@ class HubService(HubT):
                 self._callers[caller] = message
         try:
             # The common case, a Command with a local handler, skips one coroutine frame.
-            handler, pipeline = self._routes.get(type(message)) or self._route(type(message))
-            if handler is not None:
+            handler, pipeline = self._routes.get(type(message)) or self.dispatcher.route(type(message))
+            if pipeline is not None:
                 result = await pipeline(message, handler)
             else:
                 result = await self.dispatch(message)
@@ -418,94 +418,14 @@ class HubService(HubT):
 
     async def dispatch(self, message: BaseMessage) -> Any:
         """Route ``message`` to its local handler(s) or to the transport and return the result."""
-        if isinstance(message, Event):
-            handlers = self.registry.event_handlers(type(message))
-            if not self.transport.serves(type(message)):
-                return await self.run_event_handlers(message, handlers)
-            # Other processes handle it too: a failed publish must not keep the local handlers
-            # from running; it is raised once they are done.
-            try:
-                await self.transport.publish(message)
-            except TransportError as exc:
-                await self.run_event_handlers(message, handlers)
-                raise exc
-            return await self.run_event_handlers(message, handlers)
-        handler = self.registry.command_handler(type(message))
-        if handler is not None:
-            return await (self._pipelines.get(handler) or self._pipeline(handler))(message, handler)
-        if self.transport.serves(type(message)):
-            return await self.transport.request(message)
-        raise NoHandlerError(
-            f"no handler for {self.registry.name_of(type(message))} "
-            f"({type(message).__module__}.{type(message).__qualname__}); "
-            "list its module under 'handlers' of an app in the config"
-        )
-
-    # -- internals -----------------------------------------------------------------------------
-
-    def _route(self, message_type: type) -> tuple[Handler | None, Any]:
-        handler = self.registry.commands.get(message_type)
-        route = (handler, self._pipeline(handler)) if handler is not None else (None, None)
-        self._routes[message_type] = route
-        return route
-
-    def _pipeline(self, handler: Handler) -> Any:
-        """The middleware chain for ``handler``, built once; layers that declare they do not
-        concern it (``applies_to(handler)`` false) are left out."""
-        layers = [
-            layer
-            for layer in self.middlewares
-            if getattr(layer, "applies_to", None) is None or layer.applies_to(handler)
-        ]
-        pipeline = self._pipelines[handler] = compose(layers, self._invoke)
-        return pipeline
+        return await self.dispatcher.dispatch(message)
 
     async def run_event_handlers(self, event: BaseMessage, handlers: tuple[Handler, ...]) -> list[Any]:
         """Run ``handlers`` of ``event`` concurrently; raise :class:`EventHandlersError` (after
         all ran) when some failed. Transports use it to run one domain's handlers."""
-        if not handlers:
-            return []
-        if len(handlers) == 1:
-            outcomes = [await self._isolated(event, handlers[0])]
-        else:
-            outcomes = await asyncio.gather(*(self._isolated(event, h) for h in handlers))
-        failures = [o for o in outcomes if isinstance(o, _Failure)]
-        if not failures:
-            return outcomes
-        for failure in failures:
-            log_failure(
-                log, failure.error, describe(failure.error), "event handler %s failed for %s (%s) trace_id=%s",
-                failure.handler.qualname, event.name, event.iid, event.trace_id,
-            )
-        raise EventHandlersError(
-            f"{len(failures)} of {len(handlers)} handlers of {event.name} failed",
-            [f.error for f in failures],
-        )
+        return await self.dispatcher.run_event_handlers(event, handlers)
 
-    async def _isolated(self, event: BaseMessage, handler: Handler) -> Any:
-        try:
-            return await (self._pipelines.get(handler) or self._pipeline(handler))(event, handler)
-        except Exception as exc:
-            return _Failure(handler, exc)
-
-    async def _invoke(self, message: BaseMessage, handler: Handler) -> Any:
-        app = handler.app
-        token = handler_frame.set((message, app, app.protocol if app is not None else None, self))
-        # No entrypoint set a session (a script, a test): the message and everything it
-        # dispatches share an anonymous one, so handlers never see None.
-        session_token = current_session.set(Session.anonymous()) if current_session.get() is None else None
-        try:
-            started = handler.start(message)
-            if handler.kind == ASYNCGEN:
-                return await drive(started, message, self.execute, self.publish_nowait, self._compensation)
-            result = await started
-            if isinstance(result, BaseMessage):
-                return await self.execute(result)  # hand-off to the returned message
-            return result
-        finally:
-            handler_frame.reset(token)
-            if session_token is not None:
-                current_session.reset(session_token)
+    # -- scheduling ----------------------------------------------------------------------------
 
     async def _intake(self) -> None:
         queue = self._queue
@@ -578,10 +498,3 @@ class HubService(HubT):
 #: Seconds cancelled work gets to unwind when it has no compensation to run (a forced stop, or
 #: a second cancellation), and forced entrypoints to close.
 _UNWIND_TIME = 0.2
-
-
-class _Failure:
-    __slots__ = ("handler", "error")
-
-    def __init__(self, handler: Handler, error: Exception) -> None:
-        self.handler, self.error = handler, error

@@ -75,3 +75,14 @@ async def test_config_less_handlers_get_a_memory_protocol(monkeypatch):
     finally:
         monkeypatch.delenv("BOLLYDOG_HANDLERS")
         reload_settings()
+
+
+def test_an_anonymous_session_is_a_plain_session():
+    from bollydog.models.base import Session
+
+    first, second = Session.anonymous(), Session.anonymous()
+    assert first.uid != second.uid and first.username is None and first.data == {}
+    assert first == Session(uid=first.uid) and Session.model_validate(first.model_dump()) == first
+    first.data["cart"] = 1
+    assert second.data == {}  # its own dict
+    assert Session.model_validate_json(first.model_dump_json()).data == {"cart": 1}
