@@ -15,7 +15,7 @@ import getpass
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -84,6 +84,8 @@ class BaseMessage(BaseModel):
     - ``domain``: owning domain, default the top-level package of the defining module.
     - ``default_expire_time``, ``default_delivery_count``, ``default_priority``,
       ``default_qos``: per-class defaults of the delivery fields.
+    - ``mcp_annotations``: MCP tool hints of a Command (``readOnlyHint``, ``destructiveHint``,
+      ``idempotentHint``, ``openWorldHint``, ``title``), see ``docs/mcp.md``.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -93,6 +95,7 @@ class BaseMessage(BaseModel):
     default_expire_time: ClassVar[float | None] = None
     default_delivery_count: ClassVar[int] = 1
     default_qos: ClassVar[int] = 1
+    mcp_annotations: ClassVar[Mapping[str, Any] | None] = None
 
     # Framework fields are filled in model_post_init rather than by default factories: one
     # Python call instead of six, which matters on the dispatch hot path.

@@ -119,6 +119,8 @@ class HttpService(Entrypoint):
         self._server: _Server | None = None
         self._serve_task: asyncio.Task | None = None
         self._openapi: bytes | None = None
+        #: The MCP endpoint at ``mcp_path`` (None when not configured), see docs/mcp.md.
+        self.mcp: Any = None
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -169,6 +171,15 @@ class HttpService(Entrypoint):
         routes.append(Route("/_bollydog/messages/{iid}", self._outcome, methods=["GET"]))
         if self.settings.openapi:
             routes.append(Route("/openapi.json", self._openapi_endpoint, methods=["GET"]))
+        mcp_path = self.settings.mcp_path
+        if mcp_path:
+            from bollydog.entrypoint.mcp.http import mount  # needs the mcp extra
+
+            taken = {r.path for r in routes} | {"/openapi.json"}
+            if mcp_path in taken or not mcp_path.startswith("/") or mcp_path.startswith("/_bollydog/"):
+                raise ConfigError(f"http.mcp_path: {mcp_path} is taken or reserved; choose another path like /mcp")
+            self.mcp = mount(self)
+            routes.append(Route(mcp_path, endpoint=self.mcp))
         self._openapi = None
         return Starlette(
             routes=routes,
@@ -192,13 +203,18 @@ class HttpService(Entrypoint):
             access_log=s.access_log,
             lifespan="off",  # the hub's lifecycle is the lifespan
             limit_concurrency=s.limit_concurrency,
-            timeout_graceful_shutdown=s.shutdown_timeout
-            if s.shutdown_timeout is not None
-            else getattr(self.hub, "shutdown_grace", 10.0),
+            timeout_graceful_shutdown=self._shutdown_grace(),
         )
         if s.access_log:  # an earlier server with access_log off may have detached the logger
             logging.getLogger("uvicorn.access").propagate = True
-        sock = _listen(s.host, s.port, config.backlog)
+        if self.mcp is not None:
+            await self.mcp.start()
+        try:
+            sock = _listen(s.host, s.port, config.backlog)
+        except ConfigError:
+            if self.mcp is not None:
+                await self.mcp.stop(0)
+            raise
         self._port = sock.getsockname()[1]
         self._server = server = _Server(config)
         self._serve_task = asyncio.create_task(self._serve(server, sock), name="bollydog-http")
@@ -209,6 +225,10 @@ class HttpService(Entrypoint):
             await self._serve_task  # raises why uvicorn could not start
             raise ConfigError(f"http: uvicorn stopped during startup on {s.host}:{self._port}")
         log.info("HTTP entrypoint on %s (%d routes)", self.url, len(self.routes))
+
+    def _shutdown_grace(self) -> float:
+        s = self.settings
+        return s.shutdown_timeout if s.shutdown_timeout is not None else getattr(self.hub, "shutdown_grace", 10.0)
 
     async def _serve(self, server: _Server, sock: socket.socket) -> None:
         try:
@@ -222,6 +242,8 @@ class HttpService(Entrypoint):
         server, task = self._server, self._serve_task
         if server is None or task is None:
             return
+        if self.mcp is not None:  # first: it ends the MCP streams uvicorn would wait for
+            await self.mcp.stop(self._shutdown_grace())
         server.should_exit = True
         try:
             await task

@@ -75,8 +75,9 @@ class HttpSettings(BaseSettings):
     limit_concurrency: int | None = Field(None, ge=1, description="uvicorn: 503 beyond this.")
     shutdown_timeout: float | None = Field(None, ge=0, description="Default: the hub's grace.")
     retry_after: int = Field(1, ge=0, description="Retry-After seconds on 503.")
+    mcp_path: str | None = Field(None, description="Also serve MCP (streamable HTTP) here, e.g. /mcp.")
 
-    @field_validator("public_key", "private_key", "jwt_audience", "jwt_issuer", mode="before")
+    @field_validator("public_key", "private_key", "jwt_audience", "jwt_issuer", "mcp_path", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
