@@ -26,11 +26,12 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from bollydog.entrypoint.auth import AuthError
 from bollydog.entrypoint.http.responses import error_response
-from bollydog.entrypoint.mcp.server import InFlight, ToolServer
+from bollydog.entrypoint.mcp.server import RETRY_AFTER, UNAVAILABLE, InFlight, ToolServer
 from bollydog.errors import ConfigError
 from bollydog.models.base import Session
 from bollydog.names import MessageFilter
@@ -114,6 +115,9 @@ class StreamableHttp:
         if scope["type"] != "http":
             await self.manager.handle_request(scope, receive, send)
             return
+        if self._closing.is_set():  # the sessions are gone; the SDK would fail with a 500
+            await _stopping(scope, receive, send)
+            return
         try:
             session = self.authenticate(Headers(scope=scope))
         except AuthError as exc:
@@ -168,6 +172,17 @@ class StreamableHttp:
         if self._sessions is not None:
             await asyncio.gather(self._sessions, return_exceptions=True)
             self._sessions = None
+
+
+async def _stopping(scope: Scope, receive: Receive, send: Send) -> None:
+    body = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": UNAVAILABLE, "message": "the MCP service is stopping; retry later",
+                  "data": {"error": "HubNotRunningError", "retryAfter": RETRY_AFTER}},
+    }
+    response = JSONResponse(body, 503, headers={"retry-after": str(RETRY_AFTER)})
+    await response(scope, receive, send)
 
 
 def mount(service: "HttpService") -> StreamableHttp:

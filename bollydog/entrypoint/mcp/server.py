@@ -135,8 +135,8 @@ class ToolServer:
         if spec is None:
             raise MCPError(
                 code=types.INVALID_PARAMS,
-                message=f"unknown tool '{params.name}'{suggest(params.name, self.tools.by_name)}; "
-                "tools/list gives the tools of this server",
+                message=f"unknown tool '{params.name}' (tools/list gives the tools of this server)"
+                f"{suggest(params.name, self.tools.by_name)}",
             )
         if not self.accepting:
             raise unavailable(HubNotRunningError("the MCP service is stopping; retry later"))
