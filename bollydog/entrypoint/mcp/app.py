@@ -275,13 +275,9 @@ class McpService(Entrypoint):
         return session_from_claims(claims)
 
     async def _serve_stdio(self, tools: ToolServer) -> None:
-        from mcp.server.stdio import stdio_server
+        from bollydog.entrypoint.mcp.stdio import serve_stdio
 
-        server = tools.server
-        # stdio_server points fd 1 at stderr while it serves: a stray print() in a handler
-        # cannot corrupt the protocol on stdout.
-        async with stdio_server() as (read, write):
-            await server.run(read, write, server.create_initialization_options())
+        await serve_stdio(tools.server)
         if tools.accepting and self.hub is not None:  # the client left, we were not stopping
             log.info("MCP client closed stdin: stopping")
             self.client_closed.set()
