@@ -164,3 +164,16 @@ async def test_a_busy_port_is_a_config_error_naming_the_option() -> None:
         other.hub = hub
         with pytest.raises(ConfigError, match=f"mcp: cannot listen on 127.0.0.1:{service.port}.*BOLLYDOG_MCP_SERVICE_PORT"):
             await other.on_start()
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_stateless_http_serves_every_request_on_its_own(mode: str) -> None:
+    seen: list[str | None] = []
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append(message)
+
+    async with started(stateless=True) as (_, service):
+        async with http_client(service.url, mode) as client:
+            result = await client.call_tool("tooldemo_countdown", {"n": 1}, progress_callback=progress)
+    assert result.structured_content == {"result": "liftoff"} and len(seen) == 2

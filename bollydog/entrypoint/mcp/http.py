@@ -16,6 +16,7 @@ without waiting for them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -59,9 +60,14 @@ def request_session(ctx: ServerRequestContext[Any, Any]) -> Session:
     """
     scope = getattr(ctx.request, "scope", None)
     if not isinstance(scope, dict):
-        return Session.local_user()
+        return _local_user()
     session = scope.get(SESSION_SCOPE_KEY)
     return session if isinstance(session, Session) else Session.anonymous()
+
+
+@functools.cache
+def _local_user() -> Session:
+    return Session.local_user()  # getpass costs ~25 µs: once per process
 
 
 def transport_security(
