@@ -128,12 +128,13 @@ async def test_stop_answers_the_call_in_flight_then_ends_open_sessions_promptly(
             call = asyncio.create_task(client.call_tool("tooldemo_pause", {"seconds": 0.3}))
             while service.tools.calls.count < 1:
                 await asyncio.sleep(0.01)
+            endpoint = service._serving.http  # type: ignore[attr-defined]  (the ASGI app of /mcp)
             began = time.monotonic()
             await hub.stop()
             assert (await call).structured_content == {"result": 0.3}
             assert time.monotonic() - began < 2.5  # not the 5 s grace, not uvicorn's wait for streams
         # A request reaching the endpoint after its sessions ended: 503, a JSON-RPC error.
-        gate = httpx.ASGITransport(app=service._http)  # type: ignore[arg-type]
+        gate = httpx.ASGITransport(app=endpoint)
         async with httpx.AsyncClient(transport=gate, base_url="http://127.0.0.1") as late:
             answer = await late.post("/mcp", json=INITIALIZE, headers=ACCEPT)
         assert answer.status_code == 503 and answer.headers["retry-after"] == "1"

@@ -25,14 +25,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from bollydog.bootstrap import Entrypoint
-from bollydog.entrypoint.mcp.server import ToolServer
-from bollydog.entrypoint.mcp.tools import build_tools
+from bollydog.entrypoint.mcp.server import SessionSource, ToolServer
+from bollydog.entrypoint.mcp.tools import ToolTable, build_tools
 from bollydog.errors import BollydogError, ConfigError
 from bollydog.models.base import Session
 from bollydog.names import MessageFilter
@@ -149,10 +149,8 @@ class McpService(Entrypoint):
         self.client_closed = asyncio.Event()
         self._port = self.settings.port
         self._tools: ToolServer | None = None
-        self._http: StreamableHttp | None = None
-        self._site: Site | None = None
-        self._stdio: asyncio.Task[None] | None = None
-        self._hub_stop: asyncio.Task[None] | None = None
+        self._serving: _Serving = _NotServing()
+        self._hub_stop: asyncio.Task[None] | None = None  # the stop a leaving stdio client started
 
     # -- properties ------------------------------------------------------------------------------
 
@@ -166,7 +164,7 @@ class McpService(Entrypoint):
     @property
     def port(self) -> int:
         """The HTTP port: the configured one, or after start the one bound (port 0)."""
-        return self._site.port if self._site is not None else self._port
+        return self._port
 
     @property
     def url(self) -> str:
@@ -186,57 +184,55 @@ class McpService(Entrypoint):
         registry = hub.registry
         self.filter.check(registry.names(), "mcp", registry.unloaded_domains())
         table = build_tools(registry, self.filter, get_only_messages(registry, self._http_sections(hub)))
-        s = self.settings
-        if s.transport == "stdio":
+        if self.settings.transport == "stdio":
             local = Session.local_user()  # stdio: the user who launched this process
             self._tools = tools = self._tool_server(hub, table, lambda ctx: local)
-            self._stdio = asyncio.create_task(self._serve_stdio(tools), name="bollydog-mcp-stdio")
+            task = asyncio.create_task(self._serve_stdio(tools), name="bollydog-mcp-stdio")
+            self._serving = _StdioServing(tools, task)
             log.info("MCP service on stdio (%d tools)", len(table))
             return
+        from bollydog.entrypoint.mcp.http import request_session
+
+        self._tools = tools = self._tool_server(hub, table, request_session)
+        self._serving = await self._serve_http(tools)
+        log.info("MCP service on %s (%d tools)", self.url, len(table))
+
+    async def on_stop(self) -> None:
+        serving, self._serving = self._serving, _NotServing()
+        await serving.stop(self._grace())
+
+    async def wait_closed(self) -> None:
+        """Wait for the hub stop a stdio client's leaving started, if it did."""
+        if self._hub_stop is not None:
+            await self._hub_stop
+
+    async def _serve_http(self, tools: ToolServer) -> "_HttpServing":
         from starlette.applications import Starlette
         from starlette.routing import Route
 
-        from bollydog.entrypoint.mcp.http import StreamableHttp, request_session, transport_security
+        from bollydog.entrypoint.mcp.http import StreamableHttp, transport_security
         from bollydog.entrypoint.site import Site
 
-        self._tools = tools = self._tool_server(hub, table, request_session)
-        self._http = http = StreamableHttp(
+        s = self.settings
+        http = StreamableHttp(
             tools,
             self._authenticate,
             security=transport_security(s.host, s.allowed_hosts, s.allowed_origins),
             stateless=s.stateless,
             json_response=s.json_response,
         )
-        app = Starlette(routes=[Route(s.path, endpoint=http)])
-        self._site = Site(
-            app, s.host, s.port, section="mcp", env="BOLLYDOG_MCP_SERVICE_PORT",
-            log_level=s.log_level, shutdown_timeout=self._grace(),
+        site = Site(
+            Starlette(routes=[Route(s.path, endpoint=http)]), s.host, s.port,
+            section="mcp", env="BOLLYDOG_MCP_SERVICE_PORT", log_level=s.log_level, shutdown_timeout=self._grace(),
         )
         await http.start()
         try:
-            await self._site.start()
+            await site.start()
         except BaseException:
             await http.stop(0)
             raise
-        log.info("MCP service on %s (%d tools)", self.url, len(table))
-
-    async def on_stop(self) -> None:
-        grace = self._grace()
-        if self._http is not None:
-            await self._http.stop(grace)
-        if self._site is not None:
-            await self._site.stop()
-        task, self._stdio = self._stdio, None
-        if task is not None and self._tools is not None:
-            self._tools.accepting = False
-            await self._tools.calls.wait_idle(grace)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def wait_closed(self) -> None:
-        """Wait for the hub stop a stdio client's leaving started, if it did."""
-        if self._hub_stop is not None:
-            await self._hub_stop
+        self._port = site.port
+        return _HttpServing(http, site)
 
     def _grace(self) -> float:
         if self.settings.shutdown_grace is not None:
@@ -249,7 +245,7 @@ class McpService(Entrypoint):
         served = [e.settings for e in hub.entrypoints if isinstance(e, HttpService)]
         return [*served, *self.http_settings]
 
-    def _tool_server(self, hub: "HubService", table: Any, session_of: Any) -> ToolServer:
+    def _tool_server(self, hub: "HubService", table: ToolTable, session_of: SessionSource) -> ToolServer:
         import bollydog
 
         return ToolServer(
@@ -282,3 +278,38 @@ class McpService(Entrypoint):
             log.info("MCP client closed stdin: stopping")
             self.client_closed.set()
             self._hub_stop = asyncio.create_task(self.hub.stop(), name="bollydog-mcp-client-closed")
+
+
+# -- what serves, between start and stop ------------------------------------------------------------
+
+
+class _Serving(Protocol):
+    async def stop(self, grace: float) -> None:
+        """Refuse new calls, give the running ones ``grace`` seconds, stop serving."""
+
+
+class _NotServing:
+    """Before start and after stop: nothing to stop."""
+
+    async def stop(self, grace: float) -> None:
+        return None
+
+
+class _HttpServing:
+    def __init__(self, http: "StreamableHttp", site: "Site") -> None:
+        self.http, self.site = http, site
+
+    async def stop(self, grace: float) -> None:
+        await self.http.stop(grace)  # first: it ends the streams the HTTP server would wait for
+        await self.site.stop()
+
+
+class _StdioServing:
+    def __init__(self, tools: ToolServer, task: asyncio.Task[None]) -> None:
+        self.tools, self.task = tools, task
+
+    async def stop(self, grace: float) -> None:
+        self.tools.accepting = False
+        await self.tools.calls.wait_idle(grace)
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
