@@ -31,13 +31,21 @@ from bollydog.types import HubT
 COROUTINE, ASYNCGEN, SYNC = "coroutine", "asyncgen", "sync"
 
 
+#: Framework bases: a function taking one of them is a helper, not a handler of every message.
+_BASES = (BaseMessage, Command, Event)
+
+
+def _is_message_class(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseMessage) and obj not in _BASES
+
+
 def _message_types(annotation: Any) -> tuple[type[BaseMessage], ...]:
     """The message classes named by an annotation: a class, ``Union[A, B]`` or ``A | B``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseMessage):
+    if _is_message_class(annotation):
         return (annotation,)
     if typing.get_origin(annotation) in (Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if members and all(isinstance(a, type) and issubclass(a, BaseMessage) for a in members):
+        if members and all(_is_message_class(a) for a in members):
             return tuple(members)
     return ()
 

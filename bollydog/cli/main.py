@@ -142,6 +142,26 @@ def service(config: str | None, include: str, exclude: str) -> None:
 
 @cli.command()
 @_config_option
+@click.option(
+    "--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True,
+    help="stdio for an agent that launches this command; http: streamable HTTP at /mcp "
+    "(BOLLYDOG_MCP_SERVICE_HOST/_PORT, default 127.0.0.1:8002).",
+)
+@_include_option
+@_exclude_option
+def mcp(config: str | None, transport: str, include: str, exclude: str) -> None:
+    """Serve every Command as an MCP tool (see docs/mcp.md) until stopped."""
+
+    async def main() -> None:
+        from bollydog.entrypoint.mcp.cli import serve_mcp  # needs the mcp extra
+
+        await serve_mcp(config, transport=transport, include=_split(include), exclude=_split(exclude))
+
+    run(main)
+
+
+@cli.command()
+@_config_option
 @_include_option
 @_exclude_option
 def shell(config: str | None, include: str, exclude: str) -> None:

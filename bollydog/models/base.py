@@ -15,7 +15,7 @@ import getpass
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -91,6 +91,8 @@ class BaseMessage(BaseModel):
       (:class:`~bollydog.errors.NoConsumerError`) and never sends it. True queues it instead,
       until a consumer comes or ``expire_time`` runs out; queued, it may still run later
       (at-least-once), even after its caller stopped waiting.
+    - ``mcp_annotations``: MCP tool hints of a Command (``readOnlyHint``, ``destructiveHint``,
+      ``idempotentHint``, ``openWorldHint``, ``title``), see ``docs/mcp.md``.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -101,6 +103,7 @@ class BaseMessage(BaseModel):
     default_delivery_count: ClassVar[int] = 1
     default_qos: ClassVar[int] = 1
     wait_for_consumer: ClassVar[bool] = False
+    mcp_annotations: ClassVar[Mapping[str, Any] | None] = None
 
     # Framework fields are filled in model_post_init rather than by default factories: one
     # Python call instead of six, which matters on the dispatch hot path.

@@ -15,18 +15,21 @@ class TaskCount(Command):
     """How many messages the hub is handling right now, and how many wait in its queue."""
 
     domain = "bollydog"
+    mcp_annotations = {"readOnlyHint": True}
 
 
 class TaskList(Command):
     """The messages being handled right now."""
 
     domain = "bollydog"
+    mcp_annotations = {"readOnlyHint": True}
 
 
 class Messages(Command):
     """Every message this hub knows: domain, name, kind, fields and handlers."""
 
     domain = "bollydog"
+    mcp_annotations = {"readOnlyHint": True}
 
 
 def _others(command: Command, hub: HubT) -> list[Any]:

@@ -179,6 +179,8 @@ class HttpService(Entrypoint):
         self._serve_task: asyncio.Task | None = None
         self._inflight: _InFlight | None = None
         self._openapi: bytes | None = None
+        #: The MCP endpoint at ``mcp_path`` (None when not configured), see docs/mcp.md.
+        self.mcp: Any = None
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -229,6 +231,15 @@ class HttpService(Entrypoint):
         routes.append(Route("/_bollydog/messages/{iid}", self._outcome, methods=["GET"]))
         if self.settings.openapi:
             routes.append(Route("/openapi.json", self._openapi_endpoint, methods=["GET"]))
+        mcp_path = self.settings.mcp_path
+        if mcp_path:
+            from bollydog.entrypoint.mcp.http import mount  # needs the mcp extra
+
+            taken = {r.path for r in routes} | {"/openapi.json"}
+            if mcp_path in taken or not mcp_path.startswith("/") or mcp_path.startswith("/_bollydog/"):
+                raise ConfigError(f"http.mcp_path: {mcp_path} is taken or reserved; choose another path like /mcp")
+            self.mcp = mount(self)
+            routes.append(Route(mcp_path, endpoint=self.mcp))
         self._openapi = None
         return Starlette(
             routes=routes,
@@ -259,7 +270,14 @@ class HttpService(Entrypoint):
         )
         if s.access_log:  # an earlier server with access_log off may have detached the logger
             logging.getLogger("uvicorn.access").propagate = True
-        sock = _listen(s.host, s.port, config.backlog)
+        if self.mcp is not None:
+            await self.mcp.start()
+        try:
+            sock = _listen(s.host, s.port, config.backlog)
+        except ConfigError:
+            if self.mcp is not None:
+                await self.mcp.stop(0)
+            raise
         self._port = sock.getsockname()[1]
         self._server = server = _Server(config)
         self._serve_task = asyncio.create_task(self._serve(server, sock), name="bollydog-http")
@@ -270,6 +288,10 @@ class HttpService(Entrypoint):
             await self._serve_task  # raises why uvicorn could not start
             raise ConfigError(f"http: uvicorn stopped during startup on {s.host}:{self._port}")
         log.info("HTTP entrypoint on %s (%d routes)", self.url, len(self.routes))
+
+    def _shutdown_grace(self) -> float:
+        s = self.settings
+        return s.shutdown_timeout if s.shutdown_timeout is not None else getattr(self.hub, "shutdown_grace", 10.0)
 
     async def _serve(self, server: _Server, sock: socket.socket) -> None:
         try:
@@ -298,6 +320,8 @@ class HttpService(Entrypoint):
             return
         if self._inflight is not None:
             self._inflight.stopping = True
+        if self.mcp is not None:  # first: it ends the MCP streams uvicorn would wait for
+            await self.mcp.stop(self._shutdown_grace())
         server.should_exit = True
         try:
             await task

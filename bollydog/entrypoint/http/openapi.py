@@ -9,12 +9,11 @@ pydantic can describe it.
 
 from __future__ import annotations
 
-import typing
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
 
+from bollydog.entrypoint.schemas import result_schema, without_fields
 from bollydog.handlers import ASYNCGEN
 from bollydog.models.base import CLIENT_SETTABLE_FIELDS, RESERVED_FIELDS
 
@@ -102,17 +101,8 @@ def _is_scalar(schema: dict[str, Any]) -> bool:
 
 def _return_schema(spec: "RouteSpec", schemas: dict[str, Any]) -> dict[str, Any]:
     """The handler's return annotation as a schema; ``{}`` (anything) when unknown."""
-    handler = spec.handler
-    if handler is None:  # handled in another process: its return type is not known here
-        return {}
-    if handler.kind == ASYNCGEN:
-        return {}
-    try:
-        annotation = typing.get_type_hints(handler.func).get("return")
-        if annotation is None or annotation is typing.Any:
-            return {}
-        schema = TypeAdapter(annotation).json_schema(ref_template=REF)
-    except Exception:  # noqa: BLE001 - any annotation pydantic cannot describe
+    schema = result_schema(spec.handler, ref_template=REF)
+    if schema is None:
         return {}
     defs = schema.pop("$defs", {})
     if any(name in schemas and schemas[name] != value for name, value in defs.items()):
@@ -122,13 +112,7 @@ def _return_schema(spec: "RouteSpec", schemas: dict[str, Any]) -> dict[str, Any]
 
 
 def _request_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    properties = {k: v for k, v in schema.get("properties", {}).items() if k not in _HIDDEN}
-    out = {k: v for k, v in schema.items() if k not in ("properties", "required")}
-    out["properties"] = properties
-    required = [k for k in schema.get("required", []) if k in properties]
-    if required:
-        out["required"] = required
-    return out
+    return without_fields(schema, _HIDDEN)
 
 
 def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:

@@ -77,8 +77,9 @@ class HttpSettings(BaseSettings):
         None, ge=0, description="uvicorn's own bound on stop; default: the hub's grace + compensation + 1 s."
     )
     retry_after: int = Field(1, ge=0, description="Retry-After seconds on 503.")
+    mcp_path: str | None = Field(None, description="Also serve MCP (streamable HTTP) here, e.g. /mcp.")
 
-    @field_validator("public_key", "private_key", "jwt_audience", "jwt_issuer", mode="before")
+    @field_validator("public_key", "private_key", "jwt_audience", "jwt_issuer", "mcp_path", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
