@@ -147,9 +147,19 @@ class InvalidMessageError(MessageError, ValueError):
     status_code = 422
     fields = ("errors",)
 
+    #: Problems reported at most; a body of ten thousand unknown fields must not answer with a
+    #: ten-times-larger error (the count of the others is given).
+    max_errors = 50
+
     def __init__(self, message_name: str, errors: list[dict[str, Any]]) -> None:
-        details = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        super().__init__(f"invalid {message_name}: {details}")
+        if len(errors) > self.max_errors:
+            left = len(errors) - self.max_errors
+            errors = [*errors[: self.max_errors], {
+                "field": "__more__", "message": f"{left} more problem(s) not listed", "type": "truncated",
+            }]
+        details = "; ".join(f"{str(e['field'])[:100]}: {e['message']}" for e in errors[:10])
+        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+        super().__init__(f"invalid {message_name}: {details}{more}")
         self.message_name = message_name
         self.errors = errors
 

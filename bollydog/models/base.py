@@ -52,6 +52,12 @@ _FORBIDDEN_FIELD_NAMES = RESERVED_FIELDS | {"name", "domain", "state", "wait_for
 _CLASS_DEFAULTS = frozenset({"expire_time", "delivery_count", "qos"})
 #: Reserved fields untrusted input may set (delivery preferences, not identity or trace).
 CLIENT_SETTABLE_FIELDS: frozenset[str] = frozenset({"expire_time", "priority", "qos"})
+#: What untrusted input may ask of those: a deadline of at least a millisecond and at most the
+#: class's own default (a client cannot extend the server's timeout), a priority in this range.
+CLIENT_MIN_EXPIRE_TIME = 0.001
+CLIENT_PRIORITY_RANGE = (-100, 100)
+#: Integers from untrusted input must fit 64 bits: databases store nothing larger.
+_INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
 def _new_iid() -> str:
@@ -267,9 +273,18 @@ class BaseMessage(BaseModel):
         if strings:
             data = {key: _decode_text(cls, key, value) for key, value in data.items()}
         try:
-            return cls(**data)
+            message = cls(**data)
         except ValidationError as exc:
             raise InvalidMessageError(cls.name, validation_errors(exc)) from None
+        except RecursionError:  # a value nested deeper than the interpreter follows
+            raise InvalidMessageError(
+                cls.name, [{"field": "__root__", "message": "input nested too deeply", "type": "too_deep"}]
+            ) from None
+        errors = _client_setting_errors(cls, message, data)
+        errors.extend(_int_range_errors(message.__dict__, (), cls.user_fields()))
+        if errors:
+            raise InvalidMessageError(cls.name, errors)
+        return message
 
     @classmethod
     def user_fields(cls) -> dict[str, Any]:
@@ -389,6 +404,47 @@ class BaseMessage(BaseModel):
     def __repr_args__(self):
         yield from ((k, v) for k, v in super().__repr_args__() if k not in RESERVED_FIELDS)
         yield "iid", self.iid
+
+
+def _client_setting_errors(cls: type["BaseMessage"], message: "BaseMessage", data: dict[str, Any]) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    if "expire_time" in data and message.expire_time is not None:
+        ceiling = cls._delivery_defaults()[0]
+        if not CLIENT_MIN_EXPIRE_TIME <= message.expire_time <= ceiling:
+            errors.append({
+                "field": "expire_time", "type": "out_of_range",
+                "message": f"must be between {CLIENT_MIN_EXPIRE_TIME} and {ceiling} seconds (the message's default)",
+            })
+    low, high = CLIENT_PRIORITY_RANGE
+    if "priority" in data and not low <= message.priority <= high:
+        errors.append({"field": "priority", "type": "out_of_range", "message": f"must be between {low} and {high}"})
+    return errors
+
+
+def _int_range_errors(value: Any, path: tuple[Any, ...], only: Any = None) -> list[dict[str, Any]]:
+    """Integers of ``value`` (a message's fields, nested models and containers) beyond 64 bits."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        low, high = _INT64
+        if low <= value <= high:
+            return []
+        field = ".".join(map(str, path)) or "__root__"
+        return [{"field": field, "message": "integer out of range (64-bit)", "type": "int_out_of_range"}]
+    items: Any
+    if isinstance(value, BaseModel):
+        items = value.__dict__.items()
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = enumerate(value)
+    else:
+        return []
+    errors: list[dict[str, Any]] = []
+    for key, item in items:
+        if only is None or key in only:
+            errors.extend(_int_range_errors(item, (*path, key)))
+    return errors
 
 
 def _decode_text(cls: type[BaseModel], key: str, value: Any) -> Any:

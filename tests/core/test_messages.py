@@ -172,3 +172,37 @@ def test_domain_objects_collect_raised_events():
     order.raise_event(Placed(order=order.iid))
     assert [e.order for e in order.collect_events()] == [order.iid]
     assert order.collect_events() == []
+
+
+class _Bounded(Command):
+    n: int = 0
+    items: list[int] = []
+
+
+def test_untrusted_input_cannot_ask_for_absurd_delivery_settings_or_huge_integers():
+    from bollydog.errors import InvalidMessageError
+
+    def problems(data):
+        with pytest.raises(InvalidMessageError) as refused:
+            _Bounded.from_input(data)
+        return [(e["field"], e["type"]) for e in refused.value.errors]
+
+    assert problems({"expire_time": 5e-324}) == [("expire_time", "out_of_range")]
+    assert problems({"expire_time": 1e9}) == [("expire_time", "out_of_range")]  # beyond the class default
+    assert problems({"priority": 10**6}) == [("priority", "out_of_range")]
+    assert problems({"n": 2**70}) == [("n", "int_out_of_range")]
+    assert problems({"items": [1, -(2**64)]}) == [("items.1", "int_out_of_range")]
+    assert problems({"n": "99999999999999999999999"}) == [("n", "int_out_of_range")]  # text, as in a query
+    accepted = _Bounded.from_input({"n": 2**63 - 1, "expire_time": 2, "priority": -100})
+    assert (accepted.n, accepted.expire_time, accepted.priority) == (2**63 - 1, 2.0, -100)
+
+
+def test_a_flood_of_bad_fields_gets_a_short_answer():
+    from bollydog.errors import InvalidMessageError
+
+    with pytest.raises(InvalidMessageError) as refused:
+        _Bounded.from_input({f"unknown{i}": i for i in range(10_000)})
+    errors = refused.value.errors
+    assert len(errors) == InvalidMessageError.max_errors + 1
+    assert errors[-1] == {"field": "__more__", "message": "9950 more problem(s) not listed", "type": "truncated"}
+    assert len(str(refused.value)) < 1000
