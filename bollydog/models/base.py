@@ -454,7 +454,7 @@ def _decode_text(cls: type[BaseModel], key: str, value: Any) -> Any:
         return value
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested beyond what json follows
         return value
 
 

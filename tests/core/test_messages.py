@@ -206,3 +206,12 @@ def test_a_flood_of_bad_fields_gets_a_short_answer():
     assert len(errors) == InvalidMessageError.max_errors + 1
     assert errors[-1] == {"field": "__more__", "message": "9950 more problem(s) not listed", "type": "truncated"}
     assert len(str(refused.value)) < 1000
+
+
+def test_text_nested_beyond_what_json_follows_is_a_field_error():
+    from bollydog.errors import InvalidMessageError
+
+    deep = "[" * 3000 + "]" * 3000
+    with pytest.raises(InvalidMessageError) as refused:
+        _Bounded.from_input({"items": deep}, strings=True)
+    assert [e["field"] for e in refused.value.errors] == ["items"]
