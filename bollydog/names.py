@@ -26,9 +26,18 @@ def is_pattern(text: str) -> bool:
 
 
 def suggest(name: str, known: Iterable[str], limit: int = 3) -> str:
-    """``"; did you mean a, b?"`` when some known names are close to ``name``, else ``""``."""
-    close = difflib.get_close_matches(name.lower(), list(known), n=limit, cutoff=0.6)
-    return f"; did you mean {', '.join(close)}?" if close else ""
+    """``"; did you mean a, b?"`` when some known names are close to ``name``, else ``""``.
+
+    The same message under another domain comes first: ``pantry.store`` (a package name
+    where the config key belongs) suggests ``kitchen.store``.
+    """
+    known = list(known)
+    lowered = name.lower()
+    short = lowered.rpartition(".")[2]
+    same = [k for k in known if k.rpartition(".")[2] == short and k != lowered]
+    close = [k for k in difflib.get_close_matches(lowered, known, n=limit, cutoff=0.6) if k not in same]
+    picked = (same + close)[:limit]
+    return f"; did you mean {', '.join(picked)}?" if picked else ""
 
 
 def known_list(known: Iterable[str], limit: int = 30) -> str:

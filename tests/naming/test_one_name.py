@@ -175,3 +175,13 @@ async def test_split_over_redis_speaks_the_canonical_name(redis_url, prefix, raw
     # The domain's consumer group is named after the config key, not the package.
     groups = {g["name"] for g in await raw.xinfo_groups(f"{prefix}:stream:library:normal")}
     assert groups == {"library"}
+
+
+def test_a_package_name_where_the_config_key_belongs_suggests_the_right_name():
+    from bollydog.names import suggest
+
+    assert suggest("pantry.store", ["kitchen.store", "kitchen.stored", "bollydog.taskcount"]) == (
+        "; did you mean kitchen.store?"
+    )
+    assert suggest("kitchen.stor", ["kitchen.store"]) == "; did you mean kitchen.store?"
+    assert suggest("zzz", ["kitchen.store"]) == ""
