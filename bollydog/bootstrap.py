@@ -26,9 +26,9 @@ from typing import Any
 
 from mode import Service
 
-from bollydog.builder import ServiceBuilder
+from bollydog.builder import ServiceBuilder, construct, resolve_ref
 from bollydog.config import ModuleRef, load_config
-from bollydog.errors import BollydogError, ConfigError
+from bollydog.errors import ConfigError
 from bollydog.handlers import discover, messages_in
 from bollydog.hub.transport import InProcessTransport, Transport
 from bollydog.models.service import AppService
@@ -215,21 +215,8 @@ def _telemetry_from_environment() -> Any:
 def _construct(key: str, section: Mapping[str, Any], target: type) -> Any:
     if issubclass(target, AppService):
         return ServiceBuilder.from_section(key, section, target).build()
-    options = dict(section)
-    options.pop("app", None)
-    try:
-        return target(**options)
-    except BollydogError:
-        raise
-    except TypeError as exc:
-        raise ConfigError(f"{key}: cannot create {target.__name__}: {exc}") from exc
+    return construct(target, {k: v for k, v in section.items() if k != "app"}, where=key)
 
 
 def _resolve(value: Any, key: str) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, ModuleRef):
-        return value.resolve()
-    if isinstance(value, str):
-        return ModuleRef(value, key=key).resolve()
-    raise ConfigError(f"{key}: expected '!module dotted.path', got {value!r}")
+    return resolve_ref(value, key)

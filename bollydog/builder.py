@@ -24,7 +24,7 @@ from bollydog.errors import BollydogError, ConfigError
 from bollydog.models.protocol import Protocol, UnitOfWork
 from bollydog.models.service import AppService
 
-__all__ = ["ServiceBuilder"]
+__all__ = ["ServiceBuilder", "construct", "resolve_ref"]
 
 #: Config keys of a domain section that the builder reads itself; any other key is an option
 #: of the AppService's constructor.
@@ -76,13 +76,13 @@ class ServiceBuilder:
     def build(self) -> AppService:
         unit_of_work = self._unit_of_work
         if isinstance(unit_of_work, tuple):
-            unit_of_work = _construct(*unit_of_work, where=f"{self._where}.unit_of_work")
+            unit_of_work = construct(*unit_of_work, where=f"{self._where}.unit_of_work")
         protocol = self._protocol
         if isinstance(protocol, tuple):
             cls, options = protocol
             if unit_of_work is not None:
                 options = {"unit_of_work": unit_of_work, **options}
-            protocol = _construct(cls, options, where=f"{self._where}.protocol")
+            protocol = construct(cls, options, where=f"{self._where}.protocol")
         try:
             return self.app_class(
                 domain=self.domain, handlers=self._handlers, protocol=protocol, unit_of_work=unit_of_work,
@@ -135,13 +135,27 @@ def _section_part(spec: Any, where: str, base: type) -> tuple[type, dict[str, An
     ref = options.pop("module", None)
     if ref is None:
         raise ConfigError(f"{where}: missing 'module' (e.g. module: !module pkg.adapters.MyProtocol)")
-    target = ref.resolve() if isinstance(ref, ModuleRef) else ModuleRef(str(ref), key=f"{where}.module").resolve()
+    target = resolve_ref(ref, f"{where}.module")
     if not (isinstance(target, type) and issubclass(target, base)):
         raise ConfigError(f"{where}.module: {target!r} is not a {base.__name__} class")
     return target, options
 
 
-def _construct(cls: type, options: dict[str, Any], *, where: str) -> Any:
+def resolve_ref(value: Any, where: str) -> Any:
+    """What a config value names: a ``!module`` reference or a dotted-path string, imported."""
+    from bollydog.config import ModuleRef
+
+    if value is None:
+        return None
+    if isinstance(value, ModuleRef):
+        return value.resolve()
+    if isinstance(value, str):
+        return ModuleRef(value, key=where).resolve()
+    raise ConfigError(f"{where}: expected '!module dotted.path', got {value!r}")
+
+
+def construct(cls: type, options: Mapping[str, Any], *, where: str) -> Any:
+    """``cls(**options)``; a wrong option is a :class:`ConfigError` naming ``where``."""
     try:
         return cls(**options)
     except BollydogError:
