@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+_Pending = tuple[str, tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+
 from redis.exceptions import ResponseError
 
 
@@ -33,14 +35,14 @@ class PipelineCoalescer:
 
     def __init__(self, client: Any) -> None:
         self.client = client  # a redis.asyncio.Redis (pooled)
-        self._pending: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future]] = []
+        self._pending: list[_Pending] = []
         self._scheduled = False
-        self._flushing: set[asyncio.Task] = set()
+        self._flushing: set[asyncio.Task[None]] = set()
 
-    def submit(self, command: str, *args: Any, **kwargs: Any) -> asyncio.Future:
+    def submit(self, command: str, *args: Any, **kwargs: Any) -> "asyncio.Future[Any]":
         """Queue ``client.<command>(*args, **kwargs)`` for the next flush; a future of its reply."""
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((command, args, kwargs, future))
         if not self._scheduled:  # the task's first step is a loop.call_soon: no timer, no sleep
             self._scheduled = True
@@ -68,7 +70,7 @@ class PipelineCoalescer:
         if batch:
             await self._execute(batch)
 
-    async def _execute(self, batch: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future]]) -> None:
+    async def _execute(self, batch: list[_Pending]) -> None:
         try:
             if len(batch) == 1:  # nothing to share: a plain command costs less than a pipeline
                 command, args, kwargs, _ = batch[0]

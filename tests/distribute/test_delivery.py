@@ -282,7 +282,7 @@ async def test_entry_that_is_not_utf8_is_dead_lettered_and_the_consumer_continue
                 (letter,) = await consumer.transport.dead_letters()
                 assert "'payload' is not JSON" in letter["dl_reason"]
                 assert (await raw.xpending(stream, "calc"))["pending"] == 0
-            assert not any(task.done() for task in consumer.transport._tasks)
+            assert consumer.transport.consumers and all(c.reading for c in consumer.transport.consumers)
     finally:
         await binary.aclose()
 
