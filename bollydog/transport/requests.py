@@ -85,7 +85,7 @@ class Requester(abc.ABC):
 
     def close(self, error: TransportError) -> None:
         """Take no more requests; those waiting get ``error`` (the transport stopped)."""
-        self._closed = error
+        self._closed = TransportError(f"{self.name} is not running: it stopped with its hub")
         self.fail_waiting(error)
 
     def check_open(self) -> None:

@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 
 from bollydog.context import current_session, remote_parent
-from bollydog.errors import ConfigError, HandlerTimeoutError, NoConsumerError, RemoteHandlerError, describe
+from bollydog.errors import (
+    ConfigError,
+    HandlerTimeoutError,
+    NoConsumerError,
+    RemoteHandlerError,
+    TransportError,
+    describe,
+)
 from bollydog.hub.hooks import DeadLetter
 from bollydog.models.base import Session
 from bollydog.transport import wire
@@ -394,6 +401,15 @@ class TransportContract:
                 await orch.__aexit__(None, None, None)
             assert time.monotonic() - started < 2
             assert await asyncio.wait_for(call, 1) == 3
+
+    async def test_a_process_starts_again_after_a_stop(self, deployment: Deployment) -> None:
+        worker, front = deployment.build(["calc"]), deployment.build([])
+        for attempt in range(2):
+            async with worker, front:
+                assert await front.execute(calc.Add(a=attempt, b=1)) == attempt + 1
+                assert len(worker.transport.consumers) == 1  # one per hosted domain, not one per start
+        with pytest.raises(TransportError, match="not running"):  # stopped: nothing is sent
+            await front.transport.request(calc.Add(a=1, b=1))
 
     async def test_an_unknown_option_is_a_config_error_naming_it(self, deployment: Deployment) -> None:
         with pytest.raises(ConfigError, match="max_delivery"):

@@ -39,21 +39,27 @@ class Deployment(abc.ABC):
     def section(self, **options: Any) -> dict[str, Any]:
         """The ``distribute`` config section with ``options``."""
 
-    @asynccontextmanager
-    async def process(
+    def build(
         self, hosts: Iterable[str], all_domains: Iterable[str] = ("calc",),
         hub_options: Mapping[str, Any] | None = None, **options: Any,
-    ) -> AsyncIterator[HubService]:
-        """A started hub running ``hosts`` out of ``all_domains`` (the others are remote)."""
+    ) -> HubService:
+        """A hub (not started) running ``hosts`` out of ``all_domains`` (the others are remote)."""
         from bollydog.bootstrap import build
 
         hosts = list(hosts)
         domains = list(dict.fromkeys([*all_domains, *hosts]))
         config: dict[str, Any] = {d: {"handlers": DOMAINS[d]} for d in domains}
         config["distribute"] = self.section(**options)
-        hub = build(config, exclude=[d for d in domains if d not in hosts], entrypoints=False,
-                    hub_options=hub_options).hub
-        async with hub:
+        return build(config, exclude=[d for d in domains if d not in hosts], entrypoints=False,
+                     hub_options=hub_options).hub
+
+    @asynccontextmanager
+    async def process(
+        self, hosts: Iterable[str], all_domains: Iterable[str] = ("calc",),
+        hub_options: Mapping[str, Any] | None = None, **options: Any,
+    ) -> AsyncIterator[HubService]:
+        """:meth:`build`, started."""
+        async with self.build(hosts, all_domains, hub_options, **options) as hub:
             yield hub
 
     @property

@@ -248,6 +248,9 @@ class MemoryTransport(Transport):
     async def on_shutdown(self) -> None:
         self.broker.unlisten(self.producer.reply_to)
         self.producer.close(TransportError("the in-memory transport stopped before the reply arrived"))
+        for consumer in self._consumers:  # made at each start (a restart makes new ones)
+            await self.remove_dependency(consumer)
+        self._consumers.clear()
 
     async def request(self, message: BaseMessage) -> Any:
         domains = self.domains_for(type(message))

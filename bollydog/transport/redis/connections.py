@@ -137,9 +137,8 @@ class Connections:
             pass
 
     async def close(self) -> None:
-        """Close every connection."""
-        readers, self._readers = list(self._readers.values()), {}
-        for reader in readers:
+        """Close every connection (a client used again reconnects: a restarted service)."""
+        for reader in self._readers.values():
             await reader.close()
         try:
             await self.client.aclose()

@@ -155,6 +155,14 @@ class RedisTransport(Transport):
             pass
         self.producer.close(TransportError("the Redis transport stopped before the reply arrived"))
         await self.connections.close()
+        await self._forget_consumers()
+
+    async def _forget_consumers(self) -> None:
+        # Made for the hub's domains at each start: a restart (mode resets and starts again
+        # every dependency) makes new ones.
+        for consumer in self._consumers:
+            await self.remove_dependency(consumer)
+        self._consumers.clear()
 
     async def _announce(self, domains: list[str]) -> None:
         try:
