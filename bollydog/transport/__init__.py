@@ -8,7 +8,8 @@
 - What every stream transport shares beyond the wire: :mod:`~bollydog.transport.options` (the
   consumer options), :mod:`~bollydog.transport.delivery` (handling one entry),
   :mod:`~bollydog.transport.requests` (request/reply), :mod:`~bollydog.transport.inflight`
-  (the deliveries running), :mod:`~bollydog.transport.partials` (partial results).
+  (the deliveries running), :mod:`~bollydog.transport.partials` (partial results), and
+  :mod:`~bollydog.transport.streams` (the lifecycle and routing of a stream transport).
 
 The port itself, :class:`bollydog.hub.transport.Transport`, and the default in-process
 transport live in :mod:`bollydog.hub.transport`. Importing this package imports no driver.

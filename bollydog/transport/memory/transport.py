@@ -15,7 +15,6 @@ and its upkeep are tasks of the service), replies taken from start to the very e
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -25,7 +24,6 @@ from mode import Service
 
 from bollydog.context import current_session
 from bollydog.errors import TransportError
-from bollydog.hub.transport import Transport
 from bollydog.models.base import BaseMessage
 from bollydog.transport import wire
 from bollydog.transport.delivery import Acceptance, Deliverer, Entry
@@ -34,6 +32,7 @@ from bollydog.transport.memory.broker import MemoryBroker
 from bollydog.transport.options import HIGH, NORMAL, StreamOptions, parse
 from bollydog.transport.partials import Write
 from bollydog.transport.requests import Requester
+from bollydog.transport.streams import StreamTransport
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.hub.transport import TransportHost
@@ -65,7 +64,6 @@ class _Producer(Requester):
         self.broker.add(self.broker.stream_key(domain, self.options.band(message.priority)), fields)
 
     def publish(self, event: BaseMessage, name: str, domains: tuple[str, ...]) -> None:
-        self.check_open()
         fields = wire.encode(event, name, session=current_session.get())
         for domain in domains:
             self.broker.add(self.broker.stream_key(domain, self.options.band(event.priority)), fields)
@@ -183,7 +181,7 @@ class MemoryConsumer(Service):
         self.broker.wake(self.streams)  # the read loop returns instead of being cancelled
 
 
-class MemoryTransport(Transport):
+class MemoryTransport(StreamTransport[_Producer, _Delivery]):
     """A transport whose "Redis server" is ``broker`` (a fresh one when omitted: one process).
 
     Give every hub of a test deployment the same :class:`MemoryBroker`::
@@ -197,71 +195,44 @@ class MemoryTransport(Transport):
 
     def __init__(self, broker: MemoryBroker | None = None, **options: Any) -> None:
         settings = parse(MemoryOptions, options, "MemoryTransport")
-        super().__init__()
         self.broker = broker if broker is not None else MemoryBroker()
-        self.settings = settings
+        super().__init__(settings, _Producer(self.broker, settings))
+        self.settings: MemoryOptions = settings
         self.options = {"consumer": settings.consumer}
-        self.producer = _Producer(self.broker, settings)
-        self.inflight = Inflight(settings.concurrency)
-        self.accepts = Acceptance(settings.message_filter())
-        self.hosted: list[str] = []  # the domains consumed here: the hub's, from start on
-        self._consumers: list[MemoryConsumer] = []
-
-    @property
-    def consumer(self) -> str:
-        """This process's name in the consumer groups."""
-        return self.settings.consumer
 
     @property
     def reply_key(self) -> str:
         return self.producer.reply_to
 
-    @property
-    def consumers(self) -> tuple[MemoryConsumer, ...]:
-        return tuple(self._consumers)
-
     def stream(self, domain: str, band: str) -> str:
         return self.broker.stream_key(domain, band)
 
-    async def on_start(self) -> None:
-        hub = self.hub
-        if self.settings.filters:
-            self.settings.message_filter().check(hub.registry.names(), "distribute", hub.registry.unloaded_domains())
-        self.hosted = [d for d in hub.apps if d != "bollydog"]
-        self.broker.listen(self.producer.reply_to, self.producer.receive)
-        self.producer.open()
-        for domain in self.hosted:
-            self.broker.announce(domain, self.consumer, self.settings.consumer_ttl)
-        delivery = _Delivery(hub, self.broker, self.settings, self.accepts)
-        for domain in self.hosted:
-            consumer = MemoryConsumer(hub, domain, self.broker, self.settings, self.inflight, delivery)
-            self._consumers.append(consumer)
-            self.add_dependency(consumer)
+    # -- the storage steps of the lifecycle (see bollydog.transport.streams) -------------------
 
-    async def on_stop(self) -> None:
-        for domain in self.hosted:
-            self.broker.withdraw(domain, self.consumer)
-        await asyncio.gather(*(consumer.stop() for consumer in self._consumers))
-        grace = self.settings.grace
-        await self.inflight.drain(self.hub.shutdown_grace if grace is None else grace)
+    def delivery(self) -> _Delivery:
+        return _Delivery(self.hub, self.broker, self.settings, self.accepts)
+
+    def consumer_of(self, domain: str, delivery: _Delivery) -> MemoryConsumer:
+        return MemoryConsumer(self.hub, domain, self.broker, self.settings, self.inflight, delivery)
+
+    async def on_start(self) -> None:
+        self.broker.listen(self.producer.reply_to, self.producer.receive)
+        await super().on_start()
 
     async def on_shutdown(self) -> None:
+        await super().on_shutdown()
         self.broker.unlisten(self.producer.reply_to)
-        self.producer.close(TransportError("the in-memory transport stopped before the reply arrived"))
-        for consumer in self._consumers:  # made at each start (a restart makes new ones)
-            await self.remove_dependency(consumer)
-        self._consumers.clear()
 
-    async def request(self, message: BaseMessage) -> Any:
-        domains = self.domains_for(type(message))
-        if not domains:
-            return await super().request(message)
-        return await self.producer.request(message, self.hub.registry.name_of(type(message)), domains[0])
+    async def announce(self, domains: list[str]) -> None:
+        for domain in domains:
+            self.broker.announce(domain, self.consumer, self.settings.consumer_ttl)
 
-    async def publish(self, event: BaseMessage) -> None:
-        domains = self.domains_for(type(event))
-        if domains:
-            self.producer.publish(event, self.hub.registry.name_of(type(event)), domains)
+    async def withdraw(self, domains: list[str]) -> None:
+        for domain in domains:
+            self.broker.withdraw(domain, self.consumer)
+
+    async def send_event(self, event: BaseMessage, name: str, domains: tuple[str, ...]) -> None:
+        self.producer.publish(event, name, domains)
 
     # -- dead letters (the DeadLetterStore port, as bollydog deadletters uses it) --------------
 
@@ -270,6 +241,3 @@ class MemoryTransport(Transport):
 
     async def replay(self, ids: Iterable[str] | None = None) -> list[str]:
         return self.broker.replay(ids)
-
-    async def close(self) -> None:
-        """Nothing to close: the broker is memory."""

@@ -75,7 +75,6 @@ class RedisProducer(Requester):
     async def publish(self, event: BaseMessage, name: str, domains: tuple[str, ...]) -> None:
         """XADD ``event`` (canonical name ``name``) to each of ``domains``' streams, in one round
         trip; :class:`TransportError` when Redis cannot be reached."""
-        self.check_open()
         fields = wire.encode(event, name, session=current_session.get())
         band = self.options.band(event.priority)
         try:

@@ -17,13 +17,15 @@ The parts, each a module of this package: ``options`` (the options, the key layo
 ``consumer`` (a domain's read loop, what a delivery writes), ``reclaimer`` (heartbeat, keeping
 entries alive, taking over a dead consumer's), ``deadletters`` (the dead-letter stream).
 
-Lifecycle (a ``mode`` service the hub starts after its apps, see
-:mod:`bollydog.hub.transport`): the reply reader runs from start to the very end; starting
-announces this process as a consumer of its domains and starts a :class:`DomainConsumer` (with
-its :class:`Reclaimer`) per domain. Stopping withdraws the heartbeats, stops the consumers'
-reads, gives in-flight deliveries ``grace`` seconds (their own remote requests still get their
-replies), cancels the rest (unacknowledged: reclaimed elsewhere), stops the reply reader, fails
-the requests still waiting and closes the connections.
+Lifecycle (a ``mode`` service the hub starts after its apps, see :mod:`bollydog.hub.transport`
+and :mod:`bollydog.transport.streams`): the reply reader runs from start to the very end;
+starting announces this process as a consumer of its domains and starts a
+:class:`~bollydog.transport.redis.consumer.DomainConsumer` (with its
+:class:`~bollydog.transport.redis.reclaimer.Reclaimer`) per domain. Stopping withdraws the
+heartbeats, stops the consumers' reads, gives in-flight deliveries ``grace`` seconds (their own
+remote requests still get their replies), cancels the rest (unacknowledged: reclaimed
+elsewhere), stops the reply reader, fails the requests still waiting, deletes the reply stream
+and closes the connections.
 """
 
 from __future__ import annotations
@@ -33,11 +35,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from bollydog.errors import TransportError
-from bollydog.hub.transport import Transport
 from bollydog.models.base import BaseMessage
-from bollydog.transport.delivery import Acceptance
-from bollydog.transport.inflight import Inflight
 from bollydog.transport.liveness import Liveness
 from bollydog.transport.options import parse
 from bollydog.transport.redis.connections import NETWORK_ERRORS, Connections
@@ -45,13 +43,14 @@ from bollydog.transport.redis.consumer import DomainConsumer, RedisDelivery
 from bollydog.transport.redis.deadletters import RedisDeadLetters
 from bollydog.transport.redis.options import Keys, RedisOptions
 from bollydog.transport.redis.producer import RedisProducer, ReplyReader
+from bollydog.transport.streams import StreamTransport
 
 __all__ = ["RedisTransport"]
 
 log = logging.getLogger("bollydog.transport.redis")
 
 
-class RedisTransport(Transport):
+class RedisTransport(StreamTransport[RedisProducer, RedisDelivery]):
     """Redis Streams transport. Options (all optional) come from the config section:
 
     ``url``, ``prefix``, ``consumer`` (name in the groups; set a stable one per instance to
@@ -70,18 +69,13 @@ class RedisTransport(Transport):
 
     def __init__(self, url: str | None = None, **options: Any) -> None:
         settings = parse(RedisOptions, {**options, "url": url} if url else options, "RedisTransport")
-        super().__init__()
-        self.settings = settings
-        self.options = {"url": settings.url, "prefix": settings.prefix, "consumer": settings.consumer}
         self.keys = Keys(settings.prefix, settings.consumer)
         self.liveness = Liveness(settings.prefix, settings.consumer, settings.consumer_ttl, settings.liveness_cache)
         self.connections = Connections(settings)
-        self.producer = RedisProducer(self.connections, self.keys, settings, self.liveness)
+        super().__init__(settings, RedisProducer(self.connections, self.keys, settings, self.liveness))
+        self.settings: RedisOptions = settings
+        self.options = {"url": settings.url, "prefix": settings.prefix, "consumer": settings.consumer}
         self.deadletters = RedisDeadLetters(self.connections, self.keys, settings)
-        self.inflight = Inflight(settings.concurrency)
-        self.accepts = Acceptance(settings.message_filter())
-        self.hosted: list[str] = []  # the domains consumed here: the hub's, from start on
-        self._consumers: list[DomainConsumer] = []
         # First started, last stopped: in-flight deliveries' own requests get their replies.
         self.add_dependency(ReplyReader(self.connections, self.producer))
 
@@ -96,11 +90,6 @@ class RedisTransport(Transport):
         return self.settings.prefix
 
     @property
-    def consumer(self) -> str:
-        """This process's name in the consumer groups."""
-        return self.settings.consumer
-
-    @property
     def reply_key(self) -> str:
         return self.keys.reply
 
@@ -111,41 +100,22 @@ class RedisTransport(Transport):
     def stream(self, domain: str, band: str) -> str:
         return self.keys.stream(domain, band)
 
-    @property
-    def consumers(self) -> tuple[DomainConsumer, ...]:
-        """The consumers of the hosted domains, one each (from start on)."""
-        return tuple(self._consumers)
+    # -- the storage steps of the lifecycle (see bollydog.transport.streams) -------------------
 
-    # -- lifecycle -------------------------------------------------------------------------------
+    def delivery(self) -> RedisDelivery:
+        return RedisDelivery(
+            self.hub, self.connections, self.keys, self.settings, self.deadletters, self.accepts, lambda: self.should_stop
+        )
+
+    def consumer_of(self, domain: str, delivery: RedisDelivery) -> DomainConsumer:
+        return DomainConsumer(
+            self.hub, domain, self.connections, self.keys, self.settings, self.inflight, delivery, self.liveness
+        )
 
     async def on_start(self) -> None:
-        hub = self.hub
-        if self.settings.filters:
-            self.settings.message_filter().check(hub.registry.names(), "distribute", hub.registry.unloaded_domains())
-        self.hosted = [d for d in hub.apps if d != "bollydog"]
-        self.producer.open()
-        # Announced before the consumers start: once this process is up, producers send it work.
-        await self._announce(self.hosted)
-        delivery = RedisDelivery(
-            hub, self.connections, self.keys, self.settings, self.deadletters, self.accepts, lambda: self.should_stop
-        )
-        for domain in self.hosted:
-            consumer = DomainConsumer(
-                hub, domain, self.connections, self.keys, self.settings, self.inflight, delivery, self.liveness
-            )
-            self._consumers.append(consumer)
-            self.add_dependency(consumer)
+        await super().on_start()
         if self.hosted:
             log.info("consuming %s from %s as %s", ", ".join(self.hosted), self.url, self.consumer)
-
-    async def on_stop(self) -> None:
-        # Producers refuse new requests for our domains (unless another consumer lives); the
-        # consumers stop reading; what they started gets the grace period. mode then stops the
-        # reply reader, which kept answering those deliveries' own requests.
-        await self._withdraw(self.hosted)
-        await asyncio.gather(*(consumer.stop() for consumer in self._consumers))
-        grace = self.settings.grace
-        await self.inflight.drain(self.hub.shutdown_grace if grace is None else grace)
 
     async def on_shutdown(self) -> None:
         try:
@@ -153,18 +123,9 @@ class RedisTransport(Transport):
                 await self.connections.client.delete(self.keys.reply)
         except (*NETWORK_ERRORS, TimeoutError):
             pass
-        self.producer.close(TransportError("the Redis transport stopped before the reply arrived"))
-        await self.connections.close()
-        await self._forget_consumers()
+        await super().on_shutdown()
 
-    async def _forget_consumers(self) -> None:
-        # Made for the hub's domains at each start: a restart (mode resets and starts again
-        # every dependency) makes new ones.
-        for consumer in self._consumers:
-            await self.remove_dependency(consumer)
-        self._consumers.clear()
-
-    async def _announce(self, domains: list[str]) -> None:
+    async def announce(self, domains: list[str]) -> None:
         try:
             async with asyncio.timeout(self.settings.op_timeout):
                 await self.liveness.announce(self.connections.client, domains)
@@ -173,25 +134,15 @@ class RedisTransport(Transport):
             log.warning("could not announce consumer %s of %s: %s: %s", self.consumer, ", ".join(domains),
                         type(exc).__name__, exc)
 
-    async def _withdraw(self, domains: list[str]) -> None:
+    async def withdraw(self, domains: list[str]) -> None:
         try:
             async with asyncio.timeout(self.settings.op_timeout):
                 await self.liveness.withdraw(self.connections.client, domains)
         except (*NETWORK_ERRORS, TimeoutError) as exc:  # it expires after consumer_ttl anyway
             log.debug("could not withdraw consumer %s: %s", self.consumer, exc)
 
-    # -- sending ---------------------------------------------------------------------------------
-
-    async def request(self, message: BaseMessage) -> Any:
-        domains = self.domains_for(type(message))
-        if not domains:
-            return await super().request(message)
-        return await self.producer.request(message, self.hub.registry.name_of(type(message)), domains[0])
-
-    async def publish(self, event: BaseMessage) -> None:
-        domains = self.domains_for(type(event))
-        if domains:
-            await self.producer.publish(event, self.hub.registry.name_of(type(event)), domains)
+    async def send_event(self, event: BaseMessage, name: str, domains: tuple[str, ...]) -> None:
+        await self.producer.publish(event, name, domains)
 
     # -- dead letters (bollydog deadletters) ----------------------------------------------------
 
