@@ -37,7 +37,7 @@ from bollydog.transport.streams import StreamTransport
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.hub.transport import TransportHost
 
-__all__ = ["MemoryOptions", "MemoryTransport"]
+__all__ = ["MemoryConsumer", "MemoryDelivery", "MemoryOptions", "MemoryProducer", "MemoryTransport"]
 
 log = logging.getLogger("bollydog.transport.memory")
 
@@ -46,7 +46,10 @@ class MemoryOptions(StreamOptions):
     """The options of :class:`MemoryTransport`: those the stream transports share."""
 
 
-class _Producer(Requester):
+class MemoryProducer(Requester):
+    """Sends requests and events to the broker's streams; replies come from the broker's
+    listener (:meth:`~bollydog.transport.requests.Requester.receive`)."""
+
     def __init__(self, broker: MemoryBroker, options: MemoryOptions) -> None:
         super().__init__("the in-memory transport", wait_for_consumer=options.wait_for_consumer)
         self.broker = broker
@@ -69,7 +72,9 @@ class _Producer(Requester):
             self.broker.add(self.broker.stream_key(domain, self.options.band(event.priority)), fields)
 
 
-class _Delivery(Deliverer):
+class MemoryDelivery(Deliverer):
+    """Replies, acknowledgements and dead letters in the broker."""
+
     def __init__(self, hub: "TransportHost", broker: MemoryBroker, options: MemoryOptions, accepts: Acceptance) -> None:
         super().__init__(hub, options.consumer, accepts)
         self.broker = broker
@@ -109,7 +114,7 @@ class MemoryConsumer(Service):
 
     def __init__(
         self, hub: "TransportHost", domain: str, broker: MemoryBroker, options: MemoryOptions,
-        inflight: Inflight, delivery: _Delivery,
+        inflight: Inflight, delivery: MemoryDelivery,
     ) -> None:
         super().__init__()
         self.hub = hub
@@ -181,7 +186,7 @@ class MemoryConsumer(Service):
         self.broker.wake(self.streams)  # the read loop returns instead of being cancelled
 
 
-class MemoryTransport(StreamTransport[_Producer, _Delivery]):
+class MemoryTransport(StreamTransport[MemoryProducer, MemoryDelivery]):
     """A transport whose "Redis server" is ``broker`` (a fresh one when omitted: one process).
 
     Give every hub of a test deployment the same :class:`MemoryBroker`::
@@ -196,7 +201,7 @@ class MemoryTransport(StreamTransport[_Producer, _Delivery]):
     def __init__(self, broker: MemoryBroker | None = None, **options: Any) -> None:
         settings = parse(MemoryOptions, options, "MemoryTransport")
         self.broker = broker if broker is not None else MemoryBroker()
-        super().__init__(settings, _Producer(self.broker, settings))
+        super().__init__(settings, MemoryProducer(self.broker, settings))
         self.settings: MemoryOptions = settings
         self.options = {"consumer": settings.consumer}
 
@@ -209,10 +214,10 @@ class MemoryTransport(StreamTransport[_Producer, _Delivery]):
 
     # -- the storage steps of the lifecycle (see bollydog.transport.streams) -------------------
 
-    def delivery(self) -> _Delivery:
-        return _Delivery(self.hub, self.broker, self.settings, self.accepts)
+    def delivery(self) -> MemoryDelivery:
+        return MemoryDelivery(self.hub, self.broker, self.settings, self.accepts)
 
-    def consumer_of(self, domain: str, delivery: _Delivery) -> MemoryConsumer:
+    def consumer_of(self, domain: str, delivery: MemoryDelivery) -> MemoryConsumer:
         return MemoryConsumer(self.hub, domain, self.broker, self.settings, self.inflight, delivery)
 
     async def on_start(self) -> None:
