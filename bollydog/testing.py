@@ -10,6 +10,10 @@
 
 ``FakeProtocol``/``FakeUnitOfWork`` are the in-memory adapters: writes staged per handler,
 committed when it returns, discarded when it raises, like a database.
+
+``MemoryTransport`` is the in-memory transport: hubs whose transports share one ``MemoryBroker``
+form a split deployment in one process (streams, consumer groups, pending entries, reclaiming,
+dead letters, replies), with the Redis transport's behaviour and no Redis.
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ from bollydog.models.base import BaseMessage, Event, Session
 from bollydog.models.protocol import Protocol
 from bollydog.models.service import AppService
 from bollydog.service.app import HubService
+from bollydog.transport.memory import MemoryBroker, MemoryTransport
 
-__all__ = ["FakeProtocol", "FakeUnitOfWork", "RecordingHub", "running_hub", "handling", "as_user"]
+__all__ = [
+    "FakeProtocol", "FakeUnitOfWork", "MemoryBroker", "MemoryTransport", "RecordingHub", "running_hub", "handling",
+    "as_user",
+]
 
 
 class RecordingHub(HubService):

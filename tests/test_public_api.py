@@ -39,7 +39,7 @@ def test_import_bollydog_loads_nothing_heavy():
 
 @pytest.mark.parametrize(
     "module",
-    ["bollydog.transport.redis", "bollydog.adapters.memory", "bollydog.adapters.sqlalchemy",
+    ["bollydog.transport.redis", "bollydog.transport.memory", "bollydog.adapters.memory", "bollydog.adapters.sqlalchemy",
      "bollydog.adapters.file", "bollydog.telemetry", "bollydog.entrypoint.http.app",
      "bollydog.entrypoint.websocket.app", "bollydog.service.app"],
 )

@@ -235,12 +235,13 @@ def deadletters() -> None:
 
 def _dead_letter_transport(config: str | None) -> Any:
     from bollydog.bootstrap import build
+    from bollydog.hub.transport import DeadLetterStore
 
     try:
         transport = build(config, entrypoints=False).hub.transport
     except BollydogError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
-    if not hasattr(transport, "dead_letters"):
+    if not isinstance(transport, DeadLetterStore):
         fail(
             "the config has no transport with dead letters: add a section with "
             "'app: !module bollydog.transport.redis.RedisTransport'",

@@ -12,7 +12,8 @@ transport; stopping refuses new messages and stops the entrypoints' intake, lets
 in-flight work (top-level :meth:`HubService.execute` calls included) finish within
 ``shutdown_grace`` seconds, then cuts what is left: generator handlers get the cancellation at
 their ``yield`` and ``compensation_grace`` seconds to compensate, and the messages and callers
-get :class:`~bollydog.errors.HubNotRunningError`. Then the entrypoints close and the apps stop.
+get :class:`~bollydog.errors.HubNotRunningError`. Then the entrypoints close, the transport
+stops, and the apps stop.
 :meth:`HubService.force_stop` skips the waiting and the compensation.
 
 Routing and the handler execution path live in :mod:`bollydog.hub.dispatch`. Composition,
@@ -166,16 +167,29 @@ class HubService(HubT):
         return entrypoint
 
     async def on_start(self) -> None:
-        # mode starts dependencies after on_start, in the order they were added: apps (and their
-        # protocols) first, then entrypoints, which may send messages as soon as they are up.
+        # mode starts dependencies after on_start, in order: apps (and their protocols) first,
+        # then the transport, then entrypoints, which may send messages as soon as they are up.
         current_hub.set(self)
         self.registry.bind_domains()
         self._queue = asyncio.PriorityQueue(self.queue_max_size)
         self._accepting = True
         self._intake_task = asyncio.create_task(self._intake(), name="bollydog-hub-intake")
+        self._adopt_transport()
 
-    async def on_started(self) -> None:
-        await self.transport.start(self)
+    def _adopt_transport(self) -> None:
+        """Make the transport a dependency between the apps and the entrypoints.
+
+        mode starts dependencies in order and stops them in reverse, after :meth:`on_stop`:
+        the transport's consumers deliver to started apps only, entrypoints send through a
+        started transport, and it stops once the hub drained (replies to in-flight handlers'
+        remote requests keep coming meanwhile), before the apps.
+        """
+        transport = self.transport
+        transport.bind(self)
+        others = [c for c in self._children if c is not transport and c not in self.entrypoints]
+        if transport not in self._children:
+            self.add_dependency(transport)
+        self._children[:] = [*others, transport, *self.entrypoints]
 
     async def on_stop(self) -> None:
         # One deadline for everything: entrypoints stop taking requests at once and return when
@@ -195,7 +209,7 @@ class HubService(HubT):
         if closing:
             await self._closed(closing)
         await self._stop_intake()
-        await self.transport.stop()
+        # mode stops the transport next (a dependency, see _adopt_transport), then the apps.
 
     async def _stop_intake(self) -> None:
         if self._intake_task is not None:

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ResponseError
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A submitted command and the future of its reply."""
+
+    command: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: asyncio.Future[Any]
 
 
 class PipelineCoalescer:
@@ -33,15 +44,15 @@ class PipelineCoalescer:
 
     def __init__(self, client: Any) -> None:
         self.client = client  # a redis.asyncio.Redis (pooled)
-        self._pending: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future]] = []
+        self._pending: list[_Pending] = []
         self._scheduled = False
-        self._flushing: set[asyncio.Task] = set()
+        self._flushing: set[asyncio.Task[None]] = set()
 
-    def submit(self, command: str, *args: Any, **kwargs: Any) -> asyncio.Future:
+    def submit(self, command: str, *args: Any, **kwargs: Any) -> "asyncio.Future[Any]":
         """Queue ``client.<command>(*args, **kwargs)`` for the next flush; a future of its reply."""
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending.append((command, args, kwargs, future))
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Pending(command, args, kwargs, future))
         if not self._scheduled:  # the task's first step is a loop.call_soon: no timer, no sleep
             self._scheduled = True
             task = loop.create_task(self._flush())
@@ -64,33 +75,34 @@ class PipelineCoalescer:
     async def _flush(self) -> None:
         batch, self._pending = self._pending, []
         self._scheduled = False
-        batch = [item for item in batch if not item[3].done()]
+        batch = [item for item in batch if not item.future.done()]
         if batch:
             await self._execute(batch)
 
-    async def _execute(self, batch: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future]]) -> None:
+    async def _execute(self, batch: list[_Pending]) -> None:
         try:
             if len(batch) == 1:  # nothing to share: a plain command costs less than a pipeline
-                command, args, kwargs, _ = batch[0]
+                only = batch[0]
                 try:
-                    results = [await getattr(self.client, command)(*args, **kwargs)]
+                    results = [await getattr(self.client, only.command)(*only.args, **only.kwargs)]
                 except ResponseError as exc:  # the command's own error, as a pipeline reports it
                     results = [exc]
             else:
                 async with self.client.pipeline(transaction=False) as pipe:
-                    for command, args, kwargs, _ in batch:
-                        getattr(pipe, command)(*args, **kwargs)
+                    for item in batch:
+                        getattr(pipe, item.command)(*item.args, **item.kwargs)
                     results = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:
-            for *_, future in batch:
-                future.cancel()
+            for item in batch:
+                item.future.cancel()
             raise
         except Exception as exc:  # the whole round trip failed: every caller gets it
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
             return
-        for (*_, future), result in zip(batch, results):
+        for item, result in zip(batch, results):
+            future = item.future
             if future.done():
                 continue
             if isinstance(result, BaseException):

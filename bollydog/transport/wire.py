@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import json
 import sys
+import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 VERSION = "1"
 #: Reserved fields bollydog producers send as headers, outside ``payload``.
 _HEADER_FIELDS = ("trace_id", "span_id", "parent_span_id", "created_by", "delivery_count")
-_PAYLOAD_EXCLUDE = RESERVED_FIELDS - CLIENT_SETTABLE_FIELDS
+_PAYLOAD_EXCLUDE: set[str] = set(RESERVED_FIELDS - CLIENT_SETTABLE_FIELDS)
 
 
 class WireError(BollydogError, ValueError):
@@ -265,13 +266,13 @@ def exception_class(name: str) -> type[Exception] | None:
     exactly that name. ``__main__`` is another program in another process: never looked at.
     """
     parts = name.split(".")
-    if len(parts) == 1:
-        module, qualname = builtins, parts
-    else:
+    module: types.ModuleType = builtins
+    qualname = parts
+    if len(parts) > 1:
         for cut in range(len(parts) - 1, 0, -1):  # the longest imported module prefix
-            module = sys.modules.get(".".join(parts[:cut]))
-            if module is not None:
-                qualname = parts[cut:]
+            found = sys.modules.get(".".join(parts[:cut]))
+            if found is not None:
+                module, qualname = found, parts[cut:]
                 break
         else:
             return None

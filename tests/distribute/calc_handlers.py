@@ -7,6 +7,7 @@ from typing import Any
 
 from bollydog.errors import DomainError
 from bollydog.models.base import Command, Event, Session
+from bollydog.service.app import HubService
 
 #: What handlers saw, in order (in-process tests only).
 RECORDED: list[str] = []
@@ -62,6 +63,13 @@ class Work(Command):
 
     domain = "calc"
     n: int
+
+
+class Where(Command):
+    """Which consumer ran it: the name of its process's transport in the consumer group."""
+
+    domain = "calc"
+    pause: float = 0.0
 
 
 class Noted(Event):
@@ -145,6 +153,11 @@ async def who_am_i(command: WhoAmI, session: Session) -> dict[str, Any]:
 async def work(command: Work) -> int:
     await asyncio.sleep(0.005)
     return command.n * 2
+
+
+async def where(command: Where, hub: HubService) -> str:
+    await asyncio.sleep(command.pause)
+    return hub.transport.consumer  # type: ignore[attr-defined, no-any-return]
 
 
 async def noted(event: Noted) -> None:

@@ -39,8 +39,8 @@ def count_flushes(coalescer: PipelineCoalescer) -> list[int]:
 async def test_concurrent_requests_and_replies_are_coalesced(redis_url, prefix):
     async with process(redis_url, prefix, ["calc"]) as consumer, process(redis_url, prefix, []) as front:
         assert await front.execute(calc.Add(a=0, b=0)) == 0  # reply reader started
-        sent = count_flushes(front.transport._writes)
-        replied = count_flushes(consumer.transport._writes)
+        sent = count_flushes(front.transport.connections.writes)
+        replied = count_flushes(consumer.transport.connections.writes)
         results = await asyncio.gather(*(front.execute(calc.Add(a=i, b=1)) for i in range(50)))
         assert results == [i + 1 for i in range(50)]
         assert sum(sent) == 50  # one XADD per request ...
@@ -51,8 +51,8 @@ async def test_concurrent_requests_and_replies_are_coalesced(redis_url, prefix):
 
 async def test_lone_request_is_flushed_alone_and_at_once(redis_url, prefix):
     async with process(redis_url, prefix, ["calc"]) as consumer, process(redis_url, prefix, []) as front:
-        sent = count_flushes(front.transport._writes)
-        replied = count_flushes(consumer.transport._writes)
+        sent = count_flushes(front.transport.connections.writes)
+        replied = count_flushes(consumer.transport.connections.writes)
         for i in range(3):
             assert await front.execute(calc.Add(a=i, b=i)) == 2 * i
         # The first request checks that calc has a live consumer (TIME + ZRANGE, one round trip);
@@ -82,7 +82,7 @@ async def test_a_failed_request_in_a_batch_does_not_fail_the_others(redis_url, p
         front.transport.add_remote("ghost", [Ghost])
         await raw.set(f"{prefix}:stream:ghost:normal", "x")  # every XADD to it fails (WRONGTYPE)
         assert await front.execute(calc.Add(a=0, b=0)) == 0
-        sent = count_flushes(front.transport._writes)
+        sent = count_flushes(front.transport.connections.writes)
         calls = [front.execute(calc.Add(a=i, b=i)) for i in range(5)]
         calls.insert(2, front.execute(Ghost(n=1, expire_time=5)))
         results = await asyncio.gather(*calls, return_exceptions=True)

@@ -1,9 +1,9 @@
-"""Delivery guarantees: foreign producers, dead letters, reclaiming, accept/reject, Redis restarts."""
+"""Redis specifics of delivery: the dedup record, entries Redis alone can carry, Redis down or
+restarted, telemetry of dead letters. What every transport does is in tests/transport/contract.py."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import socket
 import subprocess
@@ -31,134 +31,6 @@ async def read_replies(raw, key: str, count: int, timeout: float = 5.0) -> list[
                 replies.append(fields)
     assert len(replies) == count, f"expected {count} replies, got {replies}"
     return replies
-
-
-async def test_raw_xadd_producer_gets_its_command_handled(redis_url, prefix, raw):
-    reply_key = f"{prefix}:raw-replies"
-    stream = f"{prefix}:stream:calc:normal"
-    async with process(redis_url, prefix, ["calc"]):
-        entry = await raw.xadd(stream, {
-            "v": "1", "kind": "command", "name": "calc.add", "payload": json.dumps({"a": 2, "b": 5}),
-            "reply_to": reply_key,
-        })
-        traced = await raw.xadd(stream, {
-            "name": "calc.whoami", "payload": "{}", "reply_to": reply_key, "id": "c" * 32,
-            "traceparent": f"00-{'1' * 32}-{'2' * 16}-01", "session": json.dumps({"username": "eve"}),
-        })
-        first, second = await read_replies(raw, reply_key, 2)
-    assert first["ok"] == "1" and json.loads(first["result"]) == 7 and first["entry"] == entry
-    assert len(first["id"]) == 32  # generated: the producer sent none
-    assert second["entry"] == traced and second["id"] == "c" * 32
-    seen = json.loads(second["result"])
-    assert seen["trace_id"] == "1" * 32 and seen["parent_span_id"] == "2" * 16
-    assert seen["username"] == "eve" and seen["iid"] == "c" * 32
-
-
-async def test_bad_payloads_go_to_dead_letters_and_the_consumer_continues(redis_url, prefix, raw):
-    reply_key = f"{prefix}:replies"
-    stream = f"{prefix}:stream:calc:normal"
-    bad = [
-        ({"name": "calc.add", "payload": "{not json"}, "not JSON"),
-        ({"name": "calc.nosuch", "payload": "{}"}, "unknown message 'calc.nosuch'"),
-        ({"name": "os.system", "payload": '{"command": "true"}'}, "unknown message 'os.system'"),
-        ({"payload": "{}"}, "missing or invalid 'name'"),
-        ({"name": "calc.add", "payload": json.dumps({"a": 1, "b": 2, "iid": "0" * 32})}, "reserved fields"),
-        ({"name": "calc.add", "payload": "[1, 2]"}, "must be a JSON object"),
-        ({"name": "calc.noted", "kind": "command", "payload": '{"text": "x"}'}, "is not a command"),
-        ({"name": "calc.add", "payload": json.dumps({"a": "x", "b": 1}), "reply_to": reply_key, "id": "f" * 32},
-         "invalid calc.add: a:"),
-    ]
-    async with process(redis_url, prefix, ["calc"]) as consumer:
-        for fields, _ in bad:
-            await raw.xadd(stream, fields)
-        await raw.xadd(stream, {"name": "calc.add", "payload": '{"a": 1, "b": 1}', "reply_to": reply_key, "id": "e" * 32})
-        replies = {r["id"]: r for r in await read_replies(raw, reply_key, 2)}
-        assert json.loads(replies["e" * 32]["result"]) == 2
-        failed = replies["f" * 32]
-        assert failed["ok"] == "0" and failed["error_type"] == "bollydog.transport.wire.WireError"
-        assert "invalid calc.add: a:" in failed["error"]
-        dead: list = []
-        for _ in range(100):
-            dead = await consumer.transport.dead_letters()
-            if len(dead) == len(bad):
-                break
-            await asyncio.sleep(0.02)
-        assert [d["dl_stream"] for d in dead] == [stream] * len(bad)
-        for fields, reason in bad:  # handled concurrently: dead letters come in any order
-            (letter,) = [d for d in dead if {k: v for k, v in d.items() if not k.startswith("dl_")} == fields]
-            assert reason in letter["dl_reason"], (reason, letter)
-        assert (await raw.xpending(stream, "calc"))["pending"] == 0
-        # Replay puts an entry back where it came from; still bad, it comes back to the dead letters.
-        replayed = await consumer.transport.replay([dead[0]["dl_id"]])
-        assert replayed == [dead[0]["dl_id"]]
-        await asyncio.sleep(0.2)
-        again = await consumer.transport.dead_letters()
-        assert len(again) == len(bad) and again[-1]["payload"] == dead[0]["payload"]
-        assert again[-1]["dl_id"] != dead[0]["dl_id"]
-
-
-async def test_pending_entries_of_a_dead_consumer_are_reclaimed(redis_url, prefix, raw):
-    reply_key = f"{prefix}:replies"
-    stream = f"{prefix}:stream:calc:normal"
-    await raw.xgroup_create(stream, "calc", id="0", mkstream=True)
-    entry = await raw.xadd(stream, {"name": "calc.add", "payload": '{"a": 3, "b": 4}', "reply_to": reply_key, "id": "a" * 32})
-    # A consumer reads it and dies without acknowledging.
-    assert await raw.xreadgroup("calc", "ghost", {stream: ">"}, count=10)
-    async with process(redis_url, prefix, ["calc"], claim_idle=0.3):
-        (reply,) = await read_replies(raw, reply_key, 1)
-        assert reply["entry"] == entry and json.loads(reply["result"]) == 7
-        for _ in range(100):
-            if (await raw.xpending(stream, "calc"))["pending"] == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert (await raw.xpending(stream, "calc"))["pending"] == 0
-
-
-async def test_entry_delivered_too_many_times_goes_to_dead_letters(redis_url, prefix, raw):
-    reply_key = f"{prefix}:replies"
-    stream = f"{prefix}:stream:calc:normal"
-    await raw.xgroup_create(stream, "calc", id="0", mkstream=True)
-    await raw.xadd(stream, {"name": "calc.add", "payload": '{"a": 3, "b": 4}', "reply_to": reply_key, "id": "b" * 32})
-    assert await raw.xreadgroup("calc", "ghost", {stream: ">"}, count=10)
-    async with process(redis_url, prefix, ["calc"], claim_idle=0.2, max_deliveries=1) as consumer:
-        (reply,) = await read_replies(raw, reply_key, 1)
-        assert reply["ok"] == "0" and reply["error_type"] == "bollydog.errors.TransportError"
-        (letter,) = await consumer.transport.dead_letters()
-        assert "delivered 2 times without an acknowledgement" in letter["dl_reason"]
-
-
-async def test_long_handler_is_not_stolen_by_another_consumer(redis_url, prefix):
-    """A handler slower than claim_idle: its consumer keeps the entry alive (XCLAIM JUSTID), so
-    an eager second consumer never takes it over and runs it again."""
-    calc.SLOW_RUNS.clear()
-    async with (
-        process(redis_url, prefix, ["calc"], claim_idle=0.3, claim_interval=10),
-        process(redis_url, prefix, []) as front,
-    ):
-        slow = asyncio.ensure_future(front.execute(calc.Slow(seconds=1.2, expire_time=5)))
-        for _ in range(200):
-            if calc.SLOW_RUNS:
-                break
-            await asyncio.sleep(0.01)
-        async with process(redis_url, prefix, ["calc"], claim_idle=0.3, claim_interval=0.05):
-            assert await slow == 1.2
-    assert calc.SLOW_RUNS == [1.2]
-
-
-async def test_accept_and_reject_patterns(redis_url, prefix):
-    async with (
-        process(redis_url, prefix, ["calc"], reject=["calc.fail"], accept=["calc.*"]) as consumer,
-        process(redis_url, prefix, []) as front,
-    ):
-        assert await front.execute(calc.Add(a=1, b=1)) == 2
-        started = time.monotonic()
-        with pytest.raises(wire.WireError, match="calc.fail is not accepted"):
-            await front.execute(calc.Fail(text="x"))
-        assert time.monotonic() - started < 1
-        (letter,) = await consumer.transport.dead_letters()
-        assert "accept/reject" in letter["dl_reason"]
-        assert consumer.transport.accepts("calc.add") and not consumer.transport.accepts("calc.fail")
-        assert not consumer.transport.accepts("other.add")
 
 
 async def test_dedup_answers_a_repeated_id_from_the_record(redis_url, prefix, raw):
@@ -282,7 +154,7 @@ async def test_entry_that_is_not_utf8_is_dead_lettered_and_the_consumer_continue
                 (letter,) = await consumer.transport.dead_letters()
                 assert "'payload' is not JSON" in letter["dl_reason"]
                 assert (await raw.xpending(stream, "calc"))["pending"] == 0
-            assert not any(task.done() for task in consumer.transport._tasks)
+            assert consumer.transport.consumers and all(c.reading for c in consumer.transport.consumers)
     finally:
         await binary.aclose()
 
@@ -314,3 +186,13 @@ async def test_dead_letter_metric_names_only_registered_messages(redis_url, pref
             assert point.value == 3 and dict(point.attributes)["name"] == "unknown"
         finally:
             await plugin.stop()
+
+
+async def test_redis_unreachable_fails_fast(prefix):
+    async with process("redis://127.0.0.1:1/0", prefix, [], op_timeout=1.0) as front:
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="cannot send calc.add"):
+            await front.execute(calc.Add(a=1, b=2, expire_time=5))
+        assert time.monotonic() - started < 1.5
+        with pytest.raises(TransportError):
+            await front.execute(calc.Noted(text="lost"))

@@ -1,8 +1,9 @@
 """Partial results of a generator handler in another process reach the caller, in order.
 
 The worker hosts ``calc`` (``calc.count`` yields ``{"i": 0}`` ... then ``{"done": n}``); the
-front runs no calc handler: ``msg.stream()``, SSE and WebSocket partial frames work as they do
-in one process.
+front runs no calc handler: the entries on the reply stream, SSE and WebSocket partial frames
+work as they do in one process. ``msg.stream()`` across processes is part of the transport
+contract (tests/transport/contract.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.distribute import calc_handlers as calc
 from tests.distribute.conftest import config, process
@@ -35,19 +35,6 @@ async def front(redis_url: str, prefix: str, **entrypoint: Any) -> AsyncIterator
         yield service
 
 
-async def test_stream_on_the_caller_gets_remote_partials_in_order_before_the_result(redis_url, prefix):
-    async with process(redis_url, prefix, ["calc"]), process(redis_url, prefix, []) as caller:
-        message = calc.Count(n=3, pause=0.05)
-        run = asyncio.ensure_future(caller.execute(message))
-        seen, running = [], []
-        async for partial in message.stream():  # registered before ``run`` starts
-            seen.append(partial)
-            running.append(not run.done())
-        assert seen == PARTIALS
-        assert running[0]  # streamed while the handler was still running, not after it
-        assert await run == {"done": 3} == await message.state
-
-
 async def test_partials_precede_the_reply_on_the_wire_and_only_when_asked(redis_url, prefix, raw):
     async with process(redis_url, prefix, ["calc"]), process(redis_url, prefix, []) as caller:
         reply_key = caller.transport.reply_key
@@ -65,15 +52,6 @@ async def test_partials_precede_the_reply_on_the_wire_and_only_when_asked(redis_
     assert [json.loads(e["data"]) for e in entries[:4]] == PARTIALS
     assert {e["id"] for e in entries} == {message.iid}
     assert len({e["entry"] for e in entries}) == 1  # all about the same request entry
-
-
-async def test_partials_then_the_remote_error(redis_url, prefix):
-    async with process(redis_url, prefix, ["calc"]), process(redis_url, prefix, []) as caller:
-        message = calc.Count(n=2, fail=True)
-        run = asyncio.ensure_future(caller.execute(message))
-        assert [p async for p in message.stream()] == [{"i": 0}, {"i": 1}]
-        with pytest.raises(ValueError, match="counted to 2"):  # rebuilt as its own class
-            await run
 
 
 def parse_sse(text: str) -> list[tuple[str, Any]]:

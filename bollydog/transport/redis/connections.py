@@ -1,0 +1,196 @@
+"""The Redis transport's connections, the blocking readers stop can wake, and reconnect backoff.
+
+One bounded pool serves every command; hot-path writes on it go through a
+:class:`~bollydog.transport.batching.PipelineCoalescer`. Each blocking reader (``XREAD`` /
+``XREADGROUP ... BLOCK``) has a connection of its own, whose ``CLIENT ID`` lets a stopping
+service wake it with ``CLIENT UNBLOCK``: cancelling a read in progress is unreliable in redis-py
+(the cancellation can be swallowed by its read timeout), and a read cut short may lose entries
+Redis already handed over. :class:`ReaderService` is the service shape of such a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from mode import Service
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+except ImportError:  # pragma: no cover - exercised by the missing-extra test
+    from bollydog.errors import MissingDependencyError
+
+    raise MissingDependencyError("the Redis transport", "redis", "redis") from None
+
+from bollydog.transport.batching import PipelineCoalescer
+from bollydog.transport.redis.options import RedisOptions
+
+__all__ = ["NETWORK_ERRORS", "Backoff", "BlockingReader", "Connections", "ReaderService"]
+
+log = logging.getLogger("bollydog.transport.redis")
+
+#: What a lost or unreachable server raises.
+NETWORK_ERRORS = (RedisError, OSError)
+
+
+class Backoff:
+    """How long to wait after a failed attempt: ``first`` seconds, doubling up to ``cap``, back
+    to ``first`` once an attempt succeeds. One per reconnecting loop."""
+
+    __slots__ = ("first", "cap", "_delay")
+
+    def __init__(self, first: float, cap: float) -> None:
+        self.first, self.cap = first, max(first, cap)
+        self._delay = first
+
+    def next(self) -> float:
+        """The wait before the next attempt (and double the one after)."""
+        delay = self._delay
+        self._delay = min(delay * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        """An attempt succeeded."""
+        self._delay = self.first
+
+
+class BlockingReader:
+    """One loop's connection for blocking reads, and the client id that wakes it."""
+
+    __slots__ = ("name", "client", "client_id")
+
+    def __init__(self, name: str, client: Any) -> None:
+        self.name = name
+        self.client = client  # a single-connection redis.asyncio.Redis
+        self.client_id: int | None = None  # learnt on (re)connecting; None: not blocked in a read
+
+    async def read(self, command: str, *args: Any, **kwargs: Any) -> Any:
+        """``client.<command>(...)``, a blocking read: learn the connection's id first, so
+        that :meth:`Connections.wake` can interrupt it."""
+        if self.client_id is None:
+            self.client_id = int(await self.client.client_id())
+        try:
+            return await getattr(self.client, command)(*args, **kwargs)
+        except BaseException:
+            self.client_id = None  # the connection may be gone; the next read learns the new id
+            raise
+
+    async def close(self) -> None:
+        self.client_id = None
+        try:
+            await self.client.aclose()
+        except NETWORK_ERRORS:  # pragma: no cover - best effort
+            pass
+
+
+class Connections:
+    """The command client (a bounded pool), its write coalescer, and the blocking readers.
+
+    Nothing connects before the first command. :meth:`close` disconnects everything; the
+    clients reconnect if used again (the dead-letter commands of the CLI do so).
+    """
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        # A bounded pool: beyond max_connections commands wait (op_timeout at most) for a free
+        # connection. One quick retry: a pooled connection may be stale after a Redis restart.
+        # encoding_errors="replace" (here and on the readers): an entry that is not UTF-8 must
+        # reach the dead-letter stream, not raise UnicodeDecodeError out of the read loops.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            options.url, max_connections=options.max_connections, timeout=options.op_timeout,
+            decode_responses=True, encoding_errors="replace", socket_connect_timeout=options.op_timeout,
+            socket_timeout=options.op_timeout, retry=Retry(NoBackoff(), 1),
+        )
+        self.client: Any = aioredis.Redis.from_pool(pool)
+        self.writes = PipelineCoalescer(self.client)
+        self._readers: dict[str, BlockingReader] = {}
+
+    def reader(self, name: str) -> BlockingReader:
+        """The blocking-read connection of loop ``name`` (made on first use)."""
+        reader = self._readers.get(name)
+        if reader is None:
+            options = self.options
+            client = aioredis.Redis.from_url(
+                options.url, single_connection_client=True, decode_responses=True, encoding_errors="replace",
+                socket_connect_timeout=options.op_timeout, socket_timeout=options.block + options.op_timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+            reader = self._readers[name] = BlockingReader(name, client)
+        return reader
+
+    async def wake(self, *readers: BlockingReader) -> None:
+        """Interrupt the blocking reads of ``readers`` (``CLIENT UNBLOCK``); best effort."""
+        ids = [r.client_id for r in readers if r.client_id is not None]
+        if not ids:
+            return
+        try:
+            async with asyncio.timeout(self.options.op_timeout):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for client_id in ids:
+                        pipe.client_unblock(client_id)
+                    await pipe.execute()
+        except (*NETWORK_ERRORS, TimeoutError):
+            pass
+
+    async def close(self) -> None:
+        """Close every connection (a client used again reconnects: a restarted service)."""
+        for reader in self._readers.values():
+            await reader.close()
+        try:
+            await self.client.aclose()
+        except NETWORK_ERRORS:  # pragma: no cover - best effort
+            pass
+
+
+class ReaderService(Service):
+    """A service whose one loop (:meth:`run`) blocks on reads of a connection of its own.
+
+    The loop is a task of the service (started and cancelled by mode). It checks
+    ``should_stop`` between reads. Stopping wakes its read (``CLIENT UNBLOCK``) and waits up to
+    one block period for the loop to return by itself; a read that ignored the wake-up ends with
+    its connection; mode then cancels whatever is left.
+    """
+
+    mundane_level = "debug"
+
+    def __init__(self, connections: Connections, name: str) -> None:
+        super().__init__()
+        self.connections = connections
+        self.reader = connections.reader(name)
+        self._returned = asyncio.Event()
+        self._returned.set()  # until the loop runs: a stop before then waits for nothing
+
+    async def run(self) -> None:
+        """The loop; return once ``should_stop``."""
+        raise NotImplementedError
+
+    def stopping(self) -> bool:
+        """``should_stop``, read afresh (a method: type checkers do not carry a narrowed value
+        of it across the awaits of a loop)."""
+        return bool(self.should_stop)
+
+    @property
+    def reading(self) -> bool:
+        """Whether the loop runs: started and not returned (nor crashed)."""
+        return self.started and not self._returned.is_set() and not self.crashed
+
+    @Service.task
+    async def _run(self) -> None:
+        self._returned.clear()
+        try:
+            await self.run()
+        finally:
+            self._returned.set()
+
+    async def on_stop(self) -> None:
+        await self.connections.wake(self.reader)
+        try:
+            async with asyncio.timeout(self.connections.options.block + 0.5):
+                await self._returned.wait()
+        except TimeoutError:
+            log.debug("%s did not return after a wake-up; closing its connection", self.reader.name)
+            await self.reader.close()
