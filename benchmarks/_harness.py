@@ -195,6 +195,58 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def cpu_busy_seconds() -> dict[int, float]:
+    """Busy time of each CPU so far (``/proc/stat``: user, nice, system, irq, softirq, steal)."""
+    busy: dict[int, float] = {}
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *fields = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+                busy[int(name[3:])] = (user + nice + system + irq + softirq + steal) / _TICKS
+    except (OSError, ValueError):
+        pass
+    return busy
+
+
+class CpuMeter:
+    """Who used the CPUs during a measurement: each process we know of, and everyone else.
+
+    ``processes`` maps a name to ``(pid, cpu it is pinned to)``; ``children_cpu``: the CPU of
+    short-lived children waited for meanwhile (a load generator run with ``subprocess.run``),
+    counted from ``getrusage(RUSAGE_CHILDREN)``. :meth:`stop` returns CPU seconds per name,
+    ``"children"``, and ``"others@N"``: what other processes on the machine took of CPU N.
+    """
+
+    def __init__(self, processes: dict[str, tuple[int, int | None]], children_cpu: int | None = None) -> None:
+        import resource
+
+        self._resource = resource
+        self.processes, self.children_cpu = processes, children_cpu
+        self._start = self._sample()
+
+    def _sample(self) -> dict[str, float]:
+        sample = {name: cpu_seconds(pid) for name, (pid, _) in self.processes.items()}
+        sample["self"] = cpu_seconds(os.getpid())
+        usage = self._resource.getrusage(self._resource.RUSAGE_CHILDREN)
+        sample["children"] = usage.ru_utime + usage.ru_stime
+        for cpu, busy in cpu_busy_seconds().items():
+            sample[f"busy@{cpu}"] = busy
+        return sample
+
+    def stop(self) -> dict[str, float]:
+        end = self._sample()
+        used = {k: end[k] - self._start.get(k, end[k]) for k in end}
+        own_cpu = next(iter(os.sched_getaffinity(0))) if len(os.sched_getaffinity(0)) == 1 else None
+        for key in [k for k in used if k.startswith("busy@")]:
+            cpu = int(key[5:])
+            ours = sum(used[name] for name, (_, c) in self.processes.items() if c == cpu)
+            ours += used["children"] if self.children_cpu == cpu else 0
+            ours += used["self"] if own_cpu == cpu else 0
+            used[f"others@{cpu}"] = max(0.0, used[key] - ours)
+        return used
+
+
 # -- servers ----------------------------------------------------------------------------------
 
 

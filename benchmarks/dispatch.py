@@ -185,7 +185,7 @@ async def main(args) -> None:
     out("Targets (median of per-round ratios):")
     for name, target in TARGETS.items():
         ratio = statistics.median(results[name][2])
-        out(f"- {name} >= {target:.2f} of raw: {ratio:.3f} -> {'met' if ratio >= target else 'NOT met'}")
+        out(f"- {name} >= {target:.2f} of raw: {ratio:.4f} -> {'met' if ratio >= target else 'NOT met'}")
     if args.write_docs:
         H.write_docs("Dispatch", INTRO, out)
 

@@ -357,18 +357,30 @@ def size_name(size: int) -> str:
 def measure(sides: list[str], fronts: dict[str, Child], consumers: dict[str, Child], redis_pid: int | None,
             request: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str, list[Any]]]:
     results: dict[str, dict[str, list[Any]]] = {
-        s: {"rate": [], "lat_ms": [], "p50": [], "front": [], "consumer": [], "redis": []} for s in sides
+        s: {"rate": [], "lat_ms": [], "p50": [], "front": [], "consumer": [], "redis": [], "others": []}
+        for s in sides
     }
+    processes: dict[str, tuple[int, int | None]] = {}
+    for side in sides:
+        processes[f"front:{side}"] = (fronts[side].pid, FRONT_CPU)
+        processes[f"consumer:{side}"] = (consumers[side].pid, CONSUMER_CPU)
+    if redis_pid:
+        processes["redis"] = (redis_pid, REDIS_CPU)
     for order in H.rounds_order(sides, args.rounds, args.seed):
         for side in order:
-            pids = {"front": fronts[side].pid, "consumer": consumers[side].pid, "redis": redis_pid}
-            before = {k: H.cpu_seconds(p) if p else float("nan") for k, p in pids.items()}
+            meter = H.CpuMeter(processes)
+            started = time.perf_counter()
             r = fronts[side].run(**request)
-            after = {k: H.cpu_seconds(p) if p else float("nan") for k, p in pids.items()}
+            wall = time.perf_counter() - started
+            used = meter.stop()
             row = results[side]
             row["rate"].append(r["rate"])
-            for k in pids:  # µs of CPU per request
-                row[k].append((after[k] - before[k]) * 1e6 / request["n"])
+            # µs of CPU per request
+            row["front"].append(used[f"front:{side}"] * 1e6 / request["n"])
+            row["consumer"].append(used[f"consumer:{side}"] * 1e6 / request["n"])
+            row["redis"].append(used["redis"] * 1e6 / request["n"] if "redis" in used else float("nan"))
+            row["others"].append(tuple(used.get(f"others@{cpu}", float("nan")) / wall
+                                       for cpu in (CONSUMER_CPU, FRONT_CPU)))
             if "lat_ms" in r:
                 row["lat_ms"].extend(r["lat_ms"])
                 row["p50"].append(H.percentile(r["lat_ms"], 0.5))
@@ -389,6 +401,10 @@ def report(title: str, sides: list[str], results: dict[str, dict[str, list[Any]]
                if latency else "")
         cpu = f"{H.median(row['front']):>16.0f} {H.median(row['consumer']):>8.0f} {H.median(row['redis']):>6.0f}"
         out(f"{side:<10} {H.triple(row['rate'], ',.0f', 7)}  {H.triple(ratios, '.2f', 6)}{lat}  {cpu}")
+    others = [o for side in sides for o in results[side]["others"]]
+    out(f"(the rest of the machine, other processes and interrupts, took a median "
+        f"{H.median([o[0] for o in others]):.0%} of CPU {CONSUMER_CPU} and {H.median([o[1] for o in others]):.0%} "
+        f"of CPU {FRONT_CPU} during these rounds)")
 
 
 def main(args: argparse.Namespace) -> None:

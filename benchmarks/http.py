@@ -363,36 +363,48 @@ def run_stack(stack: str, names: list[str], connections: list[int], args: argpar
             p50s: dict[str, list[float]] = {n: [] for n in names}
             p99s: dict[str, list[float]] = {n: [] for n in names}
             cpu: dict[str, list[float]] = {n: [] for n in names}
+            per_cpu_s: dict[str, list[float]] = {n: [] for n in names}
             errors: dict[str, int] = {n: 0 for n in names}
-            idle_cpu = 0.0
+            idle, loadgen, others0, others1 = [], [], [], []
             for order in H.rounds_order(names, args.rounds, args.seed):
                 for name in order:
-                    server = servers[name]
-                    before = {n: H.cpu_seconds(s.pid) for n, s in servers.items()}
+                    meter = H.CpuMeter({n: (s.pid, H.SERVER_CPU) for n, s in servers.items()},
+                                       children_cpu=H.LOAD_CPU if load is load_wrk else None)
                     started = time.perf_counter()
-                    r = load(server.url, args.duration, c)
+                    r = load(servers[name].url, args.duration, c)
                     wall = time.perf_counter() - started
-                    after = {n: H.cpu_seconds(s.pid) for n, s in servers.items()}
+                    used = meter.stop()
                     rates[name].append(r["rps"])
                     p50s[name].append(r["p50_ms"])
                     p99s[name].append(r["p99_ms"])
                     errors[name] += int(r["errors"])
-                    cpu[name].append((after[name] - before[name]) / wall)
-                    idle_cpu = max(idle_cpu, sum(after[n] - before[n] for n in names if n != name) / wall)
+                    cpu[name].append(used[name] / wall)
+                    if used[name] > 0:
+                        per_cpu_s[name].append(r["requests"] / used[name])
+                    idle.append(sum(used[n] for n in names if n != name) / wall)
+                    loadgen.append(used["children"] / wall)
+                    others0.append(used.get(f"others@{H.SERVER_CPU}", float("nan")) / wall)
+                    others1.append(used.get(f"others@{H.LOAD_CPU}", float("nan")) / wall)
             out(f"\n{stack} (uvicorn loop={STACKS[stack][0]} http={STACKS[stack][1]}), "
                 f"{load.__name__.removeprefix('load_')} -c{c} -d{args.duration:g}s, {args.rounds} rounds; "
                 f"ratio = req/s / {BASELINE}'s in the same round")
-            out(f"{'server':<10} {H.triple_header('req/s min / median / max', 8)}  {'p50 ms':>7}  "
-                f"{'p99 ms':>7}  {'server CPU':>10}  {H.triple_header('ratio min / median / max', 6)}")
+            out(f"{'server':<10} {H.triple_header('req/s min / median / max', 8)}  {'p50 ms':>6} "
+                f"{'p99 ms':>6}  {'CPU':>4}  {H.triple_header('ratio min / median / max', 5)}  "
+                f"{'req/CPU-s':>9} {'ratio':>5}")
             for name in names:
                 ratios = H.per_round_ratios(rates[name], rates[BASELINE])
+                cpu_ratios = H.per_round_ratios(per_cpu_s[name], per_cpu_s[BASELINE])
                 flag = f"  ({errors[name]} errors)" if errors[name] else ""
-                out(f"{name:<10} {H.triple(rates[name], ',.0f', 8)}  {H.median(p50s[name]):>7.2f}  "
-                    f"{H.median(p99s[name]):>7.2f}  {H.median(cpu[name]):>10.0%}  "
-                    f"{H.triple(ratios, '.2f', 6)}{flag}")
+                out(f"{name:<10} {H.triple(rates[name], ',.0f', 8)}  {H.median(p50s[name]):>6.2f} "
+                    f"{H.median(p99s[name]):>6.2f}  {H.median(cpu[name]):>4.0%}  "
+                    f"{H.triple(ratios, '.2f', 5)}  {H.median(per_cpu_s[name]):>9,.0f} "
+                    f"{H.median(cpu_ratios):>5.2f}{flag}")
                 medians.setdefault(c, {})[name] = H.median(ratios)
-            out(f"(server CPU: the measured server's CPU time / wall time, median; the idle servers used "
-                f"at most {idle_cpu:.1%} of a CPU meanwhile)")
+            out(f"(medians over the rounds: p50/p99 of wrk's distribution; CPU = the server's CPU time / "
+                f"wall time; req/CPU-s = requests per second of the server's CPU, and its ratio; idle "
+                f"servers {H.median(idle):.1%} of CPU {H.SERVER_CPU}, load generator "
+                f"{H.median(loadgen):.0%} of CPU {H.LOAD_CPU}; the rest of the machine (other processes, interrupts) "
+                f"{H.median(others0):.0%} of CPU {H.SERVER_CPU}, {H.median(others1):.0%} of CPU {H.LOAD_CPU})")
     finally:
         for server in servers.values():
             server.close()
@@ -453,7 +465,9 @@ through bare Starlette, FastAPI and Litestar routes. One uvicorn worker per serv
 uvicorn settings, the stack passed explicitly to every server (each reports the loop and
 protocol class it runs) and both stacks measured for every server in the same run; servers on
 CPU 0, `wrk -t1 --latency` on CPU 1; rounds alternate between the servers; ratios are per-round
-(same stack, same round). "server CPU" near 100% means the server was the bottleneck."""
+(same stack, same round). "CPU" near 100% means the server was the bottleneck; "the rest
+of the machine" is what other processes and interrupts took of each CPU meanwhile (the noise); req/CPU-s
+divides by the CPU the server actually got."""
 
 
 if __name__ == "__main__":
