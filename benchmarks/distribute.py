@@ -27,7 +27,8 @@ and the same front driver code timing them. All processes stay up for the whole 
 alternate between the sides (forward, then reversed; ``--seed`` shuffles), after a warm-up.
 Rates are min / median / max over the rounds, ratios min / median / max of per-round ratios to
 raw; CPU is each process's CPU time per request (median over rounds), so where the budget goes
-is visible. Latency: p50/p99 over every sequential request of all rounds.
+is visible, and "CPU ratio" is raw's total CPU per request over the side's (per round, median):
+the comparison at equal CPU that the rest of the machine's load does not bend. Latency: p50/p99 over every sequential request of all rounds.
 
 Targets (bollydog, 100 B payload): sequential p50 <= 1 ms, p99 <= 2.5 ms.
 """
@@ -357,7 +358,8 @@ def size_name(size: int) -> str:
 def measure(sides: list[str], fronts: dict[str, Child], consumers: dict[str, Child], redis_pid: int | None,
             request: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str, list[Any]]]:
     results: dict[str, dict[str, list[Any]]] = {
-        s: {"rate": [], "lat_ms": [], "p50": [], "front": [], "consumer": [], "redis": [], "others": []}
+        s: {"rate": [], "lat_ms": [], "p50": [], "front": [], "consumer": [], "redis": [], "total": [],
+            "others": []}
         for s in sides
     }
     processes: dict[str, tuple[int, int | None]] = {}
@@ -379,6 +381,7 @@ def measure(sides: list[str], fronts: dict[str, Child], consumers: dict[str, Chi
             row["front"].append(used[f"front:{side}"] * 1e6 / request["n"])
             row["consumer"].append(used[f"consumer:{side}"] * 1e6 / request["n"])
             row["redis"].append(used["redis"] * 1e6 / request["n"] if "redis" in used else float("nan"))
+            row["total"].append(row["front"][-1] + row["consumer"][-1] + (row["redis"][-1] if "redis" in used else 0))
             row["others"].append(tuple(used.get(f"others@{cpu}", float("nan")) / wall
                                        for cpu in (CONSUMER_CPU, FRONT_CPU)))
             if "lat_ms" in r:
@@ -393,17 +396,23 @@ def report(title: str, sides: list[str], results: dict[str, dict[str, list[Any]]
     lat_head = f" {'p50 ms':>7} {'p99 ms':>7}" if latency else ""
     out(f"{'side':<10} {H.triple_header('req/s min / median / max', 7)}  "
         f"{H.triple_header('ratio min / median / max', 6)}{lat_head}  "
-        f"{'CPU µs/req front':>16} {'consumer':>8} {'redis':>6}")
+        f"{'CPU µs/req front':>16} {'consumer':>8} {'redis':>6} {'total':>6}  {'CPU ratio':>9}")
     for side in sides:
         row = results[side]
         ratios = H.per_round_ratios(row["rate"], results[BASELINE]["rate"]) if BASELINE in results else []
         lat = (f" {H.percentile(row['lat_ms'], 0.5):>7.3f} {H.percentile(row['lat_ms'], 0.99):>7.3f}"
                if latency else "")
-        cpu = f"{H.median(row['front']):>16.0f} {H.median(row['consumer']):>8.0f} {H.median(row['redis']):>6.0f}"
+        # raw's CPU per request / this side's, per round: the ratio at equal CPU, whatever the
+        # rest of the machine took
+        cpu_ratios = H.per_round_ratios(results[BASELINE]["total"], row["total"]) if BASELINE in results else []
+        cpu = (f"{H.median(row['front']):>16.0f} {H.median(row['consumer']):>8.0f} {H.median(row['redis']):>6.0f} "
+               f"{H.median(row['total']):>6.0f}  {H.median(cpu_ratios):>9.2f}")
         out(f"{side:<10} {H.triple(row['rate'], ',.0f', 7)}  {H.triple(ratios, '.2f', 6)}{lat}  {cpu}")
     others = [o for side in sides for o in results[side]["others"]]
-    out(f"(the rest of the machine, other processes and interrupts, took a median "
-        f"{H.median([o[0] for o in others]):.0%} of CPU {CONSUMER_CPU} and {H.median([o[1] for o in others]):.0%} "
+    out("(CPU ratio: raw's CPU µs per request / this side's, per round, median; the rest of the "
+        "machine, other processes and interrupts, took a median "
+        f"{H.median([o[0] for o in others]):.0%} of CPU {CONSUMER_CPU} and"
+        f" {H.median([o[1] for o in others]):.0%} "
         f"of CPU {FRONT_CPU} during these rounds)")
 
 
@@ -482,7 +491,9 @@ consumer `XREADGROUP COUNT 32`, then one pipeline per batch with the reply `XADD
 `broker.request` to a stream subscriber. Every side: the same two processes (consumer on CPU 0,
 front on CPU 1, the script's own Redis on CPU 1), the same Redis, the same number in flight, the
 same driver timing it. "CPU µs/req" is each process's CPU time per request: where the budget
-goes."""
+goes; "CPU ratio" compares the total per request (raw's / the side's), which does not depend on
+what the rest of the machine took of either CPU (the req/s ratio does: raw is bound by CPU 1,
+front and Redis, bollydog by CPU 0, its consumer)."""
 
 
 if __name__ == "__main__":
