@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test bench bench-full clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,24 @@ test: $(BIN)/.installed
 	@$(BIN)/python -c "import pytest" 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pytest
 
+# The peers (FastAPI, Litestar, FastStream) and uvloop/httptools: the `bench` extra. The load
+# generator and Redis: `apt-get install wrk redis-server`. `make bench`: dispatch, HTTP (-c32,
+# both stacks) and distribute (100 B), a few minutes; `make bench-full` adds the HTTP scaling
+# rows (-c1/-c32/-c256), the 10 KB and 1 MB payloads and the 1M-execute growth check.
+BENCH_DEPS = $(BIN)/python -c "import fastapi, litestar, uvloop, httptools, faststream" 2>/dev/null \
+	|| $(BIN)/pip install --quiet -e '.[dev,bench]'
+
 bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/dispatch.py
+	@$(BENCH_DEPS)
+	$(BIN)/python benchmarks/dispatch.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/http.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/distribute.py $(BENCH_ARGS)
+
+bench-full: $(BIN)/.installed
+	@$(BENCH_DEPS)
+	$(BIN)/python benchmarks/dispatch.py --growth 1000000 $(BENCH_ARGS)
+	$(BIN)/python benchmarks/http.py --scaling $(BENCH_ARGS)
+	$(BIN)/python benchmarks/distribute.py --sizes 100,10000,1000000 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

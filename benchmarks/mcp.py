@@ -25,7 +25,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import importlib.util  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -38,9 +37,10 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: bollydog from th
 
 from bollydog.models.base import Command  # noqa: E402
 
-#: uvicorn's choices for both servers (the defaults pick these when uvloop/httptools are absent).
-LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-HTTP = "httptools" if importlib.util.find_spec("httptools") else "h11"
+#: The stack of both servers, passed explicitly (never auto-detected: with uvloop/httptools
+#: installed, auto-detection would differ between the bare server and McpService's own Config).
+LOOP = "asyncio"
+HTTP = "h11"
 OUTPUT = {"type": "object", "properties": {"result": {"type": "integer"}}, "required": ["result"]}
 
 
@@ -60,6 +60,9 @@ async def add(command: Add) -> int:
 
 
 def serve_bollydog(port: int) -> None:
+    from benchmarks import _harness
+
+    _harness.explicit_uvicorn_stack(LOOP, HTTP)  # McpService builds its own uvicorn.Config
     from bollydog.entrypoint.mcp.app import McpService
     from bollydog.models.service import AppService
     from bollydog.service.app import HubService
