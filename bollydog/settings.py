@@ -7,9 +7,12 @@ after it has loaded a ``.env`` file.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bollydog.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -29,6 +32,9 @@ class Settings(BaseSettings):
     compensation_grace: float = Field(
         3.0, ge=0, description="Seconds a generator handler cut by shutdown gets to compensate."
     )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="The CLI's event loop: uvloop when installed (auto), or as named."
+    )
 
     @property
     def handler_modules(self) -> list[str]:
@@ -41,7 +47,15 @@ settings_generation = [0]
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings; an invalid ``BOLLYDOG_*`` value is a :class:`ConfigError` naming it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"BOLLYDOG_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid environment setting: {problems}") from None
 
 
 def reload_settings() -> Settings:

@@ -9,7 +9,8 @@ from typing import NoReturn, TypeVar
 
 import click
 
-from bollydog.errors import BollydogError, describe
+from bollydog.errors import BollydogError, MissingDependencyError, describe
+from bollydog.settings import get_settings
 
 T = TypeVar("T")
 
@@ -29,10 +30,26 @@ def fail_with(exc: BaseException) -> NoReturn:
 
 
 def run(main: Callable[[], Awaitable[T]]) -> T:
-    """Run ``main`` and turn framework errors into CLI messages and exit statuses."""
+    """Run ``main`` on the configured event loop and turn framework errors into CLI messages
+    and exit statuses."""
     try:
-        return asyncio.run(main())
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(main())  # type: ignore[arg-type]  # an awaitable coroutine
     except BollydogError as exc:
         fail_with(exc)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """``BOLLYDOG_EVENT_LOOP``: uvloop when installed (``auto``, the default), or as named."""
+    choice = get_settings().event_loop
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise MissingDependencyError("BOLLYDOG_EVENT_LOOP=uvloop", "http", "uvloop") from None
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]

@@ -51,7 +51,10 @@ def cli() -> None:
     from bollydog.logging import configure_logging
 
     load_dotenv(Path.cwd() / ".env", override=False)
-    settings = reload_settings()
+    try:
+        settings = reload_settings()
+    except BollydogError as exc:  # a BOLLYDOG_* variable with a value that names nothing
+        fail_with(exc)
     configure_logging(settings.log_level, json=settings.log_json, file=settings.log_file)
 
 

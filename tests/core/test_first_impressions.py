@@ -115,3 +115,28 @@ async def test_a_json_body_sent_as_a_form_gets_a_hint():
                                   headers={"content-type": "application/x-www-form-urlencoded"})
     assert reply.status_code == 415
     assert "looks like JSON" in reply.json()["message"] and "application/json" in reply.json()["message"]
+
+
+def test_an_invalid_environment_setting_is_named_not_a_traceback():
+    done = bollydog("ls", env={"BOLLYDOG_QUEUE_MAX_SIZE": "lots"})
+    assert done.returncode == 2
+    assert "BOLLYDOG_QUEUE_MAX_SIZE='lots'" in done.stderr and "Traceback" not in done.stderr
+    done = bollydog("ls", env={"BOLLYDOG_EVENT_LOOP": "tokio"})
+    assert done.returncode == 2 and "BOLLYDOG_EVENT_LOOP='tokio'" in done.stderr
+
+
+def test_the_cli_runs_on_uvloop_when_installed_unless_told_otherwise(monkeypatch):
+    import pytest
+
+    from bollydog.cli.exits import loop_factory
+    from bollydog.settings import reload_settings
+
+    uvloop = pytest.importorskip("uvloop")
+    try:
+        assert loop_factory() is uvloop.new_event_loop
+        monkeypatch.setenv("BOLLYDOG_EVENT_LOOP", "asyncio")
+        reload_settings()
+        assert loop_factory() is None
+    finally:
+        monkeypatch.delenv("BOLLYDOG_EVENT_LOOP", raising=False)
+        reload_settings()
