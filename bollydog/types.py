@@ -15,6 +15,7 @@ from mode import Service
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.handlers import HandlerRegistry
     from bollydog.hub.hooks import Hooks
+    from bollydog.hub.middleware import Middleware
     from bollydog.hub.transport import Transport
     from bollydog.models.base import BaseMessage
     from bollydog.models.service import AppService
@@ -52,6 +53,14 @@ class HubT(Service):
         """Start ``event``'s handlers in the background."""
         raise NotImplementedError
 
+    def add_middleware(self, layer: "Middleware", *, outermost: bool = True) -> None:
+        """Add a dispatch layer (telemetry, auditing, ...); outermost by default."""
+        raise NotImplementedError
+
+    def force_stop(self) -> None:
+        """Stop waiting: a stop in progress (or the next one) cuts in-flight work at once."""
+        raise NotImplementedError
+
     @property
     def accepting(self) -> bool:
         """True while the hub takes new messages (started, not stopping)."""
@@ -68,20 +77,24 @@ class HubT(Service):
 
 
 class _NoHub(HubT):
-    """The hub of an entrypoint not yet added to one: every use says what to do."""
+    """The hub of a part not yet added to one (an entrypoint, an app, a plugin): false, and
+    every use says what to do."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, owner: str = "this entrypoint", remedy: str = "add it with hub.add_entrypoint(entrypoint)"
+    ) -> None:
         from bollydog.hub.hooks import Hooks
         from bollydog.hub.transport import InProcessTransport
 
         super().__init__()
         self.hooks = Hooks()
         self.transport = InProcessTransport()
+        self._problem = f"{owner} has no hub: {remedy}"
 
     def _missing(self) -> Any:
         from bollydog.errors import ConfigError
 
-        raise ConfigError("this entrypoint has no hub: add it with hub.add_entrypoint(entrypoint)")
+        raise ConfigError(self._problem)
 
     @property
     def registry(self) -> "HandlerRegistry":  # type: ignore[override]
@@ -101,6 +114,12 @@ class _NoHub(HubT):
         return self._missing()
 
     def publish_nowait(self, event: "BaseMessage") -> None:
+        self._missing()
+
+    def add_middleware(self, layer: "Middleware", *, outermost: bool = True) -> None:
+        self._missing()
+
+    def force_stop(self) -> None:
         self._missing()
 
     @property
@@ -156,5 +175,5 @@ class HubPlugin(Service):
         self.options = options
 
     @property
-    def middleware(self) -> Any:
+    def middleware(self) -> "Middleware | None":
         return None
