@@ -14,7 +14,7 @@ committed when it returns, discarded when it raises, like a database.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -99,7 +99,9 @@ async def running_hub(
 
 
 @contextmanager
-def handling(message: BaseMessage, *, hub: HubService | None = None, app: AppService | None = None):
+def handling(
+    message: BaseMessage, *, hub: HubService | None = None, app: AppService | None = None
+) -> Iterator[BaseMessage]:
     """Call a handler function directly, with ``bollydog.globals`` set as the hub would."""
     protocol = app.protocol if app is not None else None
     token = handler_frame.set((message, app, protocol, hub))
@@ -110,7 +112,7 @@ def handling(message: BaseMessage, *, hub: HubService | None = None, app: AppSer
 
 
 @contextmanager
-def as_user(username: str, **data: Any):
+def as_user(username: str, **data: Any) -> Iterator[Session | None]:
     """Run the enclosed code with a session for ``username`` (what an entrypoint would set)."""
     token = current_session.set(Session(username=username, data=data))
     try:

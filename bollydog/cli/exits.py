@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -28,7 +28,7 @@ def fail_with(exc: BaseException) -> NoReturn:
     fail(f"{info.code}: {info.message}", info.exit_code)
 
 
-def run(main: Callable[[], Awaitable[T]]) -> T:
+def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``main`` and turn framework errors into CLI messages and exit statuses."""
     try:
         return asyncio.run(main())
