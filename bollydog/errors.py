@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 
 class ErrorMapping:
@@ -84,6 +84,10 @@ class DomainError(ErrorMapping, Exception):
         super().__init__(*args)
         for name, value in fields.items():
             setattr(self, name, value)
+
+    if TYPE_CHECKING:
+        # For the checker only: the keyword fields are attributes (``refused.title``).
+        def __getattr__(self, name: str) -> Any: ...
 
 
 # -- definition time ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from bollydog.adapters.memory import MemoryProtocol as FakeProtocol
 from bollydog.adapters.memory import MemoryUnitOfWork as FakeUnitOfWork
@@ -68,9 +68,17 @@ class RecordingHub(HubService):
         self._record(message)  # e.g. delivered by a transport
         return await super().dispatch(message)
 
-    def published(self, event_type: type[Event] = Event) -> list[BaseMessage]:
+    @overload
+    def published(self) -> list[Event]: ...
+    @overload
+    def published(self, event_type: type[E]) -> list[E]: ...
+
+    def published(self, event_type: type[Event] = Event) -> list[Any]:
         """Events of ``event_type`` (every event by default) the hub was given, in order."""
         return [m for m in self.dispatched if isinstance(m, event_type)]
+
+
+E = TypeVar("E", bound=Event)
 
 
 @asynccontextmanager

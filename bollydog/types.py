@@ -8,7 +8,7 @@ names concrete classes. Annotate ``hub: HubT`` in a handler to have the hub inje
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from mode import Service
 
@@ -36,6 +36,12 @@ class HubT(Service):
     hooks: "Hooks"
     #: Where messages of domains run by other processes go (in-process: nowhere).
     transport: "Transport"
+
+    async def __aenter__(self) -> Self:
+        # mode's returns its abstract ServiceT: ``async with HubService() as hub`` gives the
+        # checker the hub's own type.
+        await super().__aenter__()
+        return self
 
     async def execute(self, message: "BaseMessage") -> Any:
         """Run ``message`` now and return its result (its handler's exception propagates)."""
