@@ -8,7 +8,7 @@ names concrete classes. Annotate ``hub: HubT`` in a handler to have the hub inje
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from mode import Service
 
@@ -97,24 +97,26 @@ class _NoHub(HubT):
         self.transport = InProcessTransport()
         self._problem = f"{owner} has no hub: {remedy}"
 
-    def _missing(self) -> Any:
+    def _missing(self) -> NoReturn:
         from bollydog.errors import ConfigError
 
         raise ConfigError(self._problem)
 
+    # Read-only here (the checker wants the attributes writable): a part without a hub has no
+    # registry or apps to replace.
     @property
     def registry(self) -> "HandlerRegistry":  # type: ignore[override]
-        return self._missing()  # type: ignore[no-any-return]
+        return self._missing()
 
     @property
     def apps(self) -> Mapping[str, "AppService"]:  # type: ignore[override]
-        return self._missing()  # type: ignore[no-any-return]
+        return self._missing()
 
     async def execute(self, message: "BaseMessage") -> Any:
         return self._missing()
 
     async def put_message(self, message: "BaseMessage") -> "BaseMessage":
-        return self._missing()  # type: ignore[no-any-return]
+        return self._missing()
 
     async def dispatch(self, message: "BaseMessage") -> Any:
         return self._missing()
