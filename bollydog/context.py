@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import random
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.models.base import BaseMessage, Session
+    from bollydog.models.protocol import Protocol
+    from bollydog.models.service import AppService
+    from bollydog.types import HubT
 
-# The handler being run, as one tuple ``(message, app, protocol, hub)``: one context variable
-# set per handler execution instead of four.
-handler_frame: ContextVar[tuple[Any, Any, Any, Any] | None] = ContextVar(
-    "bollydog.handler_frame", default=None
-)
+#: ``(message, app, protocol, hub)`` of a running handler (app and protocol None for a handler
+#: registered without an app; hub None only under ``bollydog.testing.handling``).
+HandlerFrame = tuple["BaseMessage", "AppService | None", "Protocol | None", "HubT | None"]
+
+# The handler being run, as one tuple: one context variable set per handler execution instead
+# of four.
+handler_frame: ContextVar[HandlerFrame | None] = ContextVar("bollydog.handler_frame", default=None)
 current_session: ContextVar["Session | None"] = ContextVar("bollydog.session", default=None)
 # The hub outside handlers (a shell, a script): set when a hub starts.
-current_hub: ContextVar[Any] = ContextVar("bollydog.hub", default=None)
+current_hub: ContextVar["HubT | None"] = ContextVar("bollydog.hub", default=None)
 
 
 def get_message() -> "BaseMessage | None":
@@ -30,17 +35,17 @@ def get_message() -> "BaseMessage | None":
     return frame[0] if frame is not None else None
 
 
-def get_app() -> Any:
+def get_app() -> "AppService | None":
     frame = handler_frame.get()
     return frame[1] if frame is not None else None
 
 
-def get_protocol() -> Any:
+def get_protocol() -> "Protocol | None":
     frame = handler_frame.get()
     return frame[2] if frame is not None else None
 
 
-def get_hub() -> Any:
+def get_hub() -> "HubT | None":
     frame = handler_frame.get()
     return frame[3] if frame is not None else current_hub.get()
 

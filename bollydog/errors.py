@@ -14,8 +14,9 @@ the CLI and the Redis reply encoding all answer from what it returns.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 
 class ErrorMapping:
@@ -83,6 +84,10 @@ class DomainError(ErrorMapping, Exception):
         super().__init__(*args)
         for name, value in fields.items():
             setattr(self, name, value)
+
+    if TYPE_CHECKING:
+        # For the checker only: the keyword fields are attributes (``refused.title``).
+        def __getattr__(self, name: str) -> Any: ...
 
 
 # -- definition time ---------------------------------------------------------------------------
@@ -191,7 +196,7 @@ class HandlerTimeoutError(BollydogError, TimeoutError):
     status_code = 504
 
 
-class ConcurrentDispatchError(BollydogError, ExceptionGroup):
+class ConcurrentDispatchError(BollydogError, ExceptionGroup[Exception]):
     """Some of the messages yielded together as a list failed.
 
     ``results`` holds, in yield order, each result or the exception that replaced it.
@@ -199,22 +204,26 @@ class ConcurrentDispatchError(BollydogError, ExceptionGroup):
 
     results: list[Any]
 
-    def __new__(cls, message: str, exceptions: Any, results: list[Any] | None = None):
+    def __new__(cls, message: str, exceptions: Sequence[Exception], results: list[Any] | None = None) -> Self:
         self = super().__new__(cls, message, exceptions)
         self.results = list(results or [])
         return self
 
-    def __init__(self, message: str, exceptions: Any, results: list[Any] | None = None) -> None:
+    def __init__(self, message: str, exceptions: Sequence[Exception], results: list[Any] | None = None) -> None:
         super().__init__(message, exceptions)
 
-    def derive(self, excs: Any) -> "ConcurrentDispatchError":
+    # split() and subgroup() call derive() with some of this group's own exceptions: they are
+    # Exceptions, and the part keeps the subclass (and its results). typeshed's overloads promise
+    # a group generic in what it is given, which a non-generic subclass cannot express.
+    def derive(self, excs: Sequence[Exception], /) -> ConcurrentDispatchError:  # type: ignore[override]
         return ConcurrentDispatchError(self.message, excs, self.results)
 
 
-class EventHandlersError(BollydogError, ExceptionGroup):
+class EventHandlersError(BollydogError, ExceptionGroup[Exception]):
     """One or more handlers of an Event failed; the others ran to completion."""
 
-    def derive(self, excs: Any) -> "EventHandlersError":
+    # As ConcurrentDispatchError.derive: the part keeps the subclass.
+    def derive(self, excs: Sequence[Exception], /) -> EventHandlersError:  # type: ignore[override]
         return EventHandlersError(self.message, excs)
 
 

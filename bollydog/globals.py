@@ -7,7 +7,7 @@ objects themselves; each concurrent handler sees its own. Outside a handler they
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bollydog.context import get_app, get_hub, get_message, get_protocol, get_session
@@ -38,7 +38,7 @@ class ContextProxy:
         return self._get_current_object()(*args, **kwargs)
 
     def __eq__(self, other: Any) -> bool:
-        return self._get() == other
+        return bool(self._get() == other)
 
     def __hash__(self) -> int:
         return hash(self._get_current_object())
@@ -46,7 +46,7 @@ class ContextProxy:
     def __bool__(self) -> bool:
         return self._get() is not None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._get_current_object())
 
     def __getitem__(self, key: Any) -> Any:

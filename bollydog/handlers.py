@@ -86,7 +86,7 @@ class Handler:
         self.qualname = f"{func.__module__}.{func.__qualname__}"
         self.message_types = message_types
         self.is_method = is_method
-        self.app: Any = None
+        self.app: AppService | None = None  # set when registered
         if inspect.isasyncgenfunction(func):
             self.kind = ASYNCGEN
         elif inspect.iscoroutinefunction(func):
@@ -256,7 +256,7 @@ class HandlerRegistry:
         self._domains[domain] = (modules, frozenset(m.split(".")[0] for m in modules))
         self._renamed()
 
-    def register(self, handler: Handler, app: Any = None) -> None:
+    def register(self, handler: Handler, app: AppService | None = None) -> None:
         handler.app = app
         domain = getattr(app, "domain", None)
         if domain is not None and domain not in self._domains:
@@ -279,7 +279,7 @@ class HandlerRegistry:
                 self._claim(message_type, domain, _HANDLES_COMMAND)
             self.add_message(message_type)
 
-    def register_all(self, handlers: Iterable[Handler], app: Any = None) -> None:
+    def register_all(self, handlers: Iterable[Handler], app: AppService | None = None) -> None:
         for handler in handlers:
             self.register(handler, app)
 

@@ -17,12 +17,17 @@ import functools
 import logging
 import sys
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from opentelemetry.trace import get_current_span
 
 from bollydog.context import get_message
+
+if TYPE_CHECKING:  # pragma: no cover
+    from opentelemetry._logs import LoggerProvider
+    from opentelemetry.sdk._logs import LoggingHandler
+    from opentelemetry.util.types import Attributes
 
 _KEEP = "_bollydog_keep"  # marks root handlers that configure_logging must not remove
 
@@ -83,7 +88,7 @@ def configure_logging(level: str = "INFO", *, json: bool = False, file: str | No
 # -- OpenTelemetry log bridge ------------------------------------------------------------------
 
 
-def attach_otel_handler(logger_provider: Any, level: int = logging.NOTSET) -> logging.Handler:
+def attach_otel_handler(logger_provider: LoggerProvider, level: int = logging.NOTSET) -> logging.Handler:
     """Send root-logger records to ``logger_provider`` (an SDK ``LoggerProvider``) as well.
 
     Needs ``opentelemetry-sdk``. Returns the handler, for :func:`detach_otel_handler`.
@@ -106,7 +111,7 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) 
 
 
 @functools.cache
-def _otel_handler_class() -> type[logging.Handler]:
+def _otel_handler_class() -> type[LoggingHandler]:
     from opentelemetry.sdk._logs import LoggingHandler
 
     class OTelBridgeHandler(LoggingHandler):
@@ -117,7 +122,7 @@ def _otel_handler_class() -> type[logging.Handler]:
         bridged, so that an exporter failing to export logs cannot feed itself.
         """
 
-        def __init__(self, level: int = logging.NOTSET, logger_provider: Any = None) -> None:
+        def __init__(self, level: int = logging.NOTSET, logger_provider: LoggerProvider | None = None) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # deprecated in favour of a contrib package
                 super().__init__(level=level, logger_provider=logger_provider)
@@ -125,9 +130,10 @@ def _otel_handler_class() -> type[logging.Handler]:
         def emit(self, record: logging.LogRecord) -> None:
             if record.name.startswith("opentelemetry"):
                 return
-            if isinstance(record.msg, dict):
+            msg = record.msg
+            if isinstance(msg, dict):
                 record = copy.copy(record)
-                event = dict(record.msg)
+                event = dict(msg)
                 record.msg, record.args = str(event.pop("event", "")), ()
                 for key, value in event.items():
                     if not key.startswith("_") and key not in _RECORD_FIELDS and isinstance(value, _PRIMITIVES):
@@ -135,8 +141,10 @@ def _otel_handler_class() -> type[logging.Handler]:
             super().emit(record)
 
         @staticmethod
-        def _get_attributes(record: logging.LogRecord) -> Any:
+        def _get_attributes(record: logging.LogRecord) -> Attributes:
             attributes = LoggingHandler._get_attributes(record)
+            if attributes is None:
+                return None
             return {
                 key: value
                 for key, value in attributes.items()

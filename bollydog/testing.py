@@ -18,9 +18,9 @@ dead letters, replies), with the Redis transport's behaviour and no Redis.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from bollydog.adapters.memory import MemoryProtocol as FakeProtocol
 from bollydog.adapters.memory import MemoryUnitOfWork as FakeUnitOfWork
@@ -76,9 +76,17 @@ class RecordingHub(HubService):
         self._record(message)  # e.g. delivered by a transport
         return await super().dispatch(message)
 
-    def published(self, event_type: type[Event] = Event) -> list[BaseMessage]:
+    @overload
+    def published(self) -> list[Event]: ...
+    @overload
+    def published(self, event_type: type[E]) -> list[E]: ...
+
+    def published(self, event_type: type[Event] = Event) -> list[Any]:
         """Events of ``event_type`` (every event by default) the hub was given, in order."""
         return [m for m in self.dispatched if isinstance(m, event_type)]
+
+
+E = TypeVar("E", bound=Event)
 
 
 @asynccontextmanager
@@ -107,7 +115,9 @@ async def running_hub(
 
 
 @contextmanager
-def handling(message: BaseMessage, *, hub: HubService | None = None, app: AppService | None = None):
+def handling(
+    message: BaseMessage, *, hub: HubService | None = None, app: AppService | None = None
+) -> Iterator[BaseMessage]:
     """Call a handler function directly, with ``bollydog.globals`` set as the hub would."""
     protocol = app.protocol if app is not None else None
     token = handler_frame.set((message, app, protocol, hub))
@@ -118,7 +128,7 @@ def handling(message: BaseMessage, *, hub: HubService | None = None, app: AppSer
 
 
 @contextmanager
-def as_user(username: str, **data: Any):
+def as_user(username: str, **data: Any) -> Iterator[Session | None]:
     """Run the enclosed code with a session for ``username`` (what an entrypoint would set)."""
     token = current_session.set(Session(username=username, data=data))
     try:

@@ -8,13 +8,14 @@ names concrete classes. Annotate ``hub: HubT`` in a handler to have the hub inje
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from mode import Service
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.handlers import HandlerRegistry
     from bollydog.hub.hooks import Hooks
+    from bollydog.hub.middleware import Middleware
     from bollydog.hub.transport import Transport
     from bollydog.models.base import BaseMessage
     from bollydog.models.service import AppService
@@ -36,6 +37,12 @@ class HubT(Service):
     #: Where messages of domains run by other processes go (in-process: nowhere).
     transport: "Transport"
 
+    async def __aenter__(self) -> Self:
+        # mode's returns its abstract ServiceT: ``async with HubService() as hub`` gives the
+        # checker the hub's own type.
+        await super().__aenter__()
+        return self
+
     async def execute(self, message: "BaseMessage") -> Any:
         """Run ``message`` now and return its result (its handler's exception propagates)."""
         raise NotImplementedError
@@ -50,6 +57,14 @@ class HubT(Service):
 
     def publish_nowait(self, event: "BaseMessage") -> None:
         """Start ``event``'s handlers in the background."""
+        raise NotImplementedError
+
+    def add_middleware(self, layer: "Middleware", *, outermost: bool = True) -> None:
+        """Add a dispatch layer (telemetry, auditing, ...); outermost by default."""
+        raise NotImplementedError
+
+    def force_stop(self) -> None:
+        """Stop waiting: a stop in progress (or the next one) cuts in-flight work at once."""
         raise NotImplementedError
 
     @property
@@ -68,39 +83,51 @@ class HubT(Service):
 
 
 class _NoHub(HubT):
-    """The hub of an entrypoint not yet added to one: every use says what to do."""
+    """The hub of a part not yet added to one (an entrypoint, an app, a plugin): false, and
+    every use says what to do."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, owner: str = "this entrypoint", remedy: str = "add it with hub.add_entrypoint(entrypoint)"
+    ) -> None:
         from bollydog.hub.hooks import Hooks
         from bollydog.hub.transport import InProcessTransport
 
         super().__init__()
         self.hooks = Hooks()
         self.transport = InProcessTransport()
+        self._problem = f"{owner} has no hub: {remedy}"
 
-    def _missing(self) -> Any:
+    def _missing(self) -> NoReturn:
         from bollydog.errors import ConfigError
 
-        raise ConfigError("this entrypoint has no hub: add it with hub.add_entrypoint(entrypoint)")
+        raise ConfigError(self._problem)
 
+    # Read-only here (the checker wants the attributes writable): a part without a hub has no
+    # registry or apps to replace.
     @property
     def registry(self) -> "HandlerRegistry":  # type: ignore[override]
-        return self._missing()  # type: ignore[no-any-return]
+        return self._missing()
 
     @property
     def apps(self) -> Mapping[str, "AppService"]:  # type: ignore[override]
-        return self._missing()  # type: ignore[no-any-return]
+        return self._missing()
 
     async def execute(self, message: "BaseMessage") -> Any:
         return self._missing()
 
     async def put_message(self, message: "BaseMessage") -> "BaseMessage":
-        return self._missing()  # type: ignore[no-any-return]
+        return self._missing()
 
     async def dispatch(self, message: "BaseMessage") -> Any:
         return self._missing()
 
     def publish_nowait(self, event: "BaseMessage") -> None:
+        self._missing()
+
+    def add_middleware(self, layer: "Middleware", *, outermost: bool = True) -> None:
+        self._missing()
+
+    def force_stop(self) -> None:
         self._missing()
 
     @property
@@ -156,5 +183,5 @@ class HubPlugin(Service):
         self.options = options
 
     @property
-    def middleware(self) -> Any:
+    def middleware(self) -> "Middleware | None":
         return None

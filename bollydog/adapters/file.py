@@ -177,17 +177,17 @@ class FileUnitOfWork(UnitOfWork):
                         file.flush()
                         os.fsync(file.fileno())
         except BaseException:
-            for _, tmp in prepared:
-                if tmp is not None:
-                    _unlink(tmp)
+            for _, written in prepared:
+                if written is not None:
+                    _unlink(written)
             raise
         # Phase 2: each replace is atomic.
-        for done, (target, tmp) in enumerate(prepared):
+        for done, (target, written) in enumerate(prepared):
             try:
-                if tmp is None:
+                if written is None:
                     _unlink(target)
                 else:
-                    os.replace(tmp, target)
+                    os.replace(written, target)
             except BaseException:
                 for _, left in prepared[done:]:  # no temporary file is left behind
                     if left is not None:
@@ -253,7 +253,8 @@ class FileProtocol(Protocol):
         """The handler's transaction, or None outside a handler."""
         if not self.unit_of_work.in_handler():
             return None
-        return await self.unit_of_work.transaction()
+        staged: _Staged = await self.unit_of_work.transaction()  # what begin() made
+        return staged
 
     async def _stage(self, key: str, text: str | None) -> None:
         tx = await self._staged()

@@ -6,8 +6,9 @@ store as it was: the same semantics as the SQL adapters, without a database.
 
 from __future__ import annotations
 
+import builtins
 import copy
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -81,14 +82,16 @@ class MemoryProtocol(Protocol):
                     view.pop(key, None)
                 else:
                     view[key] = obj
-        return dict(sorted(view.items()))  # type: ignore[return-value]  # key order, like a primary key
+        # Key order, like a primary key. A collection is named after the class of its objects.
+        return cast("dict[str, M]", dict(sorted(view.items())))
 
     async def _write(self, model_name: str, key: str, obj: BaseModel | None) -> None:
         stored = copy.deepcopy(obj)
-        if stored is not None and callable(getattr(stored, "collect_events", None)):
+        collect_events = getattr(stored, "collect_events", None)
+        if callable(collect_events):
             # Events belong to the caller's object (published once, after commit): a stored copy
             # that kept them would hand them out again with every read.
-            stored.collect_events()
+            collect_events()
         async with self.unit_of_work.operation() as tx:
             tx.writes.setdefault(model_name, {})[key] = stored
 
@@ -111,7 +114,8 @@ class MemoryProtocol(Protocol):
         end = None if limit is None else offset + limit
         return [copy.deepcopy(o) for o in items[offset:end]]
 
-    async def search(self, model: type[M], **filters: Any) -> list[M]:
+    # ``list`` in the class body below is the method above: the builtin is spelled out.
+    async def search(self, model: type[M], **filters: Any) -> builtins.list[M]:
         _check_fields(model, filters)
         return [
             copy.deepcopy(o)

@@ -17,6 +17,8 @@ published after the commit, like those of :class:`~bollydog.models.base.BaseDoma
 from __future__ import annotations
 
 import asyncio
+import builtins
+import inspect
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -32,6 +34,7 @@ try:
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.engine import URL, make_url
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+    from sqlalchemy.orm import Mapper
     from sqlalchemy.pool import SingletonThreadPool, StaticPool
 except ImportError as _exc:  # pragma: no cover - exercised in a subprocess test
     if (_exc.name or "").split(".")[0] == "sqlalchemy":
@@ -71,7 +74,8 @@ class DomainEvents:
         self.__dict__.setdefault("_bollydog_events", []).append(event)
 
     def collect_events(self) -> list[Event]:
-        return self.__dict__.pop("_bollydog_events", [])
+        events: list[Event] = self.__dict__.pop("_bollydog_events", [])
+        return events
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
@@ -136,7 +140,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
         # Single-connection pools: one transaction at a time (see the class docstring).
         self._serial: asyncio.Lock | None = None
-        self._serial_owner: asyncio.Task | None = None
+        self._serial_owner: asyncio.Task[Any] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.safe_url}>"
@@ -228,7 +232,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
                 f"{self!r} is not connected: start its app (async with hub) before using it"
             )
         if self._serial is not None:
-            await self._acquire_serial()
+            await self._acquire_serial(self._serial)
         session = self.sessionmaker()
         if self._serial is not None:
             session.info["bollydog_serial"] = True
@@ -262,7 +266,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
                 self._serial_owner = None
                 self._serial.release()
 
-    async def _acquire_serial(self) -> None:
+    async def _acquire_serial(self, serial: asyncio.Lock) -> None:
         current = asyncio.current_task()
         if self._serial_owner is not None and self._serial_owner is current:
             raise ConfigError(
@@ -270,7 +274,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
                 "transaction while its parent's is open; use a file database "
                 "(sqlite+aiosqlite:///path.db) or touch the protocol after the nested command"
             )
-        await self._serial.acquire()
+        await serial.acquire()
         self._serial_owner = current
 
 
@@ -395,7 +399,8 @@ class SqlAlchemyProtocol(Protocol):
             stmt = stmt.limit(limit)
         return await self._run(_all, stmt)
 
-    async def search(self, model: type[M], **filters: Any) -> list[M]:
+    # ``list`` in the class body below is the method above: the builtin is spelled out.
+    async def search(self, model: type[M], **filters: Any) -> builtins.list[M]:
         """Objects whose attributes equal every ``filters`` value (``None`` matches NULL)."""
         mapper = _mapper(model)
         columns = mapper.columns
@@ -437,9 +442,9 @@ class SqlAlchemyProtocol(Protocol):
         return await self._run(_delete, model, iid)
 
 
-def _mapper(model: Any) -> Any:
-    mapper = sa.inspect(model, raiseerr=False) if isinstance(model, type) else None
-    if mapper is None or not hasattr(mapper, "columns"):
+def _mapper(model: object) -> Mapper[Any]:
+    mapper = sa.inspect(model, raiseerr=False) if inspect.isclass(model) else None
+    if not isinstance(mapper, Mapper):
         name = model.__name__ if isinstance(model, type) else type(model).__name__
         raise ModelError(f"{name} is not an ORM-mapped class (subclass your DeclarativeBase)")
     return mapper

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -29,12 +29,12 @@ def fail_with(exc: BaseException) -> NoReturn:
     fail(f"{info.code}: {info.message}", info.exit_code)
 
 
-def run(main: Callable[[], Awaitable[T]]) -> T:
+def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``main`` on the configured event loop and turn framework errors into CLI messages
     and exit statuses."""
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(main())  # type: ignore[arg-type]  # an awaitable coroutine
+            return runner.run(main())
     except BollydogError as exc:
         fail_with(exc)
     except KeyboardInterrupt:
@@ -52,4 +52,4 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
         if choice == "uvloop":
             raise MissingDependencyError("BOLLYDOG_EVENT_LOOP=uvloop", "http", "uvloop") from None
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop

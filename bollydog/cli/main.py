@@ -14,16 +14,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic_core import to_jsonable_python
 
 from bollydog.context import current_session
 from bollydog.errors import BollydogError, InvalidMessageError, UnknownMessageError
-from bollydog.models.base import Session
+from bollydog.models.base import BaseMessage, Session
 from bollydog.cli.exits import EXIT_BAD_INPUT, EXIT_HANDLER_FAILED, fail, fail_with, run
 from bollydog.settings import get_settings, reload_settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.types import HubT
 
 
 
@@ -91,7 +94,7 @@ def execute(ctx: click.Context, config: str | None, message_ref: str) -> None:
     """Run one message and print its result as JSON. Extra --field=value set its fields."""
     from bollydog.bootstrap import build
 
-    async def main() -> Any:
+    async def main() -> None:
         fields = parse_fields(ctx.args)
         composition = build(config, entrypoints=False)
         hub = composition.hub
@@ -111,7 +114,7 @@ def execute(ctx: click.Context, config: str | None, message_ref: str) -> None:
     run(main)
 
 
-def _resolve_for_cli(hub: Any, reference: str, config: str | None) -> Any:
+def _resolve_for_cli(hub: HubT, reference: str, config: str | None) -> type[BaseMessage]:
     try:
         return hub.registry.resolve(reference)
     except UnknownMessageError as exc:
@@ -265,7 +268,8 @@ def deadletters_list(config: str | None, count: int, as_json: bool) -> None:
 
     async def main() -> list[dict[str, str]]:
         try:
-            return await transport.dead_letters(count)
+            entries: list[dict[str, str]] = await transport.dead_letters(count)
+            return entries
         finally:
             await transport.close()
 
@@ -295,7 +299,8 @@ def deadletters_replay(config: str | None, ids: tuple[str, ...], replay_all: boo
 
     async def main() -> list[str]:
         try:
-            return await transport.replay(None if replay_all else list(ids))
+            replayed: list[str] = await transport.replay(None if replay_all else list(ids))
+            return replayed
         finally:
             await transport.close()
 

@@ -11,9 +11,10 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bollydog.service.app import HubService
+if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.types import HubT
 
 log = logging.getLogger("bollydog.cli")
 
@@ -30,7 +31,7 @@ _FORCED_STOP_TIME = 0.5
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-async def serve(hub: HubService, *, on_force: Callable[[int], None] | None = None) -> int:
+async def serve(hub: HubT, *, on_force: Callable[[int], None] | None = None) -> int:
     """Start ``hub`` (its apps and entrypoints), wait for a signal, stop it; return the exit status.
 
     First SIGINT/SIGTERM: entrypoints stop taking requests, in-flight work gets
@@ -124,6 +125,6 @@ def exit_soon(signum: int) -> None:
     timer.start()
 
 
-def _retrieve(future: asyncio.Future) -> None:
+def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()

@@ -21,11 +21,14 @@ from __future__ import annotations
 import os
 import types
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bollydog.context import current_hub, current_session
 from bollydog.errors import MissingDependencyError
 from bollydog.models.base import Session
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.types import HubT
 
 #: The domain of the built-in messages, which get their own namespace in the shell.
 BUILTIN_DOMAIN = "bollydog"
@@ -62,7 +65,7 @@ async def shell_session(
         )
 
 
-def shell_namespace(hub: Any) -> dict[str, Any]:
+def shell_namespace(hub: HubT) -> dict[str, Any]:
     """The REPL's globals: hub, apps by domain, message classes (see the module docstring)."""
     import builtins
 
@@ -87,7 +90,7 @@ def shell_namespace(hub: Any) -> dict[str, Any]:
     return namespace
 
 
-def banner(hub: Any, namespace: dict[str, Any]) -> str:
+def banner(hub: HubT, namespace: dict[str, Any]) -> str:
     classes = sorted(k for k, v in namespace.items() if isinstance(v, type) and not k.startswith("_"))
     domains = [d for d in hub.apps if d != BUILTIN_DOMAIN]
     return (

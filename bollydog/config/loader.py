@@ -210,10 +210,10 @@ class _PyConfigLoader(yaml.SafeLoader):
 
 
 _PyConfigLoader.add_constructor(_MODULE_TAG, _construct_module)
-_ConfigLoader: type = _PyConfigLoader
+_ConfigLoader: type[yaml.SafeLoader | yaml.CSafeLoader] = _PyConfigLoader
 if getattr(yaml, "CSafeLoader", None) is not None:
 
-    class _CConfigLoader(yaml.CSafeLoader):  # type: ignore[misc, name-defined]
+    class _CConfigLoader(yaml.CSafeLoader):
         pass
 
     _CConfigLoader.add_constructor(_MODULE_TAG, _construct_module)
@@ -264,8 +264,10 @@ def _prepare_yaml_node(
     elif node.tag == _MODULE_TAG:
         if "${" in node.value:
             node.value, _ = _substitute(node.value, env, _where(source, key, node.start_mark))
-        node.bollydog_key, node.bollydog_source = key, source  # read by _construct_module
-    elif node.tag == "tag:yaml.org,2002:str" and "${" in node.value:
+        # Extra attributes on the node, read back by _construct_module.
+        setattr(node, "bollydog_key", key)
+        setattr(node, "bollydog_source", source)
+    elif isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str" and "${" in node.value:
         value, whole = _substitute(node.value, env, _where(source, key, node.start_mark))
         node.value = value
         # A plain (unquoted) whole-value reference is typed as if the text had been written
@@ -309,7 +311,8 @@ def _prepare_json_value(value: Any, key: str, source: str, env: Mapping[str, str
 
 def _retype(text: str, where: str) -> Any:
     """Type ``text`` the way YAML types a plain scalar (int, float, bool, null, ...)."""
-    tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, text, (True, False))
+    # types-PyYAML leaves Resolver.resolve unannotated.
+    tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
     try:
         return yaml.constructor.SafeConstructor().construct_object(yaml.ScalarNode(tag, text))
     except (ValueError, OverflowError) as exc:

@@ -74,10 +74,7 @@ class Dispatcher:
         concern it (``applies_to(handler)`` false) are left out."""
         pipeline = self._pipelines.get(handler)
         if pipeline is None:
-            layers = [
-                layer for layer in self.middlewares
-                if getattr(layer, "applies_to", None) is None or layer.applies_to(handler)  # type: ignore[attr-defined]
-            ]
+            layers = [layer for layer in self.middlewares if _applies(layer, handler)]
             pipeline = self._pipelines[handler] = compose(layers, self.invoke)
         return pipeline
 
@@ -155,6 +152,12 @@ class Dispatcher:
             handler_frame.reset(token)
             if session_token is not None:
                 current_session.reset(session_token)
+
+
+def _applies(layer: Middleware, handler: Handler) -> bool:
+    """A layer concerns every handler unless its ``applies_to(handler)`` says otherwise."""
+    applies_to = getattr(layer, "applies_to", None)
+    return applies_to is None or bool(applies_to(handler))
 
 
 class _Failure:

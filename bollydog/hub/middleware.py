@@ -21,6 +21,7 @@ from bollydog.hub.hooks import Hook
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.handlers import Handler
     from bollydog.models.base import BaseMessage
+    from bollydog.models.protocol import Protocol
 
 log = logging.getLogger("bollydog.hub")
 
@@ -87,7 +88,7 @@ class TimeoutMiddleware:
     """
 
     def __init__(self) -> None:
-        self._buckets: dict[float, dict[int, tuple[float, asyncio.Task]]] = {}
+        self._buckets: dict[float, dict[int, tuple[float, asyncio.Task[Any]]]] = {}
         self._expired: set[int] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
@@ -99,6 +100,8 @@ class TimeoutMiddleware:
             return await call_next(message, handler)
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
+        if task is None:  # awaited outside a task (never by the hub): there is nothing to cancel
+            return await call_next(message, handler)
         at = loop.time() + limit
         bucket = self._buckets.get(limit)
         if bucket is None:
@@ -167,7 +170,7 @@ class TransactionMiddleware:
             return call_next(message, handler)
         return self._in_scope(protocol, message, handler, call_next)
 
-    async def _in_scope(self, protocol: Any, message: "BaseMessage", handler: "Handler", call_next: Next) -> Any:
+    async def _in_scope(self, protocol: "Protocol", message: "BaseMessage", handler: "Handler", call_next: Next) -> Any:
         async with protocol.unit_of_work.scope() as scope:
             result = await call_next(message, handler)
         for event in scope.collect_events():

@@ -18,7 +18,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-_Work = tuple[asyncio.AbstractEventLoop, asyncio.Future, contextvars.Context, Callable[..., Any], tuple, dict]
+_Work = tuple[
+    asyncio.AbstractEventLoop,
+    asyncio.Future[Any],
+    contextvars.Context,
+    Callable[..., Any],
+    tuple[Any, ...],
+    dict[str, Any],
+]
 
 
 class WorkerThreads:
@@ -41,7 +48,7 @@ class WorkerThreads:
         """``func(*args, **kwargs)`` in a worker thread. Cancelling the await abandons the call:
         it runs on (it cannot be stopped) and its outcome is dropped."""
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         self._work.put((loop, future, contextvars.copy_context(), func, args, kwargs))
         self._ensure_worker()
         return await future
@@ -73,7 +80,7 @@ class WorkerThreads:
             self._idle.release()
 
 
-def _settle(future: asyncio.Future, outcome: tuple[bool, Any]) -> None:
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
     if future.done():  # cancelled: the caller gave up on it
         return
     ok, value = outcome

@@ -15,8 +15,8 @@ import getpass
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
@@ -75,8 +75,8 @@ class _Outcome:
     done: bool = False
     result: Any = None
     error: BaseException | None = None
-    future: asyncio.Future | None = None
-    listeners: list[asyncio.Queue] | None = None
+    future: asyncio.Future[Any] | None = None
+    listeners: list[asyncio.Queue[Any]] | None = None
     forwarders: list[Callable[[Any], None]] | None = None
 
 
@@ -136,6 +136,10 @@ class BaseMessage(BaseModel):
     # A slot, not a PrivateAttr: it costs nothing until a result is awaited or set, and it stays
     # out of equality, dumps and copies.
     __slots__ = ("_bd_outcome",)
+    if TYPE_CHECKING:
+        # For the checker only: annotated in the class body, pydantic would make it a private
+        # attribute instead of leaving it a slot.
+        _bd_outcome: _Outcome | None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         annotations = cls.__dict__.get("__annotations__", {})
@@ -301,7 +305,7 @@ class BaseMessage(BaseModel):
         return outcome
 
     @property
-    def state(self) -> asyncio.Future:
+    def state(self) -> asyncio.Future[Any]:
         """Awaitable result: the handler's return value, or its exception raised."""
         outcome = self._slot()
         if outcome.future is None:
@@ -389,7 +393,7 @@ class BaseMessage(BaseModel):
         error) is then available from :attr:`state`.
         """
         outcome = self._slot()
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
         if outcome.listeners is None:
             outcome.listeners = []
         outcome.listeners.append(queue)
@@ -401,7 +405,7 @@ class BaseMessage(BaseModel):
         finally:
             outcome.listeners.remove(queue)
 
-    def __repr_args__(self):
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         yield from ((k, v) for k, v in super().__repr_args__() if k not in RESERVED_FIELDS)
         yield "iid", self.iid
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from mode import Service
 
 from bollydog.models.protocol import Protocol, UnitOfWork
+from bollydog.types import HubT, _NoHub
 
 
 class AppService(Service):
@@ -20,8 +21,15 @@ class AppService(Service):
     """
 
     mundane_level = "debug"  # mode logs every start/stop at INFO otherwise
-    domain: ClassVar[str | None] = None
-    name: ClassVar[str | None] = None
+    if TYPE_CHECKING:
+        # What an instance has (see __init__). A class has None unless its body sets them.
+        domain: str
+        name: str
+    else:
+        #: Set in a subclass body to fix the domain (else the constructor's, else the
+        #: defining module's top-level package) and the name (else the class name).
+        domain = None
+        name = None
     #: Config keys that are not constructor options of every AppService.
     handlers: list[str]
 
@@ -48,7 +56,8 @@ class AppService(Service):
             protocol = _default_protocol()
         self.protocol: Protocol = protocol
         self.options = options
-        self.hub: Any = None
+        #: The hub this app was added to (``hub.add_app``); until then, one that says so.
+        self.hub: HubT = _NoHub("this app", "add it with hub.add_app(app)")
 
     @classmethod
     def create_from(

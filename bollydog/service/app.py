@@ -27,7 +27,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Iterable, Sequence
-from contextvars import copy_context
+from contextvars import Context, copy_context
 from typing import Any
 
 from bollydog.context import current_hub, handler_frame
@@ -58,6 +58,9 @@ from bollydog.types import Entrypoint, HubT
 
 log = logging.getLogger("bollydog.hub")
 
+#: An entry of the hub queue: ``(-priority, arrival, message, the sender's context)``; the
+#: arrival number keeps equal priorities in order and the comparison off the message.
+_Queued = tuple[int, int, BaseMessage, Context]
 
 
 class HubService(HubT):
@@ -106,19 +109,20 @@ class HubService(HubT):
             self.add_app(BollydogService())
         for app in apps:
             self.add_app(app)
-        self._queue: asyncio.PriorityQueue | None = None
+        # Empty until start; each start makes a new one, bound to the loop it runs in.
+        self._queue: asyncio.PriorityQueue[_Queued] = asyncio.PriorityQueue(self.queue_max_size)
         self._active = 0  # top-level messages running (nested ones are not counted)
-        self._capacity: asyncio.Future | None = None  # the intake waits here when at the limit
+        self._capacity: asyncio.Future[None] | None = None  # the intake waits here when at the limit
         self._held: BaseMessage | None = None  # taken by the intake, waiting for capacity
         self._sequence = itertools.count()
-        self._inflight: dict[asyncio.Task, BaseMessage] = {}
+        self._inflight: dict[asyncio.Task[None], BaseMessage] = {}
         # Tasks inside a top-level execute() (HTTP requests, transports, scripts): in-flight
         # work too, which stopping waits for and, past the grace period, cuts.
-        self._callers: dict[asyncio.Task, BaseMessage] = {}
-        self._cut: dict[asyncio.Task, int] = {}  # task -> cancellations the shutdown sent it
+        self._callers: dict[asyncio.Task[Any], BaseMessage] = {}
+        self._cut: dict[asyncio.Task[Any], int] = {}  # task -> cancellations the shutdown sent it
         self._accepting = False
         self._forced = asyncio.Event()
-        self._intake_task: asyncio.Task | None = None
+        self._intake_task: asyncio.Task[None] | None = None
 
     # -- composition ---------------------------------------------------------------------------
 
@@ -197,7 +201,9 @@ class HubService(HubT):
         # hub cuts its work (callers get HubNotRunningError: a 503, an error frame), then tells
         # the entrypoints to answer whatever is still open. mode stops the apps afterwards.
         self._accepting = False
-        closing = {asyncio.ensure_future(e.stop()): e for e in reversed(self.entrypoints)}
+        closing: dict[asyncio.Future[Any], Entrypoint] = {
+            asyncio.ensure_future(e.stop()): e for e in reversed(self.entrypoints)
+        }
         if not await self.drain(self.shutdown_grace, also=closing):
             await self.cancel_inflight()
             if closing:
@@ -217,7 +223,7 @@ class HubService(HubT):
             await asyncio.gather(self._intake_task, return_exceptions=True)
             self._intake_task = None
 
-    async def _closed(self, closing: dict[asyncio.Future, Entrypoint]) -> None:
+    async def _closed(self, closing: dict[asyncio.Future[Any], Entrypoint]) -> None:
         """Wait for the entrypoints to stop; once forced, only briefly."""
         forced = asyncio.ensure_future(self._forced.wait())
         pending = set(closing)
@@ -240,18 +246,18 @@ class HubService(HubT):
     def accepting(self) -> bool:
         return self._accepting
 
-    def _running(self) -> set[asyncio.Task]:
+    def _running(self) -> set[asyncio.Task[Any]]:
         """Tasks of in-flight work (queued messages not included), the current one excepted: a
         handler that stops the hub does not wait for itself."""
         running = {*self._inflight, *self._callers}
-        running.discard(asyncio.current_task())  # type: ignore[arg-type]
+        running.discard(asyncio.current_task())
         return running
 
-    def _message_of(self, task: asyncio.Task) -> BaseMessage:
+    def _message_of(self, task: asyncio.Task[Any]) -> BaseMessage:
         message = self._inflight.get(task)
         return message if message is not None else self._callers[task]
 
-    async def _wait(self, also: set[asyncio.Future], timeout: float | None, *, forceable: bool = True) -> bool:
+    async def _wait(self, also: set[asyncio.Future[Any]], timeout: float | None, *, forceable: bool = True) -> bool:
         """Wait until queued and in-flight work and ``also`` are done; False when ``timeout``
         passed first, or (``forceable``) :meth:`force_stop` was called."""
         loop = asyncio.get_running_loop()
@@ -259,8 +265,8 @@ class HubService(HubT):
         forced = asyncio.ensure_future(self._forced.wait()) if forceable else None
         try:
             while True:
-                pending: set[asyncio.Future] = {*self._running(), *(f for f in also if not f.done())}
-                queued = self._held is not None or (self._queue is not None and not self._queue.empty())
+                pending: set[asyncio.Future[Any]] = {*self._running(), *(f for f in also if not f.done())}
+                queued = self._held is not None or not self._queue.empty()
                 if not pending and not queued:
                     return True
                 remaining = None if deadline is None else deadline - loop.time()
@@ -276,7 +282,7 @@ class HubService(HubT):
             if forced is not None:
                 forced.cancel()
 
-    async def drain(self, grace: float, *, also: Iterable[asyncio.Future] = ()) -> bool:
+    async def drain(self, grace: float, *, also: Iterable[asyncio.Future[Any]] = ()) -> bool:
         """Wait up to ``grace`` seconds for queued and in-flight messages, top-level
         :meth:`execute` calls included (and for the futures in ``also``); True if all finished.
         :meth:`force_stop` cuts the wait short."""
@@ -301,7 +307,7 @@ class HubService(HubT):
         if self._held is not None:
             self._held.set_exception(error)
             self._held = None
-        while self._queue is not None and not self._queue.empty():
+        while not self._queue.empty():
             _, _, message, _ = self._queue.get_nowait()
             message.set_exception(error)
         running = self._running()
@@ -313,7 +319,7 @@ class HubService(HubT):
                 "%s (%s) cut: still running when %s trace_id=%s",
                 message.name, message.iid, when, message.trace_id,
             )
-        cut: dict[asyncio.Task, BaseMessage] = {}
+        cut: dict[asyncio.Task[Any], BaseMessage] = {}
         # First round: compensation time (generators bound their own; the margin lets them end
         # on their own), cut short by force_stop. Second round: whatever still runs (stuck, or
         # dispatched by a compensation) is cancelled again and given a moment to unwind.
@@ -364,7 +370,8 @@ class HubService(HubT):
             # The common case, a Command with a local handler, skips one coroutine frame.
             handler, pipeline = self._routes.get(type(message)) or self.dispatcher.route(type(message))
             if pipeline is not None:
-                result = await pipeline(message, handler)
+                # A route has a chain only together with its handler (see Dispatcher.route).
+                result = await pipeline(message, handler)  # type: ignore[arg-type]
             else:
                 result = await self.dispatch(message)
         except asyncio.CancelledError as exc:
@@ -387,7 +394,7 @@ class HubService(HubT):
             self.hooks.completed(message, result, None)
         return result
 
-    def _cut_error(self, caller: asyncio.Task | None) -> HubNotRunningError | None:
+    def _cut_error(self, caller: asyncio.Task[Any] | None) -> HubNotRunningError | None:
         """For a top-level call cancelled by the shutdown cut, and by nothing else: the error
         its caller gets instead of the cancellation."""
         if caller is None:
@@ -453,7 +460,7 @@ class HubService(HubT):
             self._held = None
             self._start(message, context)
 
-    def _start(self, message: BaseMessage, context: Any) -> None:
+    def _start(self, message: BaseMessage, context: Context | None) -> None:
         self._active += 1
         task = asyncio.create_task(self._run_queued(message, True), context=context)
         self._inflight[task] = message
@@ -464,7 +471,7 @@ class HubService(HubT):
         self._inflight[task] = message
         task.add_done_callback(self._forget)
 
-    def _forget(self, task: asyncio.Task) -> None:
+    def _forget(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
 
     async def _run_queued(self, message: BaseMessage, counted: bool) -> None:
@@ -503,7 +510,7 @@ class HubService(HubT):
 
     @property
     def queue_size(self) -> int:
-        return self._queue.qsize() if self._queue is not None else 0
+        return self._queue.qsize()
 
     def inflight_messages(self) -> list[BaseMessage]:
         return list(self._inflight.values())

@@ -10,15 +10,16 @@ knowing whether telemetry is on.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, ObservableGauge, Observation
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.hub.hooks import DeadLetter
     from bollydog.models.base import BaseMessage
+    from bollydog.types import HubT
 
 METER_NAME = "bollydog"
 #: Semantic-convention buckets for durations in seconds (the SDK default suits milliseconds).
@@ -58,8 +59,8 @@ class Instruments:
             "bollydog.messages.dead_lettered", unit="{message}",
             description="Messages given up on and moved to a dead-letter stream.",
         )
-        self._hubs: list[weakref.ref] = []
-        self._gauges: list[Any] = []
+        self._hubs: list[weakref.ref[HubT]] = []
+        self._gauges: list[ObservableGauge] = []
 
     def count(self, domain: str, name: str, outcome: str, error: BaseException | None) -> None:
         key = (domain, name, outcome)
@@ -77,7 +78,7 @@ class Instruments:
         for (domain, name, outcome, error_type), value in list(self._failed.items()):
             yield Observation(value, {"domain": domain, "name": name, "outcome": outcome, "error.type": error_type})
 
-    def observe(self, hub: Any) -> None:
+    def observe(self, hub: "HubT") -> None:
         """Report ``hub.queue_size`` and ``hub.task_count`` as observable gauges."""
         if any(ref() is hub for ref in self._hubs):
             return
@@ -95,7 +96,7 @@ class Instruments:
             ),
         ]
 
-    def _observer(self, attribute: str) -> Any:
+    def _observer(self, attribute: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             hubs = [ref() for ref in self._hubs]
             live = [hub for hub in hubs if hub is not None]

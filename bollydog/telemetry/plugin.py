@@ -22,9 +22,10 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from bollydog.types import HubPlugin
+from bollydog.types import HubPlugin, HubT, _NoHub
 from bollydog.context import current_hub
 from bollydog.errors import ConfigError
 from bollydog.hub.hooks import DeadLetter
@@ -38,7 +39,27 @@ from bollydog.telemetry.setup import (
 )
 from bollydog.telemetry.tracing import TelemetryMiddleware
 
+if TYPE_CHECKING:  # pragma: no cover
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from bollydog.handlers import Handler
+    from bollydog.hub.middleware import Middleware
+    from bollydog.models.base import BaseMessage
+
 log = logging.getLogger("bollydog.telemetry")
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    """The plugin's options besides its exporters (see :func:`configure_telemetry`)."""
+
+    service_name: str | None
+    endpoint: str | None
+    headers: Mapping[str, str] | None
+    metric_export_interval: float | None
+    install_global: bool
 
 
 class TelemetryPlugin(HubPlugin):
@@ -60,7 +81,7 @@ class TelemetryPlugin(HubPlugin):
         headers: Mapping[str, str] | None = None,
         metric_export_interval: float | None = None,
         install_global: bool = True,
-        hub: Any = None,
+        hub: HubT | None = None,
         **options: Any,
     ) -> None:
         if options:
@@ -70,24 +91,19 @@ class TelemetryPlugin(HubPlugin):
                 "metric_export_interval, install_global"
             )
         super().__init__()
-        self.settings = {
-            "service_name": service_name,
-            "traces_exporter": traces_exporter,
-            "metrics_exporter": metrics_exporter,
-            "logs_exporter": logs_exporter,
-            "endpoint": endpoint,
-            "headers": headers,
-            "metric_export_interval": metric_export_interval,
-            "install_global": install_global,
-        }
+        self.settings = TelemetrySettings(service_name, endpoint, headers, metric_export_interval, install_global)
         # Resolved now, so that a bad exporter name or a missing SDK fails at start-up.
         self.signals = {
-            signal: exporter_names(signal, self.settings[f"{signal}_exporter"], endpoint=endpoint)
-            for signal in ("traces", "metrics", "logs")
+            "traces": exporter_names("traces", traces_exporter, endpoint=endpoint),
+            "metrics": exporter_names("metrics", metrics_exporter, endpoint=endpoint),
+            "logs": exporter_names("logs", logs_exporter, endpoint=endpoint),
         }
         if any(self.signals.values()):
             require_sdk()
-        self.hub = hub
+        #: The hub it observes: given, set by :meth:`install`, or found when the hub starts it.
+        self.hub: HubT = hub if hub is not None else _NoHub(
+            "this telemetry plugin", "install it with plugin.install(hub), or let a hub start it"
+        )
         self.telemetry: Telemetry | None = None
         self._middleware = TelemetryMiddleware()
         self._log_handler: logging.Handler | None = None
@@ -97,13 +113,13 @@ class TelemetryPlugin(HubPlugin):
     # -- the hub plugin protocol ---------------------------------------------------------------
 
     @property
-    def middleware(self) -> Any:
+    def middleware(self) -> "Middleware | None":
         """The dispatch layer, or None when no traces or metrics are exported (zero cost)."""
         if not (self.signals["traces"] or self.signals["metrics"]):
             return None
         return self._middleware
 
-    def install(self, hub: Any) -> "TelemetryPlugin":
+    def install(self, hub: HubT) -> "TelemetryPlugin":
         """Add this plugin to ``hub`` by hand (what bootstrap does for a config section)."""
         self.hub = hub
         if self.middleware is not None:
@@ -112,11 +128,20 @@ class TelemetryPlugin(HubPlugin):
         return self
 
     async def on_start(self) -> None:
-        if self.hub is None:
-            self.hub = current_hub.get()  # the starting hub set it; its children start after
+        if not self.hub:
+            starting = current_hub.get()  # the starting hub set it; its children start after
+            if starting is not None:
+                self.hub = starting
+        settings = self.settings
         telemetry = self.telemetry = configure_telemetry(
-            **{k: v for k, v in self.settings.items() if not k.endswith("_exporter")},
-            **{f"{signal}_exporter": names for signal, names in self.signals.items()},
+            settings.service_name,
+            traces_exporter=self.signals["traces"],
+            metrics_exporter=self.signals["metrics"],
+            logs_exporter=self.signals["logs"],
+            endpoint=settings.endpoint,
+            headers=settings.headers,
+            metric_export_interval=settings.metric_export_interval,
+            install_global=settings.install_global,
         )
         tracer = None
         if telemetry.tracer_provider is not None:
@@ -124,11 +149,11 @@ class TelemetryPlugin(HubPlugin):
         instruments = None
         if telemetry.meter_provider is not None:
             instruments = _metrics.Instruments(telemetry.meter_provider.get_meter(_metrics.METER_NAME, _version()))
-            if self.hub is not None:
+            if self.hub:
                 instruments.observe(self.hub)
         self._middleware.bind(tracer, instruments)
         self._instruments = instruments
-        if (tracer is not None or instruments is not None) and self.hub is not None:
+        if (tracer is not None or instruments is not None) and self.hub:
             self.hub.hooks.retrying.connect(self._on_retry)
             self.hub.hooks.dead_lettered.connect(self._on_dead_letter)
             self._listening = True
@@ -139,7 +164,7 @@ class TelemetryPlugin(HubPlugin):
 
     async def on_stop(self) -> None:
         self._middleware.bind(None, None)
-        if self._listening and self.hub is not None:
+        if self._listening:
             self.hub.hooks.retrying.disconnect(self._on_retry)
             self.hub.hooks.dead_lettered.disconnect(self._on_dead_letter)
             self._listening = False
@@ -154,7 +179,9 @@ class TelemetryPlugin(HubPlugin):
             # Exporters flush over the network: off the event loop.
             await asyncio.to_thread(telemetry.shutdown)
 
-    def _on_retry(self, message: Any, handler: Any, attempt: int, error: BaseException, delay: float) -> None:
+    def _on_retry(
+        self, message: "BaseMessage", handler: "Handler", attempt: int, error: BaseException, delay: float
+    ) -> None:
         """``hub.hooks.retrying``: count the retry and mark it on the handler's span."""
         _metrics.record_retry(self._instruments, message, attempt, error, delay)
 
@@ -165,17 +192,17 @@ class TelemetryPlugin(HubPlugin):
     # -- in-memory exporters (``memory``), for tests -------------------------------------------
 
     @property
-    def span_exporter(self) -> Any:
+    def span_exporter(self) -> InMemorySpanExporter | None:
         """The ``InMemorySpanExporter`` (traces_exporter ``memory``), once started."""
         return self.telemetry.span_exporter if self.telemetry else None
 
     @property
-    def metric_reader(self) -> Any:
+    def metric_reader(self) -> InMemoryMetricReader | None:
         """The ``InMemoryMetricReader`` (metrics_exporter ``memory``), once started."""
         return self.telemetry.metric_reader if self.telemetry else None
 
     @property
-    def log_exporter(self) -> Any:
+    def log_exporter(self) -> InMemoryLogRecordExporter | None:
         """The ``InMemoryLogRecordExporter`` (logs_exporter ``memory``), once started."""
         return self.telemetry.log_exporter if self.telemetry else None
 
@@ -194,11 +221,12 @@ def plugin_from_environment(environ: Mapping[str, str] | None = None) -> Telemet
         return None
     if environ is None:
         return TelemetryPlugin()
+
+    def exporters(signal: str) -> list[Any] | str:
+        return exporter_names(signal, None, environ=env) or "none"
+
     return TelemetryPlugin(
-        **{
-            f"{signal}_exporter": exporter_names(signal, None, environ=env) or "none"
-            for signal in ("traces", "metrics", "logs")
-        }
+        traces_exporter=exporters("traces"), metrics_exporter=exporters("metrics"), logs_exporter=exporters("logs")
     )
 
 

@@ -19,9 +19,18 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bollydog.errors import ConfigError, MissingDependencyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 log = logging.getLogger("bollydog.telemetry")
 
@@ -78,12 +87,12 @@ class Telemetry:
     """The configured SDK: providers, and the in-memory exporters when ``memory`` was asked for."""
 
     service_name: str
-    tracer_provider: Any = None
-    meter_provider: Any = None
-    logger_provider: Any = None
-    span_exporter: Any = None  # InMemorySpanExporter
-    metric_reader: Any = None  # InMemoryMetricReader
-    log_exporter: Any = None  # InMemoryLogRecordExporter
+    tracer_provider: TracerProvider | None = None
+    meter_provider: MeterProvider | None = None
+    logger_provider: LoggerProvider | None = None
+    span_exporter: InMemorySpanExporter | None = None
+    metric_reader: InMemoryMetricReader | None = None
+    log_exporter: InMemoryLogRecordExporter | None = None
     installed_globally: list[str] = field(default_factory=list)
 
     def force_flush(self, timeout_millis: int = 10_000) -> None:
@@ -170,7 +179,7 @@ def _otlp_import(module: str, name: str) -> Any:
         raise MissingDependencyError("telemetry (otlp)", "telemetry", "opentelemetry-exporter-otlp-proto-http") from None
 
 
-def _configure_traces(telemetry: Telemetry, names: list[Any], resource: Any, options: Mapping[str, Any]) -> None:
+def _configure_traces(telemetry: Telemetry, names: list[Any], resource: Resource, options: Mapping[str, Any]) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import (
         BatchSpanProcessor,
@@ -187,8 +196,8 @@ def _configure_traces(telemetry: Telemetry, names: list[Any], resource: Any, opt
         if item == "console":
             provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
         elif item == "memory":
-            telemetry.span_exporter = InMemorySpanExporter()
-            provider.add_span_processor(SimpleSpanProcessor(telemetry.span_exporter))
+            span_exporter = telemetry.span_exporter = InMemorySpanExporter()
+            provider.add_span_processor(SimpleSpanProcessor(span_exporter))
         elif item == "otlp":
             _check_protocol("traces")
             exporter_class = _otlp_import("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter")
@@ -201,7 +210,7 @@ def _configure_traces(telemetry: Telemetry, names: list[Any], resource: Any, opt
 
 
 def _configure_metrics(
-    telemetry: Telemetry, names: list[Any], resource: Any, options: Mapping[str, Any], interval: float | None
+    telemetry: Telemetry, names: list[Any], resource: Resource, options: Mapping[str, Any], interval: float | None
 ) -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import (
@@ -212,28 +221,32 @@ def _configure_metrics(
         PeriodicExportingMetricReader,
     )
 
-    millis = {"export_interval_millis": interval * 1000} if interval else {}
-    readers = []
+    millis = interval * 1000 if interval else None  # None: the SDK's (OTEL_METRIC_EXPORT_INTERVAL)
+    readers: list[MetricReader] = []
     for item in names:
         if item == "console":
-            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr), **millis))
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr), export_interval_millis=millis))
         elif item == "memory":
-            telemetry.metric_reader = InMemoryMetricReader()
-            readers.append(telemetry.metric_reader)
+            metric_reader = telemetry.metric_reader = InMemoryMetricReader()
+            readers.append(metric_reader)
         elif item == "otlp":
             _check_protocol("metrics")
             exporter_class = _otlp_import("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter")
-            readers.append(PeriodicExportingMetricReader(exporter_class(**_otlp_options(options, "/v1/metrics")), **millis))
+            readers.append(
+                PeriodicExportingMetricReader(
+                    exporter_class(**_otlp_options(options, "/v1/metrics")), export_interval_millis=millis
+                )
+            )
         elif isinstance(item, MetricReader):
             readers.append(item)
         elif isinstance(item, MetricExporter):
-            readers.append(PeriodicExportingMetricReader(item, **millis))
+            readers.append(PeriodicExportingMetricReader(item, export_interval_millis=millis))
         else:
             raise ConfigError(f"telemetry metrics_exporter: {item!r} is not a MetricExporter or MetricReader")
     telemetry.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
 
 
-def _configure_logs(telemetry: Telemetry, names: list[Any], resource: Any, options: Mapping[str, Any]) -> None:
+def _configure_logs(telemetry: Telemetry, names: list[Any], resource: Resource, options: Mapping[str, Any]) -> None:
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import (
         BatchLogRecordProcessor,
@@ -248,8 +261,9 @@ def _configure_logs(telemetry: Telemetry, names: list[Any], resource: Any, optio
         if item == "console":
             provider.add_log_record_processor(SimpleLogRecordProcessor(ConsoleLogRecordExporter(out=sys.stderr)))
         elif item == "memory":
-            telemetry.log_exporter = InMemoryLogRecordExporter()
-            provider.add_log_record_processor(SimpleLogRecordProcessor(telemetry.log_exporter))
+            # The SDK leaves this __init__ unannotated.
+            log_exporter = telemetry.log_exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+            provider.add_log_record_processor(SimpleLogRecordProcessor(log_exporter))
         elif item == "otlp":
             _check_protocol("logs")
             exporter_class = _otlp_import("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter")

@@ -21,17 +21,19 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import (
     NonRecordingSpan,
+    Span,
     SpanContext,
     SpanKind,
     Status,
     StatusCode,
     TraceFlags,
+    Tracer,
     get_current_span,
     set_span_in_context,
 )
@@ -44,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bollydog.hub.middleware import Next
     from bollydog.models.base import BaseMessage
     from bollydog.telemetry.metrics import Instruments
+    from opentelemetry.util.types import AttributeValue
 
 #: ``(trace_id, span_id)`` as ints for the span about to start (read by the SDK id generator).
 pending_ids: ContextVar[tuple[int, int] | None] = ContextVar("bollydog.telemetry.pending_ids", default=None)
@@ -78,12 +81,12 @@ class TelemetryMiddleware:
     """
 
     def __init__(self) -> None:
-        self.tracer: Any = None
+        self.tracer: Tracer | None = None
         self.instruments: "Instruments | None" = None
         # Messages whose span was started already: a second execution gets a child span.
         self._claimed: weakref.WeakValueDictionary[int, BaseMessage] = weakref.WeakValueDictionary()
 
-    def bind(self, tracer: Any, instruments: "Instruments | None") -> None:
+    def bind(self, tracer: Tracer | None, instruments: "Instruments | None") -> None:
         self.tracer, self.instruments = tracer, instruments
 
     def __call__(self, call_next: "Next", message: "BaseMessage", handler: "Handler") -> Any:
@@ -95,11 +98,13 @@ class TelemetryMiddleware:
         tracer, instruments = self.tracer, self.instruments
         execution = Execution(message)
         execution_token = current_execution.set(execution)
-        span = context_token = None
+        span: Span | None = None
+        context_token: Token[otel_context.Context] | None = None
         if tracer is not None:
             span = self._start_span(tracer, message, handler)
             context_token = otel_context.attach(set_span_in_context(span))
-        outcome, error = "ok", None
+        outcome = "ok"
+        error: BaseException | None = None
         started = _perf_counter()
         try:
             return await call_next(message, handler)
@@ -115,18 +120,19 @@ class TelemetryMiddleware:
         finally:
             elapsed = _perf_counter() - started
             current_execution.reset(execution_token)
-            if span is not None:
+            if context_token is not None:
                 otel_context.detach(context_token)
+            if span is not None:
                 _end_span(span, outcome, error, execution.retries)
             if instruments is not None:
                 domain, name = message.domain, message.name
                 instruments.count(domain, name, outcome, error)
                 instruments.duration.record(elapsed, {"domain": domain, "name": name, "outcome": outcome})
 
-    def _start_span(self, tracer: Any, message: "BaseMessage", handler: "Handler") -> Any:
+    def _start_span(self, tracer: Tracer, message: "BaseMessage", handler: "Handler") -> Span:
         trace_id = int(message.trace_id, 16)
         span_id = int(message.span_id, 16)
-        attributes = {
+        attributes: dict[str, AttributeValue] = {
             "messaging.system": "bollydog",
             "messaging.operation": "process",
             "messaging.operation.type": "process",
@@ -135,8 +141,9 @@ class TelemetryMiddleware:
             "bollydog.message.name": message.name,
             "bollydog.handler": handler.qualname,
         }
-        if (message.delivery_count or 1) > 1:
-            attributes["bollydog.delivery_count"] = message.delivery_count
+        delivery_count = message.delivery_count
+        if delivery_count is not None and delivery_count > 1:
+            attributes["bollydog.delivery_count"] = delivery_count
         kind = _KINDS.get(type(message))
         if kind is None:
             kind = _KINDS[type(message)] = SpanKind.CONSUMER if isinstance(message, Event) else SpanKind.INTERNAL
@@ -144,9 +151,10 @@ class TelemetryMiddleware:
         if claimed.get(key) is message:
             # Another execution of this message holds its span: this one is a child of it.
             attributes["bollydog.span.role"] = "additional_handler"
-            parent = set_span_in_context(NonRecordingSpan(SpanContext(trace_id, span_id, False, _SAMPLED)))
-            return tracer.start_span(span_name(message), context=parent, kind=kind, attributes=attributes)
+            holder = set_span_in_context(NonRecordingSpan(SpanContext(trace_id, span_id, False, _SAMPLED)))
+            return tracer.start_span(span_name(message), context=holder, kind=kind, attributes=attributes)
         claimed[key] = message
+        parent: otel_context.Context | None
         parent_span_id = message.parent_span_id
         if parent_span_id is None:
             parent = _NO_PARENT
@@ -164,7 +172,7 @@ class TelemetryMiddleware:
             pending_ids.reset(token)
 
 
-def _end_span(span: Any, outcome: str, error: BaseException | None, retries: int) -> None:
+def _end_span(span: Span, outcome: str, error: BaseException | None, retries: int) -> None:
     span.set_attribute("bollydog.outcome", outcome)
     if retries:
         span.set_attribute("bollydog.retries", retries)

@@ -1,0 +1,1 @@
+"""Code that must pass the type checker (see tests/test_types.py)."""
