@@ -15,6 +15,7 @@ from bollydog.errors import DomainError, describe
 from bollydog.models.base import Command, Event, Session
 from bollydog.models.service import AppService
 from bollydog.service.app import HubService
+from bollydog.types import HubT
 from bollydog.testing import as_user, running_hub
 
 # -- Messages ------------------------------------------------------------------------------------
@@ -36,7 +37,7 @@ class Report(Command):
 # -- Handlers ------------------------------------------------------------------------------------
 
 
-async def place_order(command: PlaceOrder, session: Session, hub: HubService) -> str:
+async def place_order(command: PlaceOrder, session: Session, hub: HubT) -> str:
     # session, hub: extra typed parameters are injected
     hub.publish_nowait(OrderPlaced(order_id="order-1"))  # its handlers run in the background
     return "order-1"
