@@ -67,12 +67,16 @@ class Acceptance:
 
 class Deliverer(abc.ABC):
     """Handles the entries of a transport's consumers for ``hub``; ``consumer`` is this process's
-    name in the groups (it appears in dead letters)."""
+    name in the groups (it appears in dead letters); ``max_deliveries`` bounds the deliveries of
+    an entry, its ``delivery_count`` included (the hub's retries within one delivery)."""
 
-    def __init__(self, hub: "TransportHost", consumer: str, accepts: Acceptance) -> None:
+    def __init__(
+        self, hub: "TransportHost", consumer: str, accepts: Acceptance, max_deliveries: int | None = None
+    ) -> None:
         self.hub = hub
         self.consumer = consumer
         self.accepts = accepts
+        self.max_deliveries = max_deliveries
 
     # -- what each transport fills in ----------------------------------------------------------
 
@@ -139,7 +143,7 @@ class Deliverer(abc.ABC):
         token = current_session.set(envelope.session)
         try:
             try:
-                message = wire.build(wire.resolve(hub.registry, envelope.name), envelope)
+                message = wire.build(wire.resolve(hub.registry, envelope.name), envelope, self.max_deliveries)
             except wire.WireError as exc:
                 await self.dead_letter(entry, str(exc), exc)
                 return

@@ -148,8 +148,14 @@ def resolve(registry: "HandlerRegistry", name: str) -> type[BaseMessage]:
         raise WireError(f"{exc}: not registered in this process") from None
 
 
-def build(message_class: type[BaseMessage], envelope: Envelope) -> BaseMessage:
-    """The message an envelope carries; call it where its session is the current one."""
+def build(
+    message_class: type[BaseMessage], envelope: Envelope, max_delivery_count: int | None = None
+) -> BaseMessage:
+    """The message an envelope carries; call it where its session is the current one.
+
+    ``max_delivery_count``: the most deliveries the consumer allows (its ``max_deliveries``); a
+    larger ``delivery_count`` from the wire is brought down to it, so that no producer makes a
+    failing handler retry without end."""
     if envelope.kind and (envelope.kind == "event") != issubclass(message_class, Event):
         raise WireError(f"'{envelope.name}' is not a {envelope.kind}")
     data = dict(envelope.payload)
@@ -174,7 +180,10 @@ def build(message_class: type[BaseMessage], envelope: Envelope) -> BaseMessage:
         if "created_time" in headers:
             data["created_time"] = float(headers["created_time"])
         if "delivery_count" in headers:
-            data["delivery_count"] = int(headers["delivery_count"])
+            delivery_count = int(headers["delivery_count"])
+            if max_delivery_count is not None:
+                delivery_count = min(delivery_count, max_delivery_count)
+            data["delivery_count"] = delivery_count
     except ValueError as exc:
         raise WireError(f"invalid envelope field: {exc}") from None
     try:

@@ -273,6 +273,27 @@ class TransportContract:
         assert [(d.name, d.domain) for d in reported] == [("calc.add", "calc")]
         assert "delivered 2 times" in reported[0].reason
 
+    async def test_max_deliveries_bounds_the_delivery_count_of_a_raw_entry(self, deployment: Deployment) -> None:
+        """A foreign producer's ``delivery_count`` beyond ``max_deliveries`` is brought down to
+        it: the failing handler runs ``max_deliveries`` times, then the caller gets the error."""
+        from bollydog.hub.middleware import RetryMiddleware
+
+        key = deployment.reply_key
+        retries: list[int] = []
+        async with deployment.process(["calc"], max_deliveries=3) as worker:
+            for layer in worker.middlewares:
+                if isinstance(layer, RetryMiddleware):
+                    layer.backoff = layer.backoff_max = 0.001
+            worker.hooks.retrying.connect(lambda message, handler, attempt, error, delay: retries.append(attempt))
+            await deployment.inject("calc", {
+                "name": "calc.fail", "payload": '{"text": "again"}', "reply_to": key, "id": "d" * 32,
+                "delivery_count": "100000",
+            })
+            (reply,) = await deployment.replies(key, 1)
+            assert reply["ok"] == "0" and reply["error_type"] == "ValueError"
+            assert await eventually(lambda: _zero(deployment.pending("calc")))
+        assert retries == [1, 2]
+
     async def test_invalid_entries_are_dead_lettered_and_the_consumer_goes_on(self, deployment: Deployment) -> None:
         key = deployment.reply_key
         bad = [

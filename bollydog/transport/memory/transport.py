@@ -76,7 +76,7 @@ class MemoryDelivery(Deliverer):
     """Replies, acknowledgements and dead letters in the broker."""
 
     def __init__(self, hub: "TransportHost", broker: MemoryBroker, options: MemoryOptions, accepts: Acceptance) -> None:
-        super().__init__(hub, options.consumer, accepts)
+        super().__init__(hub, options.consumer, accepts, options.max_deliveries)
         self.broker = broker
 
     async def finish(

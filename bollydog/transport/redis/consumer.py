@@ -49,7 +49,7 @@ class RedisDelivery(Deliverer):
         self, hub: "TransportHost", connections: Connections, keys: Keys, options: RedisOptions,
         dead_letters: RedisDeadLetters, accepts: Acceptance, stopping: Callable[[], bool],
     ) -> None:
-        super().__init__(hub, keys.consumer, accepts)
+        super().__init__(hub, keys.consumer, accepts, options.max_deliveries)
         self.stopping = stopping  # the transport stops: an acknowledgement is not retried
         self.connections = connections
         self.keys = keys
