@@ -100,8 +100,22 @@ def encode(message: BaseMessage, name: str, *, reply_to: str | None = None, dead
     return fields
 
 
+def _is_text(value: str) -> bool:
+    """Whether ``value`` is text, not the lone surrogates that stand for undecodable bytes."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode(fields: dict[str, str]) -> Envelope:
     """Check an entry's fields; raise :class:`WireError` naming the first problem."""
+    for key, value in fields.items():
+        if not _is_text(value) or not _is_text(key):
+            raise WireError(f"field {key!r} is not valid UTF-8")
     version = fields.get("v", VERSION)
     if version != VERSION:
         raise WireError(f"unsupported envelope version {version!r} (this consumer reads {VERSION!r})")

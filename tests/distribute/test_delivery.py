@@ -152,8 +152,12 @@ async def test_entry_that_is_not_utf8_is_dead_lettered_and_the_consumer_continue
                 replies = await read_replies(raw, reply_key, 2)
                 assert sorted(r["ok"] for r in replies) == ["0", "1"]
                 (letter,) = await consumer.transport.dead_letters()
-                assert "'payload' is not JSON" in letter["dl_reason"]
+                assert "field 'payload' is not valid UTF-8" in letter["dl_reason"]
+                assert letter["payload"] == "\ufffd\ufffd{}"  # listed for display
                 assert (await raw.xpending(stream, "calc"))["pending"] == 0
+            # The dead-letter stream holds the bytes as they came, for a replay or an inspection.
+            ((_, stored),) = await binary.xrange(f"{prefix}:deadletter")
+            assert stored[b"payload"] == b"\xff\xfe{}"
             assert consumer.transport.consumers and all(c.reading for c in consumer.transport.consumers)
     finally:
         await binary.aclose()

@@ -322,6 +322,21 @@ class TransportContract:
             again = await eventually(lambda: _count(worker.transport.dead_letters(), len(bad), newer=dead[0]["dl_id"]))
             assert again and again[-1]["payload"] == dead[0]["payload"]
 
+    async def test_an_entry_that_is_not_utf8_is_dead_lettered_naming_the_field(self, deployment: Deployment) -> None:
+        calc.RECORDED.clear()
+        key = deployment.reply_key
+        async with deployment.process(["calc"]) as worker:
+            await deployment.inject("calc", {
+                "name": "calc.record", "payload": b'{"tag": "caf\xe9"}', "reply_to": key, "id": "9" * 32,
+            })
+            (reply,) = await deployment.replies(key, 1)
+            assert reply["ok"] == "0" and reply["error_type"] == "bollydog.transport.wire.WireError"
+            assert "field 'payload' is not valid UTF-8" in reply["error"]
+            (letter,) = await eventually(lambda: worker.transport.dead_letters())
+            assert "field 'payload' is not valid UTF-8" in letter["dl_reason"]
+            assert await deployment.pending("calc") == 0
+        assert calc.RECORDED == []
+
     async def test_a_long_handler_keeps_its_entry(self, deployment: Deployment) -> None:
         """A handler slower than claim_idle: its consumer keeps the entry alive, so an eager
         second consumer never takes it over and runs it again."""

@@ -68,7 +68,7 @@ class Deployment(abc.ABC):
         """A reply stream of a producer outside bollydog."""
 
     @abc.abstractmethod
-    async def inject(self, domain: str, fields: Mapping[str, str], band: str = "normal") -> str:
+    async def inject(self, domain: str, fields: Mapping[str, str | bytes], band: str = "normal") -> str:
         """Add an entry to ``domain``'s stream, as a producer outside bollydog; its id."""
 
     @abc.abstractmethod
@@ -120,7 +120,7 @@ class MemoryDeployment(Deployment):
     def _key(self, domain: str, band: str) -> str:
         return self.broker.stream_key(domain, band)
 
-    async def inject(self, domain: str, fields: Mapping[str, str], band: str = "normal") -> str:
+    async def inject(self, domain: str, fields: Mapping[str, str | bytes], band: str = "normal") -> str:
         return self.broker.add(self._key(domain, band), fields)
 
     async def take(self, domain: str, count: int = 10) -> int:
@@ -159,7 +159,7 @@ class RedisDeployment(Deployment):
     def _key(self, domain: str, band: str) -> str:
         return f"{self.prefix}:stream:{domain}:{band}"
 
-    async def inject(self, domain: str, fields: Mapping[str, str], band: str = "normal") -> str:
+    async def inject(self, domain: str, fields: Mapping[str, str | bytes], band: str = "normal") -> str:
         return str(await self.raw.xadd(self._key(domain, band), dict(fields)))
 
     async def take(self, domain: str, count: int = 10) -> int:

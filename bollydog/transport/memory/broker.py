@@ -94,11 +94,14 @@ class MemoryBroker:
 
     # -- streams -------------------------------------------------------------------------------
 
-    def add(self, key: str, fields: Mapping[str, str]) -> str:
-        """Append an entry to stream ``key`` (XADD); its id. Readers waiting on it wake up."""
+    def add(self, key: str, fields: Mapping[str, str | bytes]) -> str:
+        """Append an entry to stream ``key`` (XADD); its id. Readers waiting on it wake up.
+
+        Bytes are stored as the Redis transport reads them: UTF-8, what is not valid UTF-8 as
+        lone surrogates (``surrogateescape``), which the envelope check refuses."""
         stream = self._stream(key)
         entry_id, seq = self._new_id()
-        stream.entries[entry_id] = StoredEntry(entry_id, seq, {str(k): str(v) for k, v in fields.items()})
+        stream.entries[entry_id] = StoredEntry(entry_id, seq, {_text(k): _text(v) for k, v in fields.items()})
         self._wake(stream)
         return entry_id
 
@@ -297,3 +300,9 @@ class MemoryBroker:
     def alive(self, domain: str) -> bool:
         """Whether some consumer of ``domain`` is alive."""
         return bool(self.consumers(domain))
+
+
+def _text(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return str(value)

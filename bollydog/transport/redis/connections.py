@@ -29,9 +29,13 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test
 from bollydog.transport.batching import PipelineCoalescer
 from bollydog.transport.redis.options import RedisOptions
 
-__all__ = ["NETWORK_ERRORS", "Backoff", "BlockingReader", "Connections", "ReaderService"]
+__all__ = ["ENTRY_ERRORS", "NETWORK_ERRORS", "Backoff", "BlockingReader", "Connections", "ReaderService"]
 
 log = logging.getLogger("bollydog.transport.redis")
+
+#: How entries that are not UTF-8 are decoded: their invalid bytes become lone surrogates,
+#: which :func:`bollydog.transport.wire.decode` refuses (and which encode back to those bytes).
+ENTRY_ERRORS = "surrogateescape"
 
 #: What a lost or unreachable server raises.
 NETWORK_ERRORS = (RedisError, OSError)
@@ -98,24 +102,27 @@ class Connections:
         self.options = options
         # A bounded pool: beyond max_connections commands wait (op_timeout at most) for a free
         # connection. One quick retry: a pooled connection may be stale after a Redis restart.
-        # encoding_errors="replace" (here and on the readers): an entry that is not UTF-8 must
-        # reach the dead-letter stream, not raise UnicodeDecodeError out of the read loops.
+        # encoding_errors="surrogateescape" (here and on the consumers' readers): an entry that
+        # is not UTF-8 is read, not a UnicodeDecodeError out of the read loops, with its invalid
+        # bytes kept as lone surrogates, so that the envelope check (wire.decode) dead-letters it
+        # naming the field, and the dead letter written back holds the original bytes.
         pool = aioredis.BlockingConnectionPool.from_url(
             options.url, max_connections=options.max_connections, timeout=options.op_timeout,
-            decode_responses=True, encoding_errors="replace", socket_connect_timeout=options.op_timeout,
+            decode_responses=True, encoding_errors=ENTRY_ERRORS, socket_connect_timeout=options.op_timeout,
             socket_timeout=options.op_timeout, retry=Retry(NoBackoff(), 1),
         )
         self.client: Any = aioredis.Redis.from_pool(pool)
         self.writes = PipelineCoalescer(self.client)
         self._readers: dict[str, BlockingReader] = {}
 
-    def reader(self, name: str) -> BlockingReader:
-        """The blocking-read connection of loop ``name`` (made on first use)."""
+    def reader(self, name: str, encoding_errors: str = ENTRY_ERRORS) -> BlockingReader:
+        """The blocking-read connection of loop ``name`` (made on first use); ``encoding_errors``:
+        how it decodes what is not UTF-8."""
         reader = self._readers.get(name)
         if reader is None:
             options = self.options
             client = aioredis.Redis.from_url(
-                options.url, single_connection_client=True, decode_responses=True, encoding_errors="replace",
+                options.url, single_connection_client=True, decode_responses=True, encoding_errors=encoding_errors,
                 socket_connect_timeout=options.op_timeout, socket_timeout=options.block + options.op_timeout,
                 retry=Retry(NoBackoff(), 0),
             )
@@ -157,10 +164,13 @@ class ReaderService(Service):
 
     mundane_level = "debug"
 
+    #: How its reads decode what is not UTF-8 (:meth:`Connections.reader`).
+    encoding_errors = ENTRY_ERRORS
+
     def __init__(self, connections: Connections, name: str) -> None:
         super().__init__()
         self.connections = connections
-        self.reader = connections.reader(name)
+        self.reader = connections.reader(name, self.encoding_errors)
         self._returned = asyncio.Event()
         self._returned.set()  # until the loop runs: a stop before then waits for nothing
 

@@ -56,7 +56,8 @@ class RedisDeadLetters:
             entries = await self.connections.client.xrange(self.keys.deadletter, count=count)
         except NETWORK_ERRORS as exc:
             raise TransportError(f"cannot read dead letters from Redis ({self.options.url}): {exc}") from exc
-        return [{"dl_id": entry_id, **fields} for entry_id, fields in entries]
+        # For display: bytes that are not UTF-8 (kept as they came, see connections.ENTRY_ERRORS) as U+FFFD.
+        return [{"dl_id": entry_id, **{k: _printable(v) for k, v in fields.items()}} for entry_id, fields in entries]
 
     async def replay(self, ids: Iterable[str] | None = None) -> list[str]:
         """Put dead letters back on their streams (all when ``ids`` is None); the ids replayed."""
@@ -79,3 +80,10 @@ class RedisDeadLetters:
         except NETWORK_ERRORS as exc:
             raise TransportError(f"cannot replay dead letters through Redis ({self.options.url}): {exc}") from exc
         return replayed
+
+
+def _printable(text: str) -> str:
+    """``text`` with the lone surrogates of undecodable bytes as U+FFFD."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

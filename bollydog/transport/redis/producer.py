@@ -93,6 +93,9 @@ class ReplyReader(ReaderService):
     """Reads this process's reply stream and hands each entry to the producer; it runs until
     the transport's in-flight handlers are done, so their own requests get their replies."""
 
+    # A reply is not checked as an envelope is: what is not UTF-8 in it reads as U+FFFD.
+    encoding_errors = "replace"
+
     def __init__(self, connections: Connections, producer: RedisProducer) -> None:
         super().__init__(connections, "replies")
         self.producer = producer
