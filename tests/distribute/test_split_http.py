@@ -113,3 +113,32 @@ async def test_http_front_serves_commands_handled_in_another_process(redis_url, 
         if consumer.poll() is None:
             consumer.send_signal(signal.SIGTERM)
             assert consumer.wait(timeout=20) == 0, log.read_text()
+
+
+async def test_http_front_answers_503_with_retry_after_and_one_log_line_when_redis_is_down(prefix, tmp_path, caplog):
+    """Redis unreachable: each request answers 503 with Retry-After, and is logged once, as a
+    warning without a traceback; the transport's reconnecting loops log the outage once."""
+    import logging
+
+    from bollydog.bootstrap import build
+
+    config = write_config(tmp_path / "down.yaml", "redis://127.0.0.1:1/0", prefix)
+    config.write_text(config.read_text() + "  op_timeout: 1.0\n  reconnect_backoff: 0.01\n  reconnect_backoff_max: 0.02\n")
+    composition = build(config, exclude=["calc"])
+    (http,) = composition.entrypoints
+    caplog.set_level(logging.DEBUG)
+    async with composition.hub:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", timeout=15) as client:
+            caplog.clear()
+            answers = [await client.post("/calc/appservice/add", json={"a": 1, "b": 2}) for _ in range(5)]
+            import asyncio
+
+            await asyncio.sleep(0.3)  # the reply reader retries many times meanwhile
+    assert [a.status_code for a in answers] == [503] * 5
+    assert all("retry-after" in a.headers for a in answers)
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [r for r in records if r.exc_info], [r.getMessage() for r in records if r.exc_info]
+    failed = [r for r in records if "TransportError" in r.getMessage()]
+    assert len(failed) == 5, [r.getMessage() for r in records]
+    outage = [r for r in records if "reply reader" in r.getMessage()]
+    assert len(outage) <= 1, [r.getMessage() for r in outage]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from mode import Service
@@ -29,7 +30,7 @@ except ImportError:  # pragma: no cover - exercised by the missing-extra test
 from bollydog.transport.batching import PipelineCoalescer
 from bollydog.transport.redis.options import RedisOptions
 
-__all__ = ["ENTRY_ERRORS", "NETWORK_ERRORS", "Backoff", "BlockingReader", "Connections", "ReaderService"]
+__all__ = ["ENTRY_ERRORS", "NETWORK_ERRORS", "Backoff", "BlockingReader", "Connections", "Outage", "ReaderService"]
 
 log = logging.getLogger("bollydog.transport.redis")
 
@@ -60,6 +61,32 @@ class Backoff:
     def reset(self) -> None:
         """An attempt succeeded."""
         self._delay = self.first
+
+
+class Outage:
+    """What one reconnecting loop logs: a warning when Redis is first lost, debug lines for the
+    attempts after it, an info line once it is back; not a line per attempt."""
+
+    __slots__ = ("what", "_since")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._since: float | None = None  # monotonic time the outage began; None: connected
+
+    def failed(self, exc: BaseException, delay: float) -> None:
+        """An attempt failed; the next one in ``delay`` seconds."""
+        if self._since is None:
+            self._since = time.monotonic()
+            log.warning("%s: %s: %s; reconnecting (every %.2fs at most, logged once until it is back)",
+                        self.what, type(exc).__name__, exc, delay)
+        else:
+            log.debug("%s: %s: %s; retrying in %.2fs", self.what, type(exc).__name__, exc, delay)
+
+    def recovered(self) -> None:
+        """An attempt succeeded."""
+        if self._since is not None:
+            log.info("%s: reconnected after %.1fs", self.what, time.monotonic() - self._since)
+            self._since = None
 
 
 class BlockingReader:

@@ -26,7 +26,7 @@ from bollydog.transport.inflight import Inflight
 from bollydog.transport.liveness import Liveness
 from bollydog.transport.options import HIGH, NORMAL
 from bollydog.transport.partials import Write
-from bollydog.transport.redis.connections import NETWORK_ERRORS, Backoff, Connections, ReaderService
+from bollydog.transport.redis.connections import NETWORK_ERRORS, Backoff, Connections, Outage, ReaderService
 from bollydog.transport.redis.deadletters import RedisDeadLetters
 from bollydog.transport.redis.options import Keys, RedisOptions
 from bollydog.transport.redis.reclaimer import Reclaimer
@@ -152,6 +152,7 @@ class DomainConsumer(ReaderService):
         domain, consumer, options, inflight = self.domain, self.keys.consumer, self.options, self.inflight
         high, normal = self.streams
         backoff = Backoff(options.reconnect_backoff, options.reconnect_backoff_max)
+        outage = Outage(f"reading {domain}")
         ready = False
         resume = True  # first, this consumer's own pending entries (a restart with the same name)
         backlog = True
@@ -186,10 +187,11 @@ class DomainConsumer(ReaderService):
                 if self.stopping():
                     return
                 delay = backoff.next()
-                log.warning("reading %s: %s: %s; reconnecting in %.2fs", domain, type(exc).__name__, exc, delay)
+                outage.failed(exc, delay)
                 await self.sleep(delay)
                 continue
             backoff.reset()
+            outage.recovered()
             received = 0
             for stream, entries in response or ():
                 for entry_id, fields in entries:

@@ -18,7 +18,7 @@ from bollydog.errors import TransportError
 from bollydog.models.base import BaseMessage
 from bollydog.transport import wire
 from bollydog.transport.liveness import Liveness
-from bollydog.transport.redis.connections import NETWORK_ERRORS, Backoff, Connections, ReaderService
+from bollydog.transport.redis.connections import NETWORK_ERRORS, Backoff, Connections, Outage, ReaderService
 from bollydog.transport.redis.options import Keys, RedisOptions
 from bollydog.transport.requests import Requester
 
@@ -105,6 +105,7 @@ class ReplyReader(ReaderService):
         key = producer.reply_to
         last = "0-0"  # the reply key is this process's own: everything in it is for us
         backoff = Backoff(options.reconnect_backoff, options.reconnect_backoff_max)
+        outage = Outage("reply reader")
         loop = asyncio.get_running_loop()
         refreshed = 0.0
         while not self.stopping():
@@ -120,10 +121,11 @@ class ReplyReader(ReaderService):
                     f"lost the connection to Redis ({options.url}) while waiting for replies: {exc}"
                 ))
                 delay = backoff.next()
-                log.warning("reply reader: %s: %s; retrying in %.2fs", type(exc).__name__, exc, delay)
+                outage.failed(exc, delay)
                 await self.sleep(delay)
                 continue
             backoff.reset()
+            outage.recovered()
             for _, entries in response or ():
                 for entry_id, fields in entries:
                     last = entry_id
