@@ -75,9 +75,7 @@ def encode(message: BaseMessage, name: str, *, reply_to: str | None = None, dead
         "kind": "event" if isinstance(message, Event) else "command",
         "name": name,
         "id": message.iid,
-        "payload": json.dumps(
-            message.model_dump(mode="json", exclude=_PAYLOAD_EXCLUDE), separators=(",", ":"), ensure_ascii=False
-        ),
+        "payload": _dumps(message.model_dump(mode="json", exclude=_PAYLOAD_EXCLUDE)),
         "trace_id": message.trace_id,
         "span_id": message.span_id,
         "traceparent": f"00-{message.trace_id}-{message.span_id}-01",
@@ -220,7 +218,18 @@ def error_type(error: BaseException) -> str:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text that Redis can store as UTF-8.
+
+    Non-ASCII text is written as itself; a lone surrogate (``"\\ud800"``, which JSON input can
+    carry but UTF-8 cannot) makes the whole text fall back to ``\\u`` escapes, still valid JSON.
+    """
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(value, separators=(",", ":"))
+    return text
 
 
 def _jsonable(value: Any) -> tuple[bool, Any]:
@@ -268,9 +277,7 @@ def encode_reply(message_id: str, entry_id: str, result: Any = None, error: Base
     fields = {"v": VERSION, "id": message_id, "entry": entry_id}
     if error is None:
         fields["ok"] = "1"
-        fields["result"] = json.dumps(
-            to_jsonable_python(result, fallback=repr), separators=(",", ":"), ensure_ascii=False
-        )
+        fields["result"] = _dumps(to_jsonable_python(result, fallback=repr))
     else:
         fields["ok"] = "0"
         fields.update(encode_error(error))
@@ -405,7 +412,7 @@ def encode_partial(message_id: str, entry_id: str, seq: int, value: Any) -> dict
     """The reply-stream entry for partial result number ``seq`` of a request."""
     return {
         "v": VERSION, "kind": "partial", "id": message_id, "entry": entry_id, "seq": str(seq),
-        "data": json.dumps(to_jsonable_python(value, fallback=repr), separators=(",", ":"), ensure_ascii=False),
+        "data": _dumps(to_jsonable_python(value, fallback=repr)),
     }
 
 
