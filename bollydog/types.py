@@ -7,7 +7,7 @@ names concrete classes. Annotate ``hub: HubT`` in a handler to have the hub inje
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mode import Service
@@ -35,6 +35,12 @@ class HubT(Service):
     hooks: "Hooks"
     #: Where messages of domains run by other processes go (in-process: nowhere).
     transport: "Transport"
+    #: The entrypoints feeding this hub (an entrypoint may look at its siblings' settings).
+    entrypoints: Sequence["Entrypoint"]
+    #: Seconds stopping lets in-flight work finish before cutting it.
+    shutdown_grace: float
+    #: Seconds a cut generator handler gets to compensate.
+    compensation_grace: float
 
     async def execute(self, message: "BaseMessage") -> Any:
         """Run ``message`` now and return its result (its handler's exception propagates)."""
@@ -77,6 +83,8 @@ class _NoHub(HubT):
         super().__init__()
         self.hooks = Hooks()
         self.transport = InProcessTransport()
+        self.entrypoints = ()
+        self.shutdown_grace = self.compensation_grace = 0.0
 
     def _missing(self) -> Any:
         from bollydog.errors import ConfigError

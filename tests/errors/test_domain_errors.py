@@ -62,7 +62,9 @@ async def test_http_answers_the_declared_status_and_fields(caplog):
             event, data = streamed.text.strip().split("\n")
             assert event == "event: error"
             assert json.loads(data.removeprefix("data: ")) == {**BODY, "status": 409}
-    _not_a_server_failure([r for r in caplog.records if r.name == "bollydog.http"])
+    # Logged once, by the hub, as for every entrypoint (the HTTP layer does not log it again).
+    _not_a_server_failure([r for r in caplog.records if r.name == "bollydog.hub"])
+    assert len([r for r in caplog.records if "NotAvailable" in r.getMessage()]) == 1
 
 
 async def test_websocket_error_frame_carries_the_code_status_and_fields(caplog):
