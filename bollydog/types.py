@@ -50,6 +50,11 @@ class HubT(Service):
         """Queue ``message`` (bounded, admission-controlled) and return it; await ``.state``."""
         raise NotImplementedError
 
+    async def submit(self, message: "BaseMessage") -> Any:
+        """Run ``message`` through the admission of :meth:`put_message` and return its result
+        (its handler's exception propagates): what an entrypoint calls for a request."""
+        raise NotImplementedError
+
     async def dispatch(self, message: "BaseMessage") -> Any:
         """Route ``message`` to its local handler(s) or the transport; return the result."""
         raise NotImplementedError
@@ -104,6 +109,9 @@ class _NoHub(HubT):
 
     async def put_message(self, message: "BaseMessage") -> "BaseMessage":
         return self._missing()  # type: ignore[no-any-return]
+
+    async def submit(self, message: "BaseMessage") -> Any:
+        return self._missing()
 
     async def dispatch(self, message: "BaseMessage") -> Any:
         return self._missing()

@@ -1,20 +1,23 @@
 """Admission: how a request's message enters the hub, and how its outcome comes back.
 
-Every entrypoint hands its messages to the hub the same way, through
-:meth:`~bollydog.types.HubT.put_message`, the hub's bounded admission: the queue bound, the
-concurrency limit and the shutdown apply to HTTP, WebSocket and MCP alike, and a refusal is a
+Every entrypoint hands its messages to the hub the same way, through the hub's bounded
+admission (:meth:`~bollydog.types.HubT.put_message`, :meth:`~bollydog.types.HubT.submit`):
+the queue bound, the concurrency limit and the shutdown apply to HTTP, WebSocket and MCP
+alike, and a refusal is a
 :class:`~bollydog.errors.QueueFullError` or :class:`~bollydog.errors.HubNotRunningError`
 raised at once, which each entrypoint answers its own way (HTTP 503 with ``Retry-After``, a
 WebSocket error frame, an MCP ``-32030`` error), all with :func:`retry_after` seconds.
 
-* :func:`run` admits a message and returns its result (or raises its handler's exception);
+* :func:`run` admits a message and returns its result (or raises its handler's exception),
+  in the caller's task when the hub has capacity;
 * :func:`stream` listens to a message's partial results, then admits it, and returns a
   :class:`Call` that gives the partial results in order and then the outcome;
 * :class:`InFlight` keeps the requests an entrypoint is answering: its stop waits for them,
   and past the hub's grace period :meth:`InFlight.cut` ends them.
 
-A message admitted here belongs to the hub: a client that goes away (a cancelled request)
-does not cancel it; it completes, and its outcome is still reported through ``hooks``.
+A message admitted by :func:`stream` (or ``run(detached=True)``) belongs to the hub: a client
+that goes away (a cancelled request) does not cancel it; it completes, and its outcome is
+still reported through ``hooks``.
 """
 
 from __future__ import annotations
@@ -36,11 +39,17 @@ __all__ = ["Call", "InFlight", "outcome", "retry_after", "run", "stream"]
 _END = object()  # the end of a Call's partial results
 
 
-async def run(hub: "HubT", message: "BaseMessage") -> Any:
+async def run(hub: "HubT", message: "BaseMessage", *, detached: bool = False) -> Any:
     """Admit ``message`` and return its result; its handler's exception propagates.
 
-    A refusal (queue full, hub stopping) raises before anything runs.
+    A refusal (queue full, hub stopping) raises before anything runs. By default the message
+    runs in the caller's task when the hub has capacity (:meth:`~bollydog.types.HubT.submit`:
+    no task to create on the hot path), so cancelling the caller cancels it, as only a
+    shutdown cut does for an HTTP request. ``detached``: it always runs in a task of the
+    hub's, and the caller going away (an MCP client cancelling its call) leaves it running.
     """
+    if not detached:
+        return await hub.submit(message)
     await hub.put_message(message)
     return await outcome(message)
 

@@ -191,7 +191,8 @@ class ToolServer:
 
     async def _run(self, ctx: ServerRequestContext[Any, Any], spec: ToolSpec, message: BaseMessage) -> Any:
         if not spec.streams:
-            return await run(self.hub, message)
+            # Detached: a client cancelling its call must not cancel the message; it completes.
+            return await run(self.hub, message, detached=True)
         call = await stream(self.hub, message)
         try:
             step = 0
