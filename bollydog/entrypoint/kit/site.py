@@ -44,10 +44,12 @@ def listen(host: str, port: int, backlog: int, *, section: str, env: str) -> soc
     """
     sock = None
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
+        family, _, _, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
         )[0]
-        sock = socket.socket(family, kind, proto)
+        # IPPROTO_TCP named here, whatever the resolver answered (some answer 0): asyncio sets
+        # TCP_NODELAY only on connections accepted from a socket created with it.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
