@@ -53,7 +53,7 @@ __all__ = ["HttpService"]
 log = logging.getLogger("bollydog.http")
 
 
-class _InFlight:
+class _CutAnswered:
     """ASGI layer that keeps the running requests (in ``requests``), so that a shutdown past
     its grace period can cut them. A request cancelled while the service stops (by the cut, or
     by uvicorn's own ``timeout_graceful_shutdown``) is answered 503 (or, if its response had
@@ -189,7 +189,7 @@ class HttpService(Entrypoint):
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        app = _InFlight(self.build_app(), self.requests, self.settings.retry_after)
+        app = _CutAnswered(self.build_app(), self.requests, self.settings.retry_after)
         s = self.settings
         # uvicorn's own bound on its wait for connections: past the hub's grace period and
         # compensation, the hub has cut every request (abort_inflight); this only bounds a

@@ -9,7 +9,8 @@ here, one module per concept:
 * :mod:`.auth`: JWT verification and the :class:`~bollydog.models.base.Session` of a request;
 * :mod:`.admission`: admit a message through the hub's bounds, await its outcome (and its
   partial results), and the requests in flight a shutdown waits for and cuts;
-* :mod:`.encoding`: the one JSON encoding of results and answers.
+* :mod:`.encoding`: the one JSON encoding of results and answers;
+* :mod:`.schemas`: the JSON Schemas of what a client sends and gets back (OpenAPI, MCP tools).
 
 The error mapping is :func:`bollydog.errors.describe`, the name filter
 :class:`bollydog.names.MessageFilter`. Importing this package imports nothing heavy: the CLI

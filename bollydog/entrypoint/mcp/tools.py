@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
 
-from bollydog.entrypoint.schemas import request_schema, result_schema
+from bollydog.entrypoint.kit.schemas import request_schema, result_schema
 from bollydog.errors import ConfigError
 from bollydog.handlers import ASYNCGEN
 
