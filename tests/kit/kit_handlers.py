@@ -49,6 +49,12 @@ class WhoAmI(Command):
     domain = "kitdemo"
 
 
+class WhichTask(Command):
+    """Answers the id of the task its handler runs in."""
+
+    domain = "kitdemo"
+
+
 class Gates:
     """What the gate handlers share with the test that drives them."""
 
@@ -91,3 +97,7 @@ async def gate(command: Gate) -> str:
 
 async def who_am_i(command: WhoAmI, session: Session) -> dict[str, Any]:
     return {"username": session.username, "data": session.data}
+
+
+async def which_task(command: WhichTask) -> int:
+    return id(asyncio.current_task())

@@ -16,8 +16,11 @@ from mcp.shared.exceptions import MCPError
 from websockets.asyncio.client import connect
 
 from bollydog.entrypoint.mcp.server import UNAVAILABLE
-from tests.kit.conftest import serving, until
-from tests.kit.kit_handlers import gates
+from bollydog.errors import HubNotRunningError
+from bollydog.models.service import AppService
+from bollydog.service.app import HubService
+from tests.kit.conftest import HANDLERS, serving, until
+from tests.kit.kit_handlers import Gate, WhichTask, gates
 from tests.mcp.conftest import http_client
 
 #: Two run at once, two wait in the queue (and one more held by the hub's intake).
@@ -29,6 +32,27 @@ MORE = 8
 @pytest.fixture(autouse=True)
 def fresh_gates() -> None:
     gates.reset()
+
+
+async def test_submit_runs_in_the_callers_task_with_capacity_else_queues_within_the_bounds() -> None:
+    # What an entrypoint's request costs on the hot path: no task of its own when the hub has
+    # room; the same bounds as put_message when it has not.
+    app = AppService.create_from(domain="kitdemo", handlers=[HANDLERS])
+    hub = HubService(apps=[app], concurrency=1, queue_max_size=2)
+    with pytest.raises(HubNotRunningError):
+        await hub.submit(WhichTask())
+    async with hub:
+        assert await hub.submit(WhichTask()) == id(asyncio.current_task())
+        running = asyncio.create_task(hub.submit(Gate()))
+        await until(lambda: gates.running == 1)
+        waiting = asyncio.create_task(hub.submit(WhichTask()))
+        queued = asyncio.create_task(hub.submit(Gate()))
+        await asyncio.wait([waiting, queued], timeout=0.2)
+        assert not waiting.done() and not queued.done() and gates.most == 1  # queued, not run
+        gates.opened.set()
+        assert await running == "through" and await queued == "through"
+        assert await waiting != id(waiting)  # it ran in a task of the hub's
+        assert gates.most == 1
 
 
 async def test_http_requests_beyond_the_bounds_get_503_instead_of_running() -> None:

@@ -220,8 +220,8 @@ class HttpService(Entrypoint):
     async def on_stop(self) -> None:
         self.requests.close()
         if self.mcp is not None:  # first: it ends the MCP streams uvicorn would wait for
-            grace = s if (s := self.settings.shutdown_timeout) is not None else self.hub.shutdown_grace
-            await self.mcp.stop(grace)
+            timeout = self.settings.shutdown_timeout
+            await self.mcp.stop(timeout if timeout is not None else self.hub.shutdown_grace)
         await self.site.stop()
 
     # -- built-in routes ------------------------------------------------------------------------
