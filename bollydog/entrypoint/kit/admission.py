@@ -34,7 +34,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from bollydog.models.base import BaseMessage
     from bollydog.types import HubT
 
-__all__ = ["Call", "InFlight", "outcome", "retry_after", "run", "stream"]
+__all__ = ["ANSWER_TIME", "Call", "InFlight", "outcome", "retry_after", "run", "stream"]
+
+#: Seconds requests cut by a shutdown get to send their answer before it goes on without them.
+ANSWER_TIME = 1.0
 
 _END = object()  # the end of a Call's partial results
 
@@ -189,6 +192,14 @@ class InFlight:
         except TimeoutError:
             return False
         return True
+
+    async def drain(self, grace: float | None) -> None:
+        """Refuse new requests, give the running ones ``grace`` seconds (None: until they end
+        or something else cuts them), then cut the rest and give them :data:`ANSWER_TIME`."""
+        self.close()
+        if not await self.wait_idle(grace):
+            self.cut()
+            await self.wait_idle(ANSWER_TIME)
 
     def cut(self) -> None:
         """Cancel every request still in flight: the shutdown's grace period is over."""

@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from bollydog.entrypoint.http.responses import error_response
-from bollydog.entrypoint.kit.admission import InFlight
+from bollydog.entrypoint.kit.admission import ANSWER_TIME, InFlight
 from bollydog.entrypoint.kit.auth import AuthError
 from bollydog.entrypoint.mcp.server import RETRY_AFTER, UNAVAILABLE, ToolServer
 from bollydog.errors import ConfigError
@@ -48,8 +48,6 @@ SESSION_SCOPE_KEY = "bollydog.session"
 
 #: ``headers -> Session``; raises :class:`~bollydog.entrypoint.auth.AuthError` to refuse.
 Authenticator = Callable[[Mapping[str, str]], Session]
-#: Seconds cut calls get to send their error before the sessions end anyway.
-_ANSWER_TIME = 1.0
 
 _LOCAL_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 _LOCAL_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
@@ -176,7 +174,7 @@ class StreamableHttp:
         self.tools.close()
         if not await self.requests.wait_idle(grace):
             self.tools.abort()  # each call still running answers UNAVAILABLE
-            await self.requests.wait_idle(_ANSWER_TIME)
+            await self.requests.wait_idle(ANSWER_TIME)
         self._closing.set()
         if self._sessions is not None:
             await asyncio.gather(self._sessions, return_exceptions=True)

@@ -59,8 +59,6 @@ log = logging.getLogger("bollydog.mcp")
 UNAVAILABLE = -32030
 #: Seconds a client should wait before retrying an :data:`UNAVAILABLE` call.
 RETRY_AFTER = 1
-#: Seconds cut calls get to send their error before the sessions end anyway.
-_ANSWER_TIME = 1.0
 
 #: Whose call this is, from the request context (the transport knows: a token, the OS user).
 SessionSource = Callable[[ServerRequestContext[Any, Any]], Session]
@@ -113,10 +111,7 @@ class ToolServer:
 
     async def drain(self, grace: float) -> None:
         """Refuse new calls, give the running ones ``grace`` seconds, then cut the rest."""
-        self.close()
-        if not await self.calls.wait_idle(grace):
-            self.abort()
-            await self.calls.wait_idle(_ANSWER_TIME)
+        await self.calls.drain(grace)
 
     # -- handlers of the SDK ---------------------------------------------------------------------
 

@@ -48,8 +48,6 @@ log = logging.getLogger("bollydog.websocket")
 CLOSE_GOING_AWAY = 1001
 #: Close code of a socket refused by authentication.
 CLOSE_POLICY_VIOLATION = 1008
-#: Seconds cut requests get to send their error frame before the sockets close anyway.
-_ANSWER_TIME = 1.0
 
 
 class SocketServiceError(ConfigError):
@@ -151,16 +149,14 @@ class SocketService(Entrypoint):
         log.info("WebSocket service listening on %s", self.url)
 
     async def on_stop(self) -> None:
-        self.requests.close()
+        self.requests.close()  # new requests are refused from now on
         if self._observing:
             self.hub.hooks.completed.disconnect(self.notify)
             self._observing = False
         # Requests answer when the hub finishes their messages or, past its grace period, cuts
         # them (an error frame each). Only an explicit shutdown_grace of our own cuts them
         # here, sooner or later than the hub.
-        if not await self.requests.wait_idle(self.settings.shutdown_grace):
-            self.requests.cut()
-            await self.requests.wait_idle(_ANSWER_TIME)
+        await self.requests.drain(self.settings.shutdown_grace)
         if self.connections:
             await asyncio.gather(
                 *(c.close(CLOSE_GOING_AWAY, "server shutting down") for c in list(self.connections))
