@@ -76,13 +76,15 @@ class _CutAnswered:
                 started = True
             await send(message)
 
-        with self.requests.track():
-            try:
-                await self.app(scope, receive, tracked)
-            except asyncio.CancelledError:
-                if not self.requests.was_cut(stopping=True):
-                    raise
-                await self._answer_cut(scope, receive, send, started)  # it ends here, answered
+        task = self.requests.enter()
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if not self.requests.was_cut(stopping=True):
+                raise
+            await self._answer_cut(scope, receive, send, started)  # it ends here, answered
+        finally:
+            self.requests.leave(task)
 
     async def _answer_cut(self, scope: Scope, receive: Receive, send: Send, started: bool) -> None:
         log.warning(

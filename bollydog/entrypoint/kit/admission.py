@@ -23,9 +23,8 @@ still reported through ``hooks``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from bollydog.errors import describe
@@ -164,19 +163,21 @@ class InFlight:
         self._idle.clear()
         task.add_done_callback(self._discard)
 
-    @contextlib.contextmanager
-    def track(self) -> Iterator[None]:
-        """Keep the current task while the ``with`` block runs."""
+    def enter(self) -> "asyncio.Task[Any]":
+        """Keep the current task until :meth:`leave` (the hot path's :meth:`track`)."""
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - entrypoints always run in tasks
-            yield
-            return
+            raise RuntimeError("InFlight.enter() outside a task")
         self._tasks.add(task)
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self._discard(task)
+        return task
+
+    def leave(self, task: "asyncio.Task[Any]") -> None:
+        self._discard(task)
+
+    def track(self) -> "_Tracked":
+        """``with in_flight.track():`` keeps the current task while the block runs."""
+        return _Tracked(self)
 
     def _discard(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -216,6 +217,19 @@ class InFlight:
             return False
         task.uncancel()
         return True
+
+
+class _Tracked:
+    __slots__ = ("inflight", "task")
+
+    def __init__(self, inflight: InFlight) -> None:
+        self.inflight = inflight
+
+    def __enter__(self) -> None:
+        self.task = self.inflight.enter()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.inflight.leave(self.task)
 
 
 def retry_after(error: BaseException, default: int = 1) -> int | None:
