@@ -13,6 +13,7 @@ import traceback
 import types
 import typing
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Union
 
 from bollydog.context import get_app, get_hub, get_protocol, get_session
@@ -221,6 +222,25 @@ _SAME_PACKAGE = 2  # the class lives in the top-level package of one of the app'
 _HANDLES_EVENT = 3  # the app handles the Event
 
 
+@dataclass(frozen=True, slots=True)
+class ServedCommand:
+    """A Command an entrypoint can serve: run here by ``handler``, or (``handler`` None) by
+    another process of domain and app ``remote``, reached through the transport."""
+
+    message: type[BaseMessage]
+    handler: Handler | None
+    remote: tuple[str, str] | None = None
+
+    @property
+    def location(self) -> tuple[str, str] | None:
+        """``(domain, app name)`` of the app serving it; None for a handler registered
+        without an app."""
+        if self.handler is None:
+            return self.remote
+        app = self.handler.app
+        return (app.domain, app.name) if app is not None else None
+
+
 class HandlerRegistry:
     """Which handler serves which message, and the one canonical name of every message.
 
@@ -418,6 +438,13 @@ class HandlerRegistry:
         )
 
     # -- lookups -----------------------------------------------------------------------------
+
+    def served_commands(self) -> list[ServedCommand]:
+        """Every Command this process can serve: those handled here, then those handled by
+        other processes (what HTTP routes and MCP tools are made of)."""
+        local = [ServedCommand(m, h) for m, h in self.commands.items()]
+        return local + [ServedCommand(m, None, where) for m, where in self.remote.items()]
+
 
     def command_handler(self, message_type: type[BaseMessage]) -> Handler | None:
         return self.commands.get(message_type)

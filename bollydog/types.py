@@ -7,7 +7,7 @@ names concrete classes. Annotate ``hub: HubT`` in a handler to have the hub inje
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 from mode import Service
@@ -36,6 +36,12 @@ class HubT(Service):
     hooks: "Hooks"
     #: Where messages of domains run by other processes go (in-process: nowhere).
     transport: "Transport"
+    #: The entrypoints feeding this hub (an entrypoint may look at its siblings' settings).
+    entrypoints: Sequence["Entrypoint"]
+    #: Seconds stopping lets in-flight work finish before cutting it.
+    shutdown_grace: float
+    #: Seconds a cut generator handler gets to compensate.
+    compensation_grace: float
 
     async def __aenter__(self) -> Self:
         # mode's returns its abstract ServiceT: ``async with HubService() as hub`` gives the
@@ -49,6 +55,11 @@ class HubT(Service):
 
     async def put_message(self, message: "BaseMessage") -> "BaseMessage":
         """Queue ``message`` (bounded, admission-controlled) and return it; await ``.state``."""
+        raise NotImplementedError
+
+    async def submit(self, message: "BaseMessage") -> Any:
+        """Run ``message`` through the admission of :meth:`put_message` and return its result
+        (its handler's exception propagates): what an entrypoint calls for a request."""
         raise NotImplementedError
 
     async def dispatch(self, message: "BaseMessage") -> Any:
@@ -96,6 +107,8 @@ class _NoHub(HubT):
         self.hooks = Hooks()
         self.transport = InProcessTransport()
         self._problem = f"{owner} has no hub: {remedy}"
+        self.entrypoints = ()
+        self.shutdown_grace = self.compensation_grace = 0.0
 
     def _missing(self) -> NoReturn:
         from bollydog.errors import ConfigError
@@ -116,6 +129,9 @@ class _NoHub(HubT):
         return self._missing()
 
     async def put_message(self, message: "BaseMessage") -> "BaseMessage":
+        return self._missing()
+
+    async def submit(self, message: "BaseMessage") -> Any:
         return self._missing()
 
     async def dispatch(self, message: "BaseMessage") -> Any:

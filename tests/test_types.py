@@ -33,6 +33,7 @@ CHECKED = [
     "bollydog/cli",
     "bollydog/config",
     "bollydog/context.py",
+    "bollydog/entrypoint",
     "bollydog/errors.py",
     "bollydog/globals.py",
     "bollydog/handlers.py",

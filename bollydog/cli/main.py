@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic_core import to_jsonable_python
 
 from bollydog.context import current_session
+from bollydog.entrypoint.kit.encoding import dumps_text
 from bollydog.errors import BollydogError, InvalidMessageError, UnknownMessageError
 from bollydog.models.base import BaseMessage, Session
 from bollydog.cli.exits import EXIT_BAD_INPUT, EXIT_HANDLER_FAILED, fail, fail_with, run
@@ -107,8 +107,8 @@ def execute(ctx: click.Context, config: str | None, message_ref: str) -> None:
             except Exception as exc:  # the handler's own errors too, with their exit status
                 fail_with(exc)
             # Printed before the hub stops: flushing telemetry on stop (an OTLP endpoint with
-            # no collector, say) must not hold the answer back.
-            click.echo(json.dumps(to_jsonable_python(result, fallback=repr), ensure_ascii=False))
+            # no collector, say) must not hold the answer back. The JSON is the HTTP body's.
+            click.echo(dumps_text(result))
             sys.stdout.flush()
 
     run(main)

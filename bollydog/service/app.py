@@ -433,6 +433,39 @@ class HubService(HubT):
             ) from None
         return message
 
+    async def submit(self, message: BaseMessage) -> Any:
+        """Run ``message`` through the admission of :meth:`put_message` (queue bound,
+        concurrency limit, shutdown) and return its result: what an entrypoint calls for a
+        request. A failure is logged, as for a queued message, and raised.
+
+        With capacity free and nobody queued it runs at once in the caller's task (as
+        :meth:`execute`, whose cancellation rules apply); otherwise it is queued
+        (:class:`QueueFullError` when full) and awaited. From inside a handler it is
+        :meth:`execute`: nested work is never bounded.
+        """
+        if handler_frame.get() is not None:
+            return await self.execute(message)
+        queue = self._queue
+        if not (self._accepting and self._active < self.concurrency and self._held is None
+                and queue is not None and queue.empty()):
+            await self.put_message(message)  # refused, or queued behind others
+            state = message.state
+            try:
+                return await asyncio.shield(state)  # the caller leaving does not cancel it
+            except asyncio.CancelledError:
+                state.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
+                raise
+        self._active += 1
+        try:
+            return await self.execute(message)
+        except HubNotRunningError:
+            raise  # cut by the shutdown, which logged it
+        except Exception as exc:
+            self._log_failure(message, exc)
+            raise
+        finally:
+            self._release()
+
     def publish_nowait(self, event: BaseMessage) -> None:
         """Start ``event``'s handlers in the background; failures are logged, never lost."""
         self._spawn(event)
@@ -485,21 +518,29 @@ class HubService(HubT):
             message.set_exception(exc)
             if self.hooks.completed:
                 self.hooks.completed(message, None, exc)
-            if not isinstance(exc, EventHandlersError):  # already logged handler by handler
-                log_failure(
-                    log, exc, describe(exc), "%s (%s) failed trace_id=%s",
-                    message.name, message.iid, message.trace_id,
-                )
+            self._log_failure(message, exc)
         else:
             message.set_result(result)
             if self.hooks.completed:
                 self.hooks.completed(message, result, None)
         finally:
             if counted:
-                self._active -= 1
-                capacity = self._capacity
-                if capacity is not None and not capacity.done():
-                    capacity.set_result(None)
+                self._release()
+
+    def _release(self) -> None:
+        """A counted message is done: its capacity goes to the intake, if it waits."""
+        self._active -= 1
+        capacity = self._capacity
+        if capacity is not None and not capacity.done():
+            capacity.set_result(None)
+
+    @staticmethod
+    def _log_failure(message: BaseMessage, exc: Exception) -> None:
+        if not isinstance(exc, EventHandlersError):  # already logged handler by handler
+            log_failure(
+                log, exc, describe(exc), "%s (%s) failed trace_id=%s",
+                message.name, message.iid, message.trace_id,
+            )
 
     # -- introspection -------------------------------------------------------------------------
 

@@ -115,7 +115,7 @@ async def test_public_key_from_file_and_env(tmp_path, keys, monkeypatch):
     path.write_text(keys.public_pem)
     monkeypatch.setenv("BOLLYDOG_HTTP_SERVICE_PUBLIC_KEY", str(path))
     service = HttpService(port=0)
-    assert service.public_key is not None
+    assert service.auth.enabled
     with pytest.raises(ConfigError, match="public key"):
         HttpService(port=0, public_key=str(tmp_path / "missing.pem"))
     with pytest.raises(ConfigError, match="public key"):

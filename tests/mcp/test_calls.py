@@ -135,7 +135,7 @@ async def test_a_full_queue_is_a_protocol_error_and_the_queued_calls_complete() 
             pause = [asyncio.create_task(client.call_tool("tooldemo_pause", {"seconds": 0.3}))]
             await until(lambda: hub.task_count == 1)  # running
             pause.append(asyncio.create_task(client.call_tool("tooldemo_pause", {"seconds": 0})))
-            await until(lambda: calls.count == 2 and hub.queue_size == 0)  # taken, waits for a slot
+            await until(lambda: len(calls) == 2 and hub.queue_size == 0)  # taken, waits for a slot
             pause.append(asyncio.create_task(client.call_tool("tooldemo_pause", {"seconds": 0})))
             await until(lambda: hub.queue_size == 1)  # the queue is full
             with pytest.raises(MCPError) as caught:
@@ -150,7 +150,7 @@ async def test_stopping_refuses_new_calls_and_lets_running_ones_finish(mode) -> 
     async with started() as (hub, service):
         async with connect(service, mode) as client:
             running = asyncio.create_task(client.call_tool("tooldemo_pause", {"seconds": 0.3}))
-            await until(lambda: service.tools.calls.count == 1)
+            await until(lambda: len(service.tools.calls) == 1)
             stopping = asyncio.create_task(hub.stop())
             await until(lambda: not service.tools.accepting)
             with pytest.raises(MCPError) as caught:

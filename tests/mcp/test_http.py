@@ -126,7 +126,7 @@ async def test_stop_answers_the_call_in_flight_then_ends_open_sessions_promptly(
         async with http_client(service.url, "legacy") as client:
             await client.list_tools()  # the client checks results against the listed schemas
             call = asyncio.create_task(client.call_tool("tooldemo_pause", {"seconds": 0.3}))
-            while service.tools.calls.count < 1:
+            while len(service.tools.calls) < 1:
                 await asyncio.sleep(0.01)
             endpoint = service._serving.http  # type: ignore[attr-defined]  (the ASGI app of /mcp)
             began = time.monotonic()

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from bollydog.entrypoint.websocket.app import SocketService, SocketServiceError
+from bollydog.entrypoint.websocket.app import SocketService
 from bollydog.errors import ConfigError
 from bollydog.models.service import AppService
 from bollydog.service.app import HubService
@@ -68,6 +68,7 @@ async def test_request_running_past_the_grace_gets_an_error_frame_then_1001(capl
         assert await recv(client) == {
             "type": "error", "id": "long", "error": "HubNotRunningError",
             "message": "the hub stopped before this message completed", "errors": [], "status": 503,
+            "retry_after": 1,
         }
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(client.recv(), TIMEOUT)
@@ -95,7 +96,7 @@ async def test_a_shorter_socket_grace_cuts_its_requests_first(caplog) -> None:
         frame = await recv(client)
         assert loop.time() - started < 1.0  # before the hub's own grace is over
         assert frame["type"] == "error" and frame["id"] == 7 and frame["error"] == "HubNotRunningError"
-        assert set(frame) == {"type", "id", "error", "message", "errors", "status"}
+        assert set(frame) == {"type", "id", "error", "message", "errors", "status", "retry_after"}
         await stopping
     gc.collect()
     await asyncio.sleep(0)
@@ -106,7 +107,7 @@ async def test_busy_port_fails_to_start_with_a_clear_error() -> None:
     hub, service = await start()
     try:
         other = SocketService(port=service.port)
-        with pytest.raises(SocketServiceError, match=f"cannot listen on 127.0.0.1:{service.port}"):
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{service.port}"):
             other.hub = hub
             await other.on_start()
     finally:

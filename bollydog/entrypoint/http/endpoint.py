@@ -7,13 +7,17 @@ the caller's trace (``traceparent``) and session, then one of:
 * ``qos=0`` (field, query parameter or ``x-bollydog-qos`` header): queue it, answer 202;
 * ``Accept: text/event-stream``: stream ``partial`` events, then ``result`` or ``error``;
 * otherwise run it and answer 200 with the result as JSON (sharing a run when debounced).
+
+Every message enters the hub through the kit's admission
+(:mod:`bollydog.entrypoint.kit.admission`), as WebSocket and MCP messages do: the queue bound
+and the concurrency limit apply, and a refusal (queue full, stopping) is a 503 with
+``Retry-After`` before anything runs, streams included.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
@@ -24,14 +28,15 @@ from bollydog.context import current_session, format_traceparent, parse_tracepar
 from bollydog.entrypoint.http.responses import (
     JSON,
     RequestError,
-    dumps,
     error_response,
     json_response,
 )
-from bollydog.errors import HubNotRunningError
+from bollydog.entrypoint.kit.admission import Call, outcome, run, stream
+from bollydog.entrypoint.kit.encoding import dumps
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.entrypoint.http.app import HttpService
+    from bollydog.entrypoint.http.qos import Debouncer
     from bollydog.entrypoint.http.routes import RouteSpec
     from bollydog.models.base import BaseMessage
 
@@ -62,7 +67,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, "PayloadTooLarge", f"request body over {limit} bytes")
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
@@ -159,8 +165,9 @@ class MessageEndpoint:
         settings = service.settings
         message = None
         session_token = None
+        admitted = False
         try:
-            session = service.session_for(request.headers)
+            session = service.auth.session(request.headers)
             if spec.limiter is not None:
                 client = session.username or (request.client.host if request.client else "-")
                 spec.limiter.check(client)
@@ -174,22 +181,22 @@ class MessageEndpoint:
                 message = spec.message.from_input(fields, strings=textual)
             finally:
                 remote_parent.reset(parent_token)
-            hub = service.hub
+            # From here on the hub reports what goes wrong with the message (a handler's
+            # failure is logged once, by the hub); a refusal is answered, not logged.
+            admitted = True
             if message.qos == 0:
                 return await self._fire_and_forget(message)
             if "text/event-stream" in request.headers.get("accept", ""):
-                return self._stream(message)
+                return await self._stream(message)
             if spec.debouncer is not None:
-                return await self._debounced(message, session.username)
-            if not hub.accepting:
-                raise HubNotRunningError("the hub is stopping; retry later")
-            result = await hub.execute(message)
+                return await self._debounced(spec.debouncer, message, session.username)
+            result = await run(service.hub, message)
             return Response(dumps(result), 200, message_headers(message), JSON)
         except Exception as exc:
             headers = message_headers(message) if message is not None else None
             return error_response(
                 exc, debug=settings.debug, retry_after=settings.retry_after,
-                headers=headers, context=self.context,
+                headers=headers, context=self.context, quiet=admitted,
             )
         finally:
             if session_token is not None:
@@ -204,54 +211,45 @@ class MessageEndpoint:
         body = {"iid": message.iid, "trace_id": message.trace_id, "status": "accepted", "location": location}
         return json_response(body, 202, headers)
 
-    async def _debounced(self, message: "BaseMessage", username: str | None) -> Response:
-        spec, hub = self.spec, self.service.hub
-        key = (username, message.model_dump_json(include=set(spec.message.user_fields())))
-        shared = spec.debouncer.join(key)
+    async def _debounced(self, debouncer: "Debouncer", message: "BaseMessage", username: str | None) -> Response:
+        key = (username, message.model_dump_json(include=set(self.spec.message.user_fields())))
+        shared = debouncer.join(key)
         if shared is not None:
-            # Shielded: a client going away must not cancel the run others are waiting for.
-            result = await asyncio.shield(shared.state)
+            result = await outcome(shared)  # a client going away must not cancel the shared run
             headers = message_headers(shared)
             headers["x-bollydog-debounced"] = "true"
             return Response(dumps(result), 200, headers, JSON)
-        if not hub.accepting:
-            raise HubNotRunningError("the hub is stopping; retry later")
-        spec.debouncer.start(key, message)
-        result = await hub.execute(message)
+        await self.service.hub.put_message(message)  # refused: nobody joins it
+        debouncer.start(key, message)
+        result = await outcome(message)
         return Response(dumps(result), 200, message_headers(message), JSON)
 
-    def _stream(self, message: "BaseMessage") -> Response:
-        hub, settings = self.service.hub, self.service.settings
-        if not hub.accepting:
-            raise HubNotRunningError("the hub is stopping; retry later")
-        # The response body runs after this function returns, in other tasks: carry the
-        # session (and anything else the entrypoint set) along explicitly.
-        context = contextvars.copy_context()
-
-        async def events():
-            run = asyncio.create_task(hub.execute(message), context=context)
-            try:
-                # The first step of stream() registers the listener before ``run`` starts.
-                async for partial in message.stream():
-                    yield _sse("partial", partial)
-                try:
-                    result = await run
-                except Exception as exc:
-                    failure = error_response(exc, debug=settings.debug, context=self.context)
-                    body = json.loads(failure.body)
-                    body["status"] = failure.status_code
-                    yield _sse("error", body)
-                else:
-                    yield _sse("result", result)
-            finally:
-                if not run.done():  # the client left: the run finishes unobserved
-                    run.add_done_callback(_retrieve)
-
+    async def _stream(self, message: "BaseMessage") -> Response:
+        # Admitted here, before the response starts: a refusal is a plain 503.
+        call = await stream(self.service.hub, message)
         headers = message_headers(message)
         headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
-        return StreamingResponse(events(), 200, headers, media_type="text/event-stream")
+        return StreamingResponse(self._events(call), 200, headers, media_type="text/event-stream")
+
+    async def _events(self, call: Call) -> AsyncIterator[bytes]:
+        # The response body runs in another task than the request's; the message, admitted,
+        # already carries the request's session and trace.
+        settings = self.service.settings
+        try:
+            async for partial in call.partials():
+                yield _sse("partial", partial)
+            try:
+                result = await call.result()
+            except Exception as exc:
+                yield _sse("error", _error_event(exc, settings.debug, self.context))
+            else:
+                yield _sse("result", result)
+        finally:
+            call.close()  # the client left early: the message finishes unobserved
 
 
-def _retrieve(task: asyncio.Task) -> None:
-    if not task.cancelled():
-        task.exception()  # the hub logged it; retrieving it silences "never retrieved"
+def _error_event(exc: Exception, debug: bool, context: str) -> dict[str, Any]:
+    failure = error_response(exc, debug=debug, context=context, quiet=True)
+    body: dict[str, Any] = json.loads(bytes(failure.body))
+    body["status"] = failure.status_code
+    return body

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic.json_schema import models_json_schema
 
-from bollydog.entrypoint.schemas import result_schema, without_fields
+from bollydog.entrypoint.kit.schemas import result_schema, without_fields
 from bollydog.handlers import ASYNCGEN
 from bollydog.models.base import CLIENT_SETTABLE_FIELDS, RESERVED_FIELDS
 

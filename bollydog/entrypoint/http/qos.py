@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections import OrderedDict
@@ -150,6 +149,3 @@ def describe_outcome(message: BaseMessage, *, debug: bool = False) -> dict[str, 
         body["status"], body["error"], body["message"] = "failed", info.code, info.message
     return body
 
-
-def retry_after_header(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))

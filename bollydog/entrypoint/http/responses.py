@@ -3,22 +3,26 @@
 Every error body is ``{"error": <code>, "message": <text>, <fields>}`` with the status, code and
 fields the error declares (:func:`bollydog.errors.describe`): 422 adds ``"errors"``
 (``[{"field", "message", "type"}]``), 401 ``"reason"``, a domain error its public attributes;
-with ``debug`` a 5xx adds ``"traceback"``.
+with ``debug`` a 5xx adds ``"traceback"``. Bodies are encoded by the kit
+(:func:`bollydog.entrypoint.kit.encoding.dumps`), as every entrypoint's answers.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic_core import to_json
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bollydog.entrypoint.http.qos import retry_after_header
+from bollydog.entrypoint.kit.admission import retry_after as retry_seconds
+from bollydog.entrypoint.kit.encoding import dumps
 from bollydog.errors import BollydogError, describe, log_failure
+
+__all__ = ["JSON", "RequestError", "dumps", "error_response", "http_exception", "json_response"]
 
 log = logging.getLogger("bollydog.http")
 
@@ -34,13 +38,7 @@ class RequestError(BollydogError):
         self.status_code, self.code = status, error
 
 
-def dumps(value: Any) -> bytes:
-    """JSON bytes of a handler result; values JSON cannot hold become their ``str()``, and
-    NaN/Infinity become ``null`` (JSON has no literal for them)."""
-    return to_json(value, fallback=str, inf_nan_mode="null")
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(dumps(body), status, headers, JSON)
 
 
@@ -49,19 +47,23 @@ def error_response(
     *,
     debug: bool = False,
     retry_after: int = 1,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     context: str = "",
+    quiet: bool = False,
 ) -> Response:
     """The response for ``exc``: its status code, a JSON body, and the headers it needs.
 
     ``retry_after`` is the ``Retry-After`` of errors that are temporary for an unknown time
-    (queue full, stopping)."""
+    (queue full, stopping). ``quiet``: not logged here; for what happened to an admitted
+    message, which the hub logs (a handler's failure) or which is a refusal, answered only."""
     info = describe(exc)
     headers = {**(headers or {}), **info.headers}
-    if info.retry_after is not None:
-        headers["retry-after"] = retry_after_header(info.retry_after) if info.retry_after else str(retry_after)
+    seconds = retry_seconds(exc, retry_after)
+    if seconds is not None:
+        headers["retry-after"] = str(seconds)
     body = info.body()
-    log_failure(log, exc, info, "%s failed", context or "request")
+    if not quiet:
+        log_failure(log, exc, info, "%s failed", context or "request")
     if debug and info.status >= 500:
         body["traceback"] = traceback.format_exception(exc)
     return json_response(body, info.status, headers)

@@ -54,16 +54,15 @@ def build_routes(registry: "HandlerRegistry", settings: HttpSettings) -> list[Ro
     served.check(known, "http", elsewhere)
     check_patterns(settings.router_mapping, known, "http.router_mapping", elsewhere)
     candidates: list[RouteSpec] = []
-    for message, handler in registry.commands.items():
-        app = handler.app
-        if app is None:
+    for served_command in registry.served_commands():
+        message, location = served_command.message, served_command.location
+        if location is None:
             log.debug("%s has no app: not served over HTTP", registry.name_of(message))
             continue
+        domain, service = location
         candidates.append(
-            RouteSpec(message, handler, registry.name_of(message), f"/{app.domain}/{app.name}/{message.name}")
+            RouteSpec(message, served_command.handler, registry.name_of(message), f"/{domain}/{service}/{message.name}")
         )
-    for message, (domain, service) in registry.remote.items():
-        candidates.append(RouteSpec(message, None, registry.name_of(message), f"/{domain}/{service}/{message.name}"))
     specs = [spec for spec in candidates if served.allows(spec.key)]
     _apply_mapping(specs, settings.router_mapping)
     _check_unique(specs)

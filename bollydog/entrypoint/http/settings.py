@@ -2,19 +2,18 @@
 
 An option given in the config section (or to the constructor) wins; an option not given there
 is read from the environment (``port`` from ``BOLLYDOG_HTTP_SERVICE_PORT`` ...); otherwise the
-default applies. Unknown options are a :class:`~bollydog.errors.ConfigError`.
+default applies. Unknown options are a :class:`~bollydog.errors.ConfigError`. How they are read
+is every entrypoint's: :mod:`bollydog.entrypoint.kit.settings`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import ClassVar
 
-from typing import Annotated
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
-
-from bollydog.errors import ConfigError
+from bollydog.entrypoint.kit.settings import EntrypointSettings, JwtSettings, OptionalText, TextList
 
 
 class RouteOptions(BaseModel):
@@ -48,25 +47,21 @@ class RouteOptions(BaseModel):
         return value
 
 
-class HttpSettings(BaseSettings):
-    """Every option of the ``http`` config section (see docs/http.md)."""
+class HttpSettings(EntrypointSettings, JwtSettings):
+    """Every option of the ``http`` config section (see docs/http.md); the JWT options are
+    the :class:`~bollydog.entrypoint.kit.settings.JwtSettings` every entrypoint shares."""
 
     model_config = SettingsConfigDict(env_prefix="BOLLYDOG_HTTP_SERVICE_", extra="forbid")
+    section: ClassVar[str] = "http"
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     debug: bool = False
     log_level: str = "info"
     access_log: bool = False
-    public_key: str | None = Field(None, description="PEM text or file: enables JWT auth.")
-    private_key: str | None = Field(None, description="PEM text or file: for issue_token.")
-    auth_required: bool = Field(True, description="With a public key: reject requests without a token.")
-    jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["RS256"])
-    jwt_audience: str | None = None
-    jwt_issuer: str | None = None
-    jwt_leeway: float = Field(0.0, ge=0)
-    include: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"], description="fnmatch on domain.name")
-    exclude: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    private_key: OptionalText = Field(None, description="PEM text or file: for issue_token.")
+    include: TextList = Field(default_factory=lambda: ["*"], description="fnmatch on domain.name")
+    exclude: TextList = Field(default_factory=list)
     router_mapping: dict[str, RouteOptions] = Field(default_factory=dict)
     openapi: bool = True
     title: str = "bollydog"
@@ -77,36 +72,4 @@ class HttpSettings(BaseSettings):
         None, ge=0, description="uvicorn's own bound on stop; default: the hub's grace + compensation + 1 s."
     )
     retry_after: int = Field(1, ge=0, description="Retry-After seconds on 503.")
-    mcp_path: str | None = Field(None, description="Also serve MCP (streamable HTTP) here, e.g. /mcp.")
-
-    @field_validator("public_key", "private_key", "jwt_audience", "jwt_issuer", "mcp_path", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("include", "exclude", "jwt_algorithms", mode="before")
-    @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
-
-    @field_validator("jwt_algorithms")
-    @classmethod
-    def _asymmetric_only(cls, value: list[str]) -> list[str]:
-        bad = [a for a in value if a.upper().startswith("HS") or a.lower() == "none"]
-        if bad:
-            raise ValueError(f"only asymmetric algorithms (RS256, ES256, ...) are accepted, got {bad}")
-        return value
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> "HttpSettings":
-        try:
-            return cls(**options)
-        except SettingsError as exc:
-            raise ConfigError(f"http: invalid BOLLYDOG_HTTP_SERVICE_* variable: {exc}") from None
-        except ValidationError as exc:
-            details = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '?'}: {e['msg']}" for e in exc.errors()
-            )
-            raise ConfigError(f"http: invalid options: {details}") from None
+    mcp_path: OptionalText = Field(None, description="Also serve MCP (streamable HTTP) here, e.g. /mcp.")

@@ -15,34 +15,37 @@ config wins over the environment, which wins over the default)::
 
 Lifecycle: starting builds the tool table from the hub's registry (a pattern naming nothing, or
 two Commands with one tool name, is a :class:`ConfigError`), then serves stdio, or binds the
-socket and serves uvicorn in a task (no signal handlers: the CLI owns SIGINT/SIGTERM). Stopping
-refuses new calls, gives the ones in flight ``shutdown_grace`` seconds, ends the MCP sessions
-and stops the server. Over stdio, the client closing stdin stops the hub, as SIGTERM would.
+socket and serves uvicorn in a task, through the kit's :class:`~bollydog.entrypoint.kit.site.Site`
+(no signal handlers: the CLI owns SIGINT/SIGTERM). Stopping refuses new calls, gives the ones
+in flight ``shutdown_grace`` seconds, answers those still running a ``-32030`` error, ends the
+MCP sessions and stops the server. Over stdio, the client closing stdin stops the hub, as
+SIGTERM would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
-from bollydog.bootstrap import Entrypoint
+from bollydog.entrypoint.kit.auth import authenticator
+from bollydog.entrypoint.kit.settings import EntrypointSettings, JwtSettings, OptionalText, TextList
+from bollydog.entrypoint.kit.site import Site
 from bollydog.entrypoint.mcp.server import SessionSource, ToolServer
 from bollydog.entrypoint.mcp.tools import ToolTable, build_tools
-from bollydog.errors import BollydogError, ConfigError
+from bollydog.errors import BollydogError
 from bollydog.models.base import Session
 from bollydog.names import MessageFilter
+from bollydog.types import Entrypoint, HubT
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.entrypoint.http.settings import HttpSettings
     from bollydog.entrypoint.mcp.http import StreamableHttp
-    from bollydog.entrypoint.site import Site
     from bollydog.handlers import HandlerRegistry
-    from bollydog.service.app import HubService
 
 __all__ = ["McpService", "McpServiceError", "McpSettings", "get_only_messages"]
 
@@ -55,10 +58,13 @@ class McpServiceError(BollydogError):
     """The MCP service cannot do what was asked (used before start, no hub, ...)."""
 
 
-class McpSettings(BaseSettings):
-    """Options of :class:`McpService`; environment variables ``BOLLYDOG_MCP_SERVICE_*``."""
+class McpSettings(EntrypointSettings, JwtSettings):
+    """Options of :class:`McpService`; environment variables ``BOLLYDOG_MCP_SERVICE_*``. The JWT
+    options are the :class:`~bollydog.entrypoint.kit.settings.JwtSettings` every entrypoint
+    shares."""
 
     model_config = SettingsConfigDict(env_prefix="BOLLYDOG_MCP_SERVICE_", extra="forbid")
+    section: ClassVar[str] = "mcp"
 
     transport: Literal["http", "stdio"] = "http"
     host: str = "127.0.0.1"
@@ -66,55 +72,19 @@ class McpSettings(BaseSettings):
     path: str = "/mcp"
     log_level: str = "info"
     name: str = Field("bollydog", min_length=1, description="The server name clients show.")
-    instructions: str | None = Field(None, description="Told to the model when it connects.")
-    include: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    exclude: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    instructions: OptionalText = Field(None, description="Told to the model when it connects.")
+    include: TextList = Field(default_factory=list)
+    exclude: TextList = Field(default_factory=list)
     stateless: bool = Field(False, description="HTTP: no MCP sessions (any process can answer).")
     json_response: bool = Field(False, description="HTTP: JSON answers instead of SSE (no progress).")
-    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_hosts: TextList = Field(default_factory=list)
+    allowed_origins: TextList = Field(default_factory=list)
     shutdown_grace: float | None = Field(None, ge=0, description="Default: the hub's shutdown_grace.")
-    public_key: str | None = Field(None, description="PEM text or file: enables JWT (RS256) auth.")
-    auth_required: bool = Field(True, description="With a public key: refuse requests without a token.")
-    jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["RS256"])
-    jwt_audience: str | None = None
-    jwt_issuer: str | None = None
-    jwt_leeway: float = Field(0.0, ge=0)
-
-    @field_validator("public_key", "jwt_audience", "jwt_issuer", "instructions", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("include", "exclude", "jwt_algorithms", "allowed_hosts", "allowed_origins", mode="before")
-    @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        if isinstance(value, str):  # "a.*,b.*" from the environment
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
-
-    @field_validator("jwt_algorithms")
-    @classmethod
-    def _asymmetric_only(cls, value: list[str]) -> list[str]:
-        bad = [a for a in value if a.upper().startswith("HS") or a.lower() == "none"]
-        if bad:
-            raise ValueError(f"only asymmetric algorithms (RS256, ES256, ...) are accepted, got {bad}")
-        return value
 
     @field_validator("path")
     @classmethod
     def _absolute(cls, value: str) -> str:
         return value if value.startswith("/") else f"/{value}"
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> "McpSettings":
-        try:
-            return cls(**options)
-        except SettingsError as exc:
-            raise ConfigError(f"mcp: invalid BOLLYDOG_MCP_SERVICE_* variable: {exc}") from None
-        except ValidationError as exc:
-            details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '?'}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"mcp: invalid option (config or BOLLYDOG_MCP_SERVICE_*): {details}") from None
 
 
 def get_only_messages(registry: "HandlerRegistry", http: Iterable["HttpSettings"]) -> set[str]:
@@ -135,19 +105,21 @@ class McpService(Entrypoint):
     passes the config's); the HTTP services of the same hub count without it.
     """
 
-    def __init__(self, *, hub: Any = None, http_settings: Sequence["HttpSettings"] = (), **options: Any) -> None:
+    def __init__(
+        self, *, hub: HubT | None = None, http_settings: Sequence["HttpSettings"] = (), **options: Any
+    ) -> None:
         super().__init__(hub=hub, **options)
-        self.settings = McpSettings.from_options(options)
-        self.filter = MessageFilter(self.settings.include, self.settings.exclude)
+        self.settings = settings = McpSettings.from_options(options)
+        self.filter = MessageFilter(settings.include, settings.exclude)
         self.http_settings = list(http_settings)
-        self._public_key: Any = None
-        if self.settings.public_key:
-            from bollydog.entrypoint.auth import load_public_key
-
-            self._public_key = load_public_key(self.settings.public_key)
+        #: The session of each HTTP request, from its JWT when ``public_key`` is set.
+        self.auth = authenticator(settings)
+        self.site = Site(
+            settings.host, settings.port, section="mcp", env="BOLLYDOG_MCP_SERVICE_PORT",
+            log_level=settings.log_level,
+        )
         #: Set when the stdio client closed its end (the hub is then stopped).
         self.client_closed = asyncio.Event()
-        self._port = self.settings.port
         self._tools: ToolServer | None = None
         self._serving: _Serving = _NotServing()
         self._hub_stop: asyncio.Task[None] | None = None  # the stop a leaving stdio client started
@@ -163,23 +135,21 @@ class McpService(Entrypoint):
 
     @property
     def port(self) -> int:
-        """The HTTP port: the configured one, or after start the one bound (port 0)."""
-        return self._port
+        """The HTTP port: the configured one until started, then the one bound (port 0)."""
+        return self.site.port
 
     @property
     def url(self) -> str:
         """``http://host:port/mcp`` (streamable HTTP), or ``stdio``."""
-        s = self.settings
-        if s.transport == "stdio":
+        if self.settings.transport == "stdio":
             return "stdio"
-        host = f"[{s.host}]" if ":" in s.host else s.host
-        return f"http://{host}:{self.port}{s.path}"
+        return self.site.url("http", self.settings.path)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
         hub = self.hub
-        if hub is None:
+        if not hub:
             raise McpServiceError("McpService has no hub: add it with hub.add_entrypoint(service)")
         registry = hub.registry
         self.filter.check(registry.names(), "mcp", registry.unloaded_domains())
@@ -201,6 +171,10 @@ class McpService(Entrypoint):
         serving, self._serving = self._serving, _NotServing()
         await serving.stop(self._grace())
 
+    def abort_inflight(self, *, forced: bool = False) -> None:
+        """The hub's grace period is over: every call still running answers ``-32030`` now."""
+        self._serving.abort(forced)
+
     async def wait_closed(self) -> None:
         """Wait for the hub stop a stdio client's leaving started, if it did."""
         if self._hub_stop is not None:
@@ -211,41 +185,36 @@ class McpService(Entrypoint):
         from starlette.routing import Route
 
         from bollydog.entrypoint.mcp.http import StreamableHttp, transport_security
-        from bollydog.entrypoint.site import Site
 
         s = self.settings
         http = StreamableHttp(
             tools,
-            self._authenticate,
+            self.auth.session,
             security=transport_security(s.host, s.allowed_hosts, s.allowed_origins),
             stateless=s.stateless,
             json_response=s.json_response,
         )
-        site = Site(
-            Starlette(routes=[Route(s.path, endpoint=http)]), s.host, s.port,
-            section="mcp", env="BOLLYDOG_MCP_SERVICE_PORT", log_level=s.log_level, shutdown_timeout=self._grace(),
-        )
+        self.site.shutdown_timeout = self._grace()
         await http.start()
         try:
-            await site.start()
+            await self.site.start(Starlette(routes=[Route(s.path, endpoint=http)]))
         except BaseException:
             await http.stop(0)
             raise
-        self._port = site.port
-        return _HttpServing(http, site)
+        return _HttpServing(http, self.site)
 
     def _grace(self) -> float:
         if self.settings.shutdown_grace is not None:
             return self.settings.shutdown_grace
-        return float(getattr(self.hub, "shutdown_grace", 10.0))
+        return self.hub.shutdown_grace
 
-    def _http_sections(self, hub: "HubService") -> list["HttpSettings"]:
+    def _http_sections(self, hub: HubT) -> list["HttpSettings"]:
         from bollydog.entrypoint.http.app import HttpService
 
         served = [e.settings for e in hub.entrypoints if isinstance(e, HttpService)]
         return [*served, *self.http_settings]
 
-    def _tool_server(self, hub: "HubService", table: ToolTable, session_of: SessionSource) -> ToolServer:
+    def _tool_server(self, hub: HubT, table: ToolTable, session_of: SessionSource) -> ToolServer:
         import bollydog
 
         return ToolServer(
@@ -253,28 +222,11 @@ class McpService(Entrypoint):
             name=self.settings.name, version=str(bollydog.__version__), instructions=self.settings.instructions,
         )
 
-    def _authenticate(self, headers: Mapping[str, str]) -> Session:
-        if self._public_key is None:
-            return Session.anonymous()
-        from bollydog.entrypoint.auth import authenticate, session_from_claims, token_from_headers
-
-        s = self.settings
-        claims = authenticate(
-            token_from_headers(headers),
-            public_key=self._public_key,
-            required=s.auth_required,
-            algorithms=s.jwt_algorithms,
-            audience=s.jwt_audience,
-            issuer=s.jwt_issuer,
-            leeway=s.jwt_leeway,
-        )
-        return session_from_claims(claims)
-
     async def _serve_stdio(self, tools: ToolServer) -> None:
         from bollydog.entrypoint.mcp.stdio import serve_stdio
 
         await serve_stdio(tools.server)
-        if tools.accepting and self.hub is not None:  # the client left, we were not stopping
+        if tools.accepting and self.hub:  # the client left, we were not stopping
             log.info("MCP client closed stdin: stopping")
             self.client_closed.set()
             self._hub_stop = asyncio.create_task(self.hub.stop(), name="bollydog-mcp-client-closed")
@@ -285,7 +237,10 @@ class McpService(Entrypoint):
 
 class _Serving(Protocol):
     async def stop(self, grace: float) -> None:
-        """Refuse new calls, give the running ones ``grace`` seconds, stop serving."""
+        """Refuse new calls, give the running ones ``grace`` seconds, cut the rest, stop serving."""
+
+    def abort(self, forced: bool) -> None:
+        """Cut the calls still running now; ``forced``: stop waiting for clients too."""
 
 
 class _NotServing:
@@ -294,14 +249,22 @@ class _NotServing:
     async def stop(self, grace: float) -> None:
         return None
 
+    def abort(self, forced: bool) -> None:
+        return None
+
 
 class _HttpServing:
-    def __init__(self, http: "StreamableHttp", site: "Site") -> None:
+    def __init__(self, http: "StreamableHttp", site: Site) -> None:
         self.http, self.site = http, site
 
     async def stop(self, grace: float) -> None:
         await self.http.stop(grace)  # first: it ends the streams the HTTP server would wait for
         await self.site.stop()
+
+    def abort(self, forced: bool) -> None:
+        self.http.tools.abort()
+        if forced:
+            self.site.force_exit()
 
 
 class _StdioServing:
@@ -309,7 +272,9 @@ class _StdioServing:
         self.tools, self.task = tools, task
 
     async def stop(self, grace: float) -> None:
-        self.tools.accepting = False
-        await self.tools.calls.wait_idle(grace)
+        await self.tools.drain(grace)
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+
+    def abort(self, forced: bool) -> None:
+        self.tools.abort()

@@ -1,16 +1,16 @@
 """Streamable HTTP for a :class:`~bollydog.entrypoint.mcp.server.ToolServer`: an ASGI app to
 mount at a path (``/mcp``), in front of the SDK's session manager.
 
-Every request is authenticated first, with the same RS256 JWT rules as the HTTP and WebSocket
-entrypoints (``Authorization: Bearer <token>`` or ``x-access-token``): a missing (when required)
+Every request is authenticated first, by the kit's authenticator with the same JWT rules as the
+HTTP and WebSocket entrypoints (``Authorization: Bearer <token>`` or ``x-access-token``): a missing (when required)
 or bad token is a 401 with a JSON body, before the SDK sees the request. The session, with the
 token's subject as username, rides in the ASGI scope to the tool call. With auth on, an MCP
 session also belongs to the user who opened it: another user's token gets a 404 for it.
 
 The session manager runs in a task of its own, started and stopped with the service; stopping
-refuses new calls, waits (up to the grace period) for requests in flight to be answered, then
-ends every MCP session, which closes the streams clients keep open, so the HTTP server can stop
-without waiting for them.
+refuses new calls, waits (up to the grace period) for requests in flight to be answered, cuts
+the calls still running (each answers a ``-32030`` error), then ends every MCP session, which
+closes the streams clients keep open, so the HTTP server can stop without waiting for them.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from bollydog.entrypoint.auth import AuthError
 from bollydog.entrypoint.http.responses import error_response
-from bollydog.entrypoint.mcp.server import RETRY_AFTER, UNAVAILABLE, InFlight, ToolServer
+from bollydog.entrypoint.kit.admission import ANSWER_TIME, InFlight
+from bollydog.entrypoint.kit.auth import AuthError
+from bollydog.entrypoint.mcp.server import RETRY_AFTER, UNAVAILABLE, ToolServer
 from bollydog.errors import ConfigError
 from bollydog.models.base import Session
 from bollydog.names import MessageFilter
@@ -142,14 +143,11 @@ class StreamableHttp:
                     claims=dict(claims) if isinstance(claims, Mapping) else None,
                 )
             )
-        counted = scope.get("method") != "GET"
-        if counted:
-            self.requests.enter()
-        try:
+        if scope.get("method") == "GET":  # a stream the client keeps open: not waited for
             await self.manager.handle_request(scope, receive, send)
-        finally:
-            if counted:
-                self.requests.leave()
+            return
+        with self.requests.track():
+            await self.manager.handle_request(scope, receive, send)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -171,9 +169,12 @@ class StreamableHttp:
             await task  # raises why the manager could not start
 
     async def stop(self, grace: float) -> None:
-        """Refuse new calls, give requests in flight ``grace`` seconds, end every session."""
-        self.tools.accepting = False
-        await self.requests.wait_idle(grace)
+        """Refuse new calls, give requests in flight ``grace`` seconds, cut the calls left,
+        end every session."""
+        self.tools.close()
+        if not await self.requests.wait_idle(grace):
+            self.tools.abort()  # each call still running answers UNAVAILABLE
+            await self.requests.wait_idle(ANSWER_TIME)
         self._closing.set()
         if self._sessions is not None:
             await asyncio.gather(self._sessions, return_exceptions=True)
@@ -200,7 +201,7 @@ def mount(service: "HttpService") -> StreamableHttp:
     import bollydog
 
     hub = service.hub
-    if hub is None:
+    if not hub:
         raise ConfigError("HttpService has no hub: add it with hub.add_entrypoint(service)")
     s = service.settings
     allowed = MessageFilter(s.include, s.exclude)

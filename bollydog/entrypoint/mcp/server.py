@@ -6,8 +6,9 @@ served over stdio, streamable HTTP or an in-memory client (tests: ``Client(tools
 A call is handled like an untrusted HTTP request: the session is set (the transport says whose),
 the trace joins the caller's (``traceparent`` in the request's ``_meta``), the arguments go
 through :meth:`~bollydog.models.base.BaseMessage.from_input`, and the message enters the hub by
-its admission path (``put_message``: the queue bound and the concurrency limit apply). Partial
-results of a streaming handler are sent as progress notifications, in order, before the result.
+the kit's admission (:mod:`bollydog.entrypoint.kit.admission`: the queue bound and the
+concurrency limit apply, as for HTTP and WebSocket). Partial results of a streaming handler are
+sent as progress notifications, in order, before the result.
 
 Outcomes:
 
@@ -17,7 +18,8 @@ Outcomes:
   JSON says ``error`` (type), ``message`` and, for bad arguments, ``errors`` (one per field),
   so the model can correct itself;
 * unknown tool: JSON-RPC error ``-32602``; queue full, hub stopping, nobody serving the
-  Command: JSON-RPC error :data:`UNAVAILABLE` with ``data.retryAfter``.
+  Command, a call cut by the shutdown: JSON-RPC error :data:`UNAVAILABLE` with
+  ``data.retryAfter``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from mcp.shared.exceptions import MCPError
 from opentelemetry import trace
 
 from bollydog.context import current_session, format_traceparent, parse_traceparent, remote_parent
-from bollydog.entrypoint.http.responses import dumps
+from bollydog.entrypoint.kit.admission import InFlight, retry_after, run, stream
+from bollydog.entrypoint.kit.encoding import dumps
 from bollydog.entrypoint.mcp.tools import RESULT_KEY, ToolSpec, ToolTable
 from bollydog.errors import (
     BollydogError,
@@ -46,9 +49,9 @@ from bollydog.errors import (
 )
 from bollydog.models.base import RESERVED_FIELDS, BaseMessage, Session
 from bollydog.names import MessageFilter, suggest
-from bollydog.service.app import HubService
+from bollydog.types import HubT
 
-__all__ = ["UNAVAILABLE", "InFlight", "SessionSource", "ToolServer"]
+__all__ = ["UNAVAILABLE", "SessionSource", "ToolServer"]
 
 log = logging.getLogger("bollydog.mcp")
 
@@ -61,40 +64,12 @@ RETRY_AFTER = 1
 SessionSource = Callable[[ServerRequestContext[Any, Any]], Session]
 
 
-class InFlight:
-    """Counts work in progress; :meth:`wait_idle` returns once none is left (or time is up)."""
-
-    __slots__ = ("count", "_idle")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def enter(self) -> None:
-        self.count += 1
-        self._idle.clear()
-
-    def leave(self) -> None:
-        self.count -= 1
-        if self.count == 0:
-            self._idle.set()
-
-    async def wait_idle(self, timeout: float) -> bool:
-        """True if everything finished within ``timeout`` seconds."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-
 class ToolServer:
     """Every tool of ``tools`` served from ``hub`` (see the module documentation)."""
 
     def __init__(
         self,
-        hub: HubService,
+        hub: HubT,
         tools: ToolTable,
         allowed: MessageFilter,
         session_of: SessionSource,
@@ -107,9 +82,9 @@ class ToolServer:
         self.tools = tools
         self.allowed = allowed
         self.session_of = session_of
+        #: The calls being answered: what stopping waits for and, past the grace, cuts.
         self.calls = InFlight()
-        #: False once stopping: new calls get an UNAVAILABLE error, running ones finish.
-        self.accepting = True
+        self.calls.open()
         self.server: Server[Any] = Server(
             name,
             version=version,
@@ -120,6 +95,23 @@ class ToolServer:
             # without this it would run tools/list for every call to find it.
             get_tool_input_schema=tools.input_schema,
         )
+
+    @property
+    def accepting(self) -> bool:
+        """False once stopping: new calls get an UNAVAILABLE error, running ones finish."""
+        return self.calls.accepting
+
+    def close(self) -> None:
+        """Stopping: refuse new calls."""
+        self.calls.close()
+
+    def abort(self) -> None:
+        """The grace period is over: every call still running answers UNAVAILABLE now."""
+        self.calls.cut()
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new calls, give the running ones ``grace`` seconds, then cut the rest."""
+        await self.calls.drain(grace)
 
     # -- handlers of the SDK ---------------------------------------------------------------------
 
@@ -138,31 +130,42 @@ class ToolServer:
                 message=f"unknown tool '{params.name}' (tools/list gives the tools of this server)"
                 f"{suggest(params.name, self.tools.by_name)}",
             )
-        if not self.accepting:
+        if not self.calls.accepting:
             raise unavailable(HubNotRunningError("the MCP service is stopping; retry later"))
-        self.calls.enter()
-        # Set before the message exists: it records who created it, and put_message hands
-        # this context (the session) to every handler the call leads to.
-        session_token = current_session.set(self.session_of(ctx))
-        try:
-            parent_token = remote_parent.set(_parent(ctx))
+        with self.calls.track():
+            # Set before the message exists: it records who created it, and admission hands
+            # this context (the session) to every handler the call leads to.
+            session_token = current_session.set(self.session_of(ctx))
             try:
-                message = self._message(spec, params.arguments or {})
-            except InvalidMessageError as exc:
-                return _tool_error(exc, None)
+                return await self._call(ctx, spec, params.arguments or {})
             finally:
-                remote_parent.reset(parent_token)
-            try:
-                result = await self._run(ctx, spec, message)
-            except Exception as exc:
-                refused = protocol_error(exc)
-                if refused is not None:
-                    raise refused from None
-                return _tool_error(exc, message)
-            return _success(spec, message, result)
+                current_session.reset(session_token)
+
+    async def _call(
+        self, ctx: ServerRequestContext[Any, Any], spec: ToolSpec, arguments: dict[str, Any]
+    ) -> types.CallToolResult:
+        parent_token = remote_parent.set(_parent(ctx))
+        try:
+            message = self._message(spec, arguments)
+        except InvalidMessageError as exc:
+            return _tool_error(exc, None)
         finally:
-            current_session.reset(session_token)
-            self.calls.leave()
+            remote_parent.reset(parent_token)
+        try:
+            result = await self._run(ctx, spec, message)
+        except Exception as exc:
+            refused = protocol_error(exc)
+            if refused is not None:
+                raise refused from None
+            return _tool_error(exc, message)
+        except asyncio.CancelledError:
+            if not self.calls.was_cut():
+                raise
+            log.warning("MCP call %s (%s) cut: still running when the service stopped", spec.name, message.iid)
+            raise unavailable(
+                HubNotRunningError("the MCP service stopped before this call completed; retry later")
+            ) from None
+        return _success(spec, message, result)
 
     # -- a call ----------------------------------------------------------------------------------
 
@@ -182,49 +185,25 @@ class ToolServer:
         return message_class.from_input(arguments)
 
     async def _run(self, ctx: ServerRequestContext[Any, Any], spec: ToolSpec, message: BaseMessage) -> Any:
-        hub = self.hub
         if not spec.streams:
-            await hub.put_message(message)
-            return await _outcome(message)
-        # create_task does not run ``admit`` yet; the first step of stream() below registers
-        # its listener before that, so no partial result is missed.
-        admitted = asyncio.create_task(_admit(hub, message))
-        admitted.add_done_callback(_retrieve)  # also when this call is cancelled before awaiting it
-        step = 0
-        reporting = True
-        async for partial in message.stream():
-            if not reporting:
-                continue
-            step += 1
-            try:
-                await ctx.session.report_progress(step, None, dumps(partial).decode())
-            except Exception as exc:  # noqa: BLE001 - the client went away; the result still counts
-                log.debug("progress of %s not sent: %s: %s", spec.name, type(exc).__name__, exc)
-                reporting = False
-        await admitted  # raises why the hub refused it
-        return await _outcome(message)
-
-
-async def _admit(hub: HubService, message: BaseMessage) -> None:
-    try:
-        await hub.put_message(message)
-    except BaseException as exc:
-        message.set_exception(exc)  # ends the stream() waiting for the outcome
-        raise
-
-
-async def _outcome(message: BaseMessage) -> Any:
-    try:
-        # shield: a client cancelling the call must not cancel the message; it completes.
-        return await asyncio.shield(message.state)
-    except asyncio.CancelledError:
-        message.state.add_done_callback(_retrieve)
-        raise
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # the hub logged it; retrieving it silences "never retrieved"
+            # Detached: a client cancelling its call must not cancel the message; it completes.
+            return await run(self.hub, message, detached=True)
+        call = await stream(self.hub, message)
+        try:
+            step = 0
+            reporting = True
+            async for partial in call.partials():
+                if not reporting:
+                    continue
+                step += 1
+                try:
+                    await ctx.session.report_progress(step, None, dumps(partial).decode())
+                except Exception as exc:  # noqa: BLE001 - the client went away; the result still counts
+                    log.debug("progress of %s not sent: %s: %s", spec.name, type(exc).__name__, exc)
+                    reporting = False
+            return await call.result()
+        finally:
+            call.close()
 
 
 def _parent(ctx: ServerRequestContext[Any, Any]) -> tuple[str, str] | None:
@@ -282,4 +261,5 @@ def protocol_error(exc: BaseException) -> MCPError | None:
 
 def unavailable(exc: BaseException) -> MCPError:
     """The hub cannot take the call now (full, stopping, nobody serves it): retry later."""
-    return MCPError(code=UNAVAILABLE, message=str(exc), data={"error": type(exc).__name__, "retryAfter": RETRY_AFTER})
+    data = {"error": type(exc).__name__, "retryAfter": retry_after(exc, RETRY_AFTER) or RETRY_AFTER}
+    return MCPError(code=UNAVAILABLE, message=str(exc), data=data)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import mcp_types as types
 
-from bollydog.entrypoint.schemas import request_schema, result_schema
+from bollydog.entrypoint.kit.schemas import request_schema, result_schema
 from bollydog.errors import ConfigError
 from bollydog.handlers import ASYNCGEN
 
@@ -96,12 +96,9 @@ def build_tools(
     Commands whose tool names collide, or invalid ``mcp_annotations``.
     """
     read_only = {k.lower() for k in read_only}
-    commands: list[tuple[type[BaseMessage], Handler | None]] = [
-        *registry.commands.items(),
-        *((message, None) for message in registry.remote),
-    ]
     specs: dict[str, ToolSpec] = {}
-    for message, handler in commands:
+    for served in registry.served_commands():
+        message, handler = served.message, served.handler
         key = registry.name_of(message)
         if not allowed.allows(key):
             continue

@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from bollydog.context import current_session, format_traceparent, parse_traceparent, remote_parent
+from bollydog.entrypoint.kit.admission import stream
 from bollydog.entrypoint.websocket.protocol import (
     PING,
     REQUEST,
@@ -26,14 +27,12 @@ from bollydog.entrypoint.websocket.protocol import (
     decode,
     encode,
     error_frame,
-    jsonable,
     parse_frame,
     peek_id,
-    resolve_message,
     topic_matches,
 )
-from bollydog.errors import HubError, HubNotRunningError, MessageError
-from bollydog.models.base import BaseMessage, Session
+from bollydog.errors import HubNotRunningError, MessageError
+from bollydog.models.base import Session
 
 if TYPE_CHECKING:  # pragma: no cover
     from starlette.websockets import WebSocket
@@ -58,13 +57,12 @@ class Connection:
         self._send_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(service.settings.max_inflight)
         self._notifications: asyncio.Queue[str] = asyncio.Queue(service.settings.notify_queue_size)
-        self._writer: asyncio.Task | None = None
 
     # -- reading -------------------------------------------------------------------------------
 
     async def serve(self) -> None:
         """Read frames until the client disconnects or the connection is closed."""
-        self._writer = asyncio.create_task(self._write_notifications(), name="bollydog-ws-notify")
+        writer = asyncio.create_task(self._write_notifications(), name="bollydog-ws-notify")
         try:
             while True:
                 event = await self.websocket.receive()
@@ -76,8 +74,8 @@ class Connection:
                 await self._on_frame(data)
         finally:
             self.closed = True
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
     async def _on_frame(self, data: str | bytes) -> None:
         raw: Any = None
@@ -119,71 +117,58 @@ class Connection:
 
     async def _request(self, frame: Frame) -> None:
         # This task's context is its own copy: what is set here reaches the message's handlers
-        # (put_message captures the context) and no other request.
+        # (admission captures the context) and no other request.
         current_session.set(self.session)
         remote_parent.set(parse_traceparent(frame.traceparent))
-        hub = self.service.hub
+        service = self.service
+        hub = service.hub
         try:
-            message_class = resolve_message(hub.registry, frame.name or "", self.service.filter)
+            message_class = hub.registry.resolve(frame.name or "", imports=False, allowed=service.filter)
             message = message_class.from_input(frame.fields)
         except MessageError as exc:
             await self.send(error_frame(frame.id, exc))
             return
-        accepted = asyncio.Event()
-        pump = asyncio.create_task(self._pump_partials(message, frame.id, accepted))
-        # Let the pump register its stream listener before the message can produce anything.
-        await asyncio.sleep(0)
         try:
-            await hub.put_message(message)
-        except HubError as exc:
-            pump.cancel()
+            call = await stream(hub, message)
+        except Exception as exc:  # refused: queue full, stopping
             await self.send(error_frame(frame.id, exc))
             return
-        await self.send(
-            {
-                "type": "accepted",
-                "id": frame.id,
-                "message_id": message.iid,
-                "trace_id": message.trace_id,
-                "traceparent": format_traceparent(message.trace_id, message.span_id),
-            }
-        )
-        accepted.set()
         result: Any = None
         error: BaseException | None = None
-        state = message.state
         try:
-            # shield: if this task is cancelled, the message's own future must not be.
-            result = await asyncio.shield(state)
+            await self.send(
+                {
+                    "type": "accepted",
+                    "id": frame.id,
+                    "message_id": message.iid,
+                    "trace_id": message.trace_id,
+                    "traceparent": format_traceparent(message.trace_id, message.span_id),
+                }
+            )
+            async for partial in call.partials():
+                await self.send({"type": "partial", "id": frame.id, "data": partial})
+            result = await call.result()
         except Exception as exc:
             error = exc
         except asyncio.CancelledError:
-            if not self.service.cutting:
-                pump.cancel()
-                state.add_done_callback(_retrieve)  # nobody awaits it now: not "never retrieved"
+            if not service.requests.was_cut():
                 raise
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # the shutdown cut it
-            if state.done() and not state.cancelled():  # its outcome came with the cut: send it
-                error = state.exception()
-                result = None if error is not None else state.result()
+            # The shutdown cut it. Its outcome may have come with the cut (the hub's own):
+            # send it; otherwise say the service stopped. Partials not sent yet are dropped.
+            if message.has_outcome():
+                error = message.state.exception()
+                result = None if error is not None else message.state.result()
             else:
-                pump.cancel()
-                state.add_done_callback(_retrieve)
                 log.warning(
                     "websocket request %r (%s) cut: still running when the service stopped", frame.id, message.iid
                 )
                 error = HubNotRunningError("the WebSocket service stopped before this request completed; retry later")
-        # Every partial is sent before the result (a cut request's pump was cancelled).
-        await asyncio.gather(pump, return_exceptions=True)
+        finally:
+            call.close()
         if error is not None:
             await self.send(error_frame(frame.id, error))
         else:
-            await self.send({"type": "result", "id": frame.id, "data": jsonable(result)})
-
-    async def _pump_partials(self, message: BaseMessage, request_id: Any, accepted: asyncio.Event) -> None:
-        async for partial in message.stream():
-            await accepted.wait()
-            await self.send({"type": "partial", "id": request_id, "data": jsonable(partial)})
+            await self.send({"type": "result", "id": frame.id, "data": result})
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -193,13 +178,16 @@ class Connection:
             return
         text = encode(frame)
         async with self._send_lock:
-            if self.closed:
+            if not self._open():  # closed while this waited for the lock
                 return
             try:
                 await self.websocket.send_text(text)
             except Exception as exc:  # the client went away mid-send; the reader sees it too
                 log.debug("websocket send failed: %s: %s", type(exc).__name__, exc)
                 self.closed = True
+
+    def _open(self) -> bool:
+        return not self.closed
 
     def subscribed(self, topic: str) -> bool:
         return any(topic_matches(pattern, topic) for pattern in self.topics)
@@ -244,8 +232,3 @@ class Connection:
                 await self.websocket.close(code, reason)
             except Exception as exc:  # already closed by the client
                 log.debug("websocket close failed: %s: %s", type(exc).__name__, exc)
-
-
-def _retrieve(future: asyncio.Future) -> None:
-    if not future.cancelled():
-        future.exception()  # the hub logged a failure; this silences "never retrieved"

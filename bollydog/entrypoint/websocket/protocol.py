@@ -1,7 +1,8 @@
 """The WebSocket wire protocol: parsing client frames, building server frames, topic patterns.
 
 Pure functions and small value objects, no I/O: :mod:`.connection` does the talking. The
-protocol itself is documented in ``docs/websocket.md``.
+protocol itself is documented in ``docs/websocket.md``. Frames are encoded by the kit
+(:func:`~bollydog.entrypoint.kit.encoding.dumps_text`), as every entrypoint's answers.
 """
 
 from __future__ import annotations
@@ -12,12 +13,26 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic_core import to_json, to_jsonable_python
-
+from bollydog.entrypoint.kit.admission import retry_after
+from bollydog.entrypoint.kit.encoding import dumps_text as encode
 from bollydog.errors import MessageError, describe
 from bollydog.handlers import HandlerRegistry
 from bollydog.models.base import BaseMessage
-from bollydog.names import MessageFilter  # noqa: F401  (the one filter, used by the service)
+from bollydog.names import MessageFilter
+
+__all__ = [
+    "Frame",
+    "InvalidFrameError",
+    "MessageFilter",
+    "decode",
+    "encode",
+    "error_frame",
+    "parse_frame",
+    "peek_id",
+    "topic_matches",
+    "topic_of",
+    "validate_topic",
+]
 
 #: Keys of a request frame that belong to the protocol, not to the message's fields.
 ENVELOPE_KEYS: frozenset[str] = frozenset({"type", "id", "name", "traceparent"})
@@ -114,15 +129,6 @@ def topic_of(registry: HandlerRegistry, message: BaseMessage | type[BaseMessage]
     return registry.name_of(message if isinstance(message, type) else type(message))
 
 
-def resolve_message(registry: HandlerRegistry, name: str, allowed: MessageFilter) -> type[BaseMessage]:
-    """The registered message class for a canonical (or unique bare) name.
-
-    Only registered names resolve (a network client never makes us import a module). A message
-    the filter hides is reported exactly like an unknown one.
-    """
-    return registry.resolve(name, imports=False, allowed=allowed)
-
-
 # -- topic patterns ------------------------------------------------------------------------------
 
 
@@ -154,20 +160,15 @@ def topic_matches(pattern: str, topic: str) -> bool:
 # -- frames out ----------------------------------------------------------------------------------
 
 
-def jsonable(value: Any) -> Any:
-    """A JSON-compatible form of a handler result (models, dates, sets...); ``repr`` otherwise."""
-    return to_jsonable_python(value, fallback=repr)
-
-
-def encode(frame: dict[str, Any]) -> str:
-    """A frame as JSON text; NaN/Infinity become ``null`` (JSON has no literal for them)."""
-    return to_json(frame, fallback=repr, inf_nan_mode="null").decode()
-
-
 def error_frame(request_id: Any, error: BaseException) -> dict[str, Any]:
     """``{"type": "error", "id", "error": <code>, "message", "status", "errors", <fields>}``:
-    the HTTP error body of ``error`` (:func:`~bollydog.errors.describe`) plus its status."""
+    the HTTP error body of ``error`` (:func:`~bollydog.errors.describe`) plus its status, and
+    ``retry_after`` (seconds) when a retry may succeed (queue full, stopping), as HTTP's
+    ``Retry-After``."""
     info = describe(error)
-    frame: dict[str, Any] = {"type": "error", "id": request_id, **jsonable(info.body()), "status": info.status}
+    frame: dict[str, Any] = {"type": "error", "id": request_id, **info.body(), "status": info.status}
     frame.setdefault("errors", [])  # field problems of an InvalidMessageError; always a list
+    seconds = retry_after(error)
+    if seconds is not None:
+        frame["retry_after"] = seconds
     return frame
