@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from bollydog.context import current_session
-from bollydog.entrypoint.kit.encoding import dumps_text
+from bollydog.encoding import dumps_text
 from bollydog.errors import BollydogError, InvalidMessageError, UnknownMessageError
 from bollydog.models.base import BaseMessage, Session
 from bollydog.cli.exits import EXIT_BAD_INPUT, EXIT_HANDLER_FAILED, fail, fail_with, run

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from bollydog.context import parse_traceparent
+from bollydog.encoding import jsonable
 from bollydog.errors import (
     BollydogError,
     ErrorInfo,
@@ -266,7 +267,7 @@ def encode_error(error: BaseException) -> dict[str, str]:
     if attrs:
         fields["error_attrs"] = _dumps(attrs)
     if info.fields:
-        fields["error_fields"] = _dumps(to_jsonable_python(info.fields, fallback=str))
+        fields["error_fields"] = _dumps(jsonable(info.fields))
     if info.retry_after is not None:
         fields["error_retry_after"] = repr(info.retry_after)
     return fields
@@ -277,7 +278,7 @@ def encode_reply(message_id: str, entry_id: str, result: Any = None, error: Base
     fields = {"v": VERSION, "id": message_id, "entry": entry_id}
     if error is None:
         fields["ok"] = "1"
-        fields["result"] = _dumps(to_jsonable_python(result, fallback=repr))
+        fields["result"] = _dumps(jsonable(result))
     else:
         fields["ok"] = "0"
         fields.update(encode_error(error))
@@ -412,7 +413,7 @@ def encode_partial(message_id: str, entry_id: str, seq: int, value: Any) -> dict
     """The reply-stream entry for partial result number ``seq`` of a request."""
     return {
         "v": VERSION, "kind": "partial", "id": message_id, "entry": entry_id, "seq": str(seq),
-        "data": _dumps(to_jsonable_python(value, fallback=repr)),
+        "data": _dumps(jsonable(value)),
     }
 
 

@@ -162,3 +162,21 @@ async def where(command: Where, hub: HubService) -> str:
 
 async def noted(event: Noted) -> None:
     NOTED.append(("calc", event.text))
+
+
+class Label:
+    def __str__(self) -> str:
+        return "label x"
+
+    def __repr__(self) -> str:
+        return "Label('x')"
+
+
+class Odd(Command):
+    """Answers values JSON cannot hold as such."""
+
+    domain = "calc"
+
+
+async def odd(command: Odd) -> dict[str, Any]:
+    return {"label": Label(), "ratio": float("nan")}

@@ -1,4 +1,4 @@
-"""One JSON encoding (``bollydog.entrypoint.kit.encoding``): a result reads the same over HTTP,
+"""One JSON encoding (``bollydog.encoding``): a result reads the same over HTTP,
 WebSocket, MCP and ``bollydog execute``, values JSON cannot hold included."""
 
 from __future__ import annotations

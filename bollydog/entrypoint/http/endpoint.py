@@ -32,7 +32,7 @@ from bollydog.entrypoint.http.responses import (
     json_response,
 )
 from bollydog.entrypoint.kit.admission import Call, outcome, run, stream
-from bollydog.entrypoint.kit.encoding import dumps
+from bollydog.encoding import dumps
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.entrypoint.http.app import HttpService

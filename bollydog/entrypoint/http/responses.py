@@ -4,7 +4,7 @@ Every error body is ``{"error": <code>, "message": <text>, <fields>}`` with the 
 fields the error declares (:func:`bollydog.errors.describe`): 422 adds ``"errors"``
 (``[{"field", "message", "type"}]``), 401 ``"reason"``, a domain error its public attributes;
 with ``debug`` a 5xx adds ``"traceback"``. Bodies are encoded by the kit
-(:func:`bollydog.entrypoint.kit.encoding.dumps`), as every entrypoint's answers.
+(:func:`bollydog.encoding.dumps`), as every entrypoint's answers.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bollydog.entrypoint.kit.admission import retry_after as retry_seconds
-from bollydog.entrypoint.kit.encoding import dumps
+from bollydog.encoding import dumps
 from bollydog.errors import BollydogError, describe, log_failure
 
 __all__ = ["JSON", "RequestError", "dumps", "error_response", "http_exception", "json_response"]

@@ -38,7 +38,7 @@ from opentelemetry import trace
 
 from bollydog.context import current_session, format_traceparent, parse_traceparent, remote_parent
 from bollydog.entrypoint.kit.admission import InFlight, retry_after, run, stream
-from bollydog.entrypoint.kit.encoding import dumps
+from bollydog.encoding import dumps
 from bollydog.entrypoint.mcp.tools import RESULT_KEY, ToolSpec, ToolTable
 from bollydog.errors import (
     BollydogError,

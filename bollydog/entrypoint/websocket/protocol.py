@@ -2,7 +2,7 @@
 
 Pure functions and small value objects, no I/O: :mod:`.connection` does the talking. The
 protocol itself is documented in ``docs/websocket.md``. Frames are encoded by the kit
-(:func:`~bollydog.entrypoint.kit.encoding.dumps_text`), as every entrypoint's answers.
+(:func:`~bollydog.encoding.dumps_text`), as every entrypoint's answers.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bollydog.entrypoint.kit.admission import retry_after
-from bollydog.entrypoint.kit.encoding import dumps_text as encode
+from bollydog.encoding import dumps_text as encode
 from bollydog.errors import MessageError, describe
 from bollydog.handlers import HandlerRegistry
 from bollydog.models.base import BaseMessage

@@ -1,5 +1,6 @@
 """The one JSON encoding of what bollydog answers: HTTP bodies and SSE events, WebSocket frames,
-MCP tool results and progress, the output of ``bollydog execute``.
+MCP tool results and progress, the output of ``bollydog execute``, and results and partial
+results crossing processes (the Redis wire), so a split deployment answers as one process does.
 
 ``pydantic_core`` serialises what a handler returns (models, dataclasses, dates, sets, UUIDs,
 ``Decimal``...). A value JSON cannot hold becomes its ``str()``, and NaN/Infinity become
