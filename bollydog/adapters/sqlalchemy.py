@@ -12,6 +12,8 @@ declare them ``lazy="selectin"`` or query with loader options through :meth:`ses
 
 ORM classes that mix in :class:`DomainEvents` can ``raise_event()``; those events are
 published after the commit, like those of :class:`~bollydog.models.base.BaseDomain`.
+
+One module (~470 lines): the unit of work and the protocol share the engine and session rules.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ same ``trace_id``, ``parent_span_id`` = the parent's ``span_id``, same ``priorit
 
 The result slot :attr:`BaseMessage.state` is not a pydantic field, so
 ``Cls.model_validate(msg.model_dump())`` and JSON round-trips work.
+
+One module (~550 lines) on purpose: the construction hot path (``model_post_init``), the
+validation of untrusted input and the result slot all read the same private class state.
 """
 
 from __future__ import annotations

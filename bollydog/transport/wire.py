@@ -8,6 +8,8 @@ A message class is never imported from what the wire says: :func:`resolve` looks
 ``domain.name`` up among the classes the receiving hub registered. Neither is an exception
 class: a failed reply is rebuilt only as a class the caller's process already imported
 (:func:`exception_class`), else as a :class:`~bollydog.errors.RemoteHandlerError`.
+
+One module (~430 lines): it is the documented format, envelopes and replies read together.
 """
 
 from __future__ import annotations
