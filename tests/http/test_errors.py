@@ -178,3 +178,27 @@ async def test_results_with_nan_or_infinity_are_valid_json() -> None:
         raise ValueError(f"invalid JSON constant {constant}")
 
     assert strict_json.loads(dumps([float("nan"), float("-inf"), 1.5]), parse_constant=refuse) == [None, None, 1.5]
+
+
+async def test_a_client_hanging_up_mid_body_is_one_info_line_not_a_failure(caplog):
+    import asyncio
+    import logging
+
+    from conftest import serve
+
+    async with serve() as (_hub, http, _client):
+        reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
+        writer.write(
+            b"POST /demo/svc/add HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 1000\r\n\r\n{\"a\":"
+        )
+        await writer.drain()
+        with caplog.at_level(logging.INFO):
+            writer.close()
+            for _ in range(100):  # the server notices the hang-up on its next read
+                if any("closed the connection" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.01)
+    lines = [r for r in caplog.records if "closed the connection" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO and lines[0].exc_info is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

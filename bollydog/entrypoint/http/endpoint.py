@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from bollydog.context import current_session, format_traceparent, parse_traceparent, remote_parent
@@ -69,11 +69,18 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise RequestError(413, "PayloadTooLarge", f"request body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, "PayloadTooLarge", f"request body over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, "PayloadTooLarge", f"request body over {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client is gone: nobody reads the answer, and nothing failed on our side (a 4xx,
+        # one info line, never a handler failure with a traceback).
+        raise RequestError(
+            400, "ClientDisconnected", "the client closed the connection before sending the whole body"
+        ) from None
     return b"".join(chunks)
 
 
