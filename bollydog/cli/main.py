@@ -211,7 +211,7 @@ def list_command(config: str | None, as_json: bool) -> None:
     if entrypoints:
         click.echo("ENTRYPOINTS")
     for e in entrypoints:
-        click.echo(f"  {e['entrypoint']:<16} {e['url'] or ''}")
+        click.echo(f"  {e['entrypoint']:<16} {e['url'] or ''}" + (f"  (MCP at {e['mcp']})" if e.get("mcp") else ""))
         for route in e.get("routes", []):
             click.echo(f"  {'':<16}   {','.join(route['methods']):<9} {' '.join(route['paths']):<40} {route['message']}")
 
@@ -231,6 +231,8 @@ def _describe_entrypoint(entrypoint: Any) -> dict[str, Any]:
             {"message": spec.key, "methods": list(spec.methods), "paths": spec.paths}
             for spec in build_routes(entrypoint.hub.registry, settings)
         ]
+        if getattr(settings, "mcp_path", None):
+            described["mcp"] = f"{described['url']}{settings.mcp_path}"
     return described
 
 
