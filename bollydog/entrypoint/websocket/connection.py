@@ -31,8 +31,8 @@ from bollydog.entrypoint.websocket.protocol import (
     peek_id,
     topic_matches,
 )
-from bollydog.errors import HubNotRunningError, MessageError
-from bollydog.models.base import Session
+from bollydog.errors import EventNotAcceptedError, HubNotRunningError, MessageError
+from bollydog.models.base import Event, Session
 
 if TYPE_CHECKING:  # pragma: no cover
     from starlette.websockets import WebSocket
@@ -124,6 +124,11 @@ class Connection:
         hub = service.hub
         try:
             message_class = hub.registry.resolve(frame.name or "", imports=False, allowed=service.filter)
+            if issubclass(message_class, Event) and not message_class.accept_from_clients:
+                raise EventNotAcceptedError(
+                    f"{hub.registry.name_of(message_class)} is an Event: clients cannot publish it "
+                    "(its class does not set accept_from_clients = True)"
+                )
             message = message_class.from_input(frame.fields)
         except MessageError as exc:
             await self.send(error_frame(frame.id, exc))
