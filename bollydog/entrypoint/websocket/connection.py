@@ -71,7 +71,11 @@ class Connection:
                 data = event.get("text")
                 if data is None:
                     data = event.get("bytes") or b""
-                await self._on_frame(data)
+                try:
+                    await self._on_frame(data)
+                except Exception as exc:  # a bug must not cost the client its socket
+                    log.error("websocket frame failed", exc_info=exc)
+                    await self.send(error_frame(None, exc))
         finally:
             self.closed = True
             writer.cancel()
@@ -181,7 +185,11 @@ class Connection:
         """Send one frame; a closed connection drops it (the client is gone)."""
         if self.closed:
             return
-        text = encode(frame)
+        try:
+            text = encode(frame)
+        except Exception as exc:  # a reply that cannot be encoded: say so rather than go silent
+            log.error("websocket reply could not be encoded", exc_info=exc)
+            text = encode(error_frame(frame.get("id") if isinstance(frame.get("id"), (str, int)) else None, exc))
         async with self._send_lock:
             if not self._open():  # closed while this waited for the lock
                 return
