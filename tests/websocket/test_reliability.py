@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from websockets.asyncio.client import connect
 
+from websockets.exceptions import ConnectionClosed
+
 from bollydog.encoding import dumps, dumps_text
-from tests.websocket.conftest import TIMEOUT, call, recv, send
-from tests.websocket.handlers import FEEDBACK, SEEN
+from bollydog.entrypoint.websocket.connection import Connection
+from bollydog.models.base import Session
+from tests.websocket.conftest import TIMEOUT, call, recv, send, start
+from tests.websocket.handlers import FEEDBACK, SEEN, Echo, Pinged, Slow
 
 # -- Events from clients -----------------------------------------------------------------------
 
@@ -77,3 +82,80 @@ def test_encoding_a_lone_surrogate_does_not_raise() -> None:
     assert json.loads(dumps(value)) == json.loads(dumps_text(value))
     dumps_text(value).encode("utf-8")  # sendable as a text frame
     assert dumps_text({"ok": "é"}) == '{"ok":"é"}'  # the usual path is untouched
+
+
+# -- many idle subscribers ----------------------------------------------------------------------
+
+
+def idle_subscribers(service, sockets: int, patterns: int) -> list[Connection]:
+    """Connections (no socket behind) subscribed to patterns no message matches."""
+    connections = []
+    for i in range(sockets):
+        connection = Connection(service, None, Session.anonymous())
+        service.connections.add(connection)
+        topics = [f"nomatch{i}.*" if j % 3 else f"other.#.t{j}" if j % 2 else f"x.t{i}.{j}" for j in range(patterns)]
+        if hasattr(connection, "set_topics"):
+            connection.set_topics(topics)
+        else:
+            connection.topics = topics
+        connections.append(connection)
+    return connections
+
+
+async def test_idle_subscribers_cost_the_hub_next_to_nothing(service) -> None:
+    idle_subscribers(service, 200, 100)
+    messages = [Echo(text="x"), Pinged(value=1), Slow(delay=0, tag="t")]
+    started = time.perf_counter()
+    for i in range(10_000):
+        service.notify(messages[i % 3], "result")
+    elapsed = time.perf_counter() - started
+    # Measured ~36 ms with the index; ~97 s (9.7 ms each) matching every pattern of every socket.
+    assert elapsed < 0.5, f"{elapsed * 1000:.0f} ms for 10,000 notifications"
+    service.connections.clear()
+
+
+async def test_the_subscriber_index_follows_subscriptions(service) -> None:
+    async with connect(service.url) as star, connect(service.url) as hash_, connect(service.url) as literal, \
+            connect(service.url) as caller:
+        for client, topics in ((star, ["wsdemo.*"]), (hash_, ["#"]), (literal, ["wsdemo.pinged"])):
+            await send(client, {"type": "subscribe", "id": "s", "topics": topics})
+            assert (await recv(client))["type"] == "subscribed"
+        await call(caller, {"name": "echo", "text": "1"})  # caches wsdemo.echo: star and hash_
+        await service.hub.execute(Pinged(value=1))  # caches wsdemo.pinged: all three
+        assert (await recv(star))["topic"] == "wsdemo.echo"
+        assert (await recv(hash_))["topic"] == "wsdemo.echo"
+        for client in (star, hash_, literal):
+            assert (await recv(client))["topic"] == "wsdemo.pinged"
+        # A change of subscriptions is seen at once by the cached topics.
+        await send(literal, {"type": "subscribe", "id": "s2", "topics": ["*.echo"]})
+        await recv(literal)
+        await send(star, {"type": "unsubscribe", "id": "u"})
+        await recv(star)
+        await call(caller, {"name": "echo", "text": "2"})
+        assert (await recv(literal))["topic"] == "wsdemo.echo"
+        assert (await recv(hash_))["topic"] == "wsdemo.echo"
+        await send(star, {"type": "ping", "id": "p"})
+        assert await recv(star) == {"type": "pong", "id": "p"}  # nothing for the unsubscribed
+    # Closed sockets leave the index.
+    for _ in range(100):
+        if not service.connections:
+            break
+        await asyncio.sleep(0.01)
+    await service.hub.execute(Pinged(value=2))
+    assert not service.subscribers("wsdemo.pinged")
+
+
+async def test_connections_beyond_max_connections_are_closed_with_1013() -> None:
+    hub, service = await start(max_connections=2)
+    try:
+        async with connect(service.url) as a, connect(service.url) as b:
+            async with connect(service.url) as refused:
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(refused.recv(), TIMEOUT)
+                assert refused.close_code == 1013
+            for client in (a, b):
+                assert (await call(client, {"name": "echo", "text": "ok"}))[-1]["type"] == "result"
+        async with connect(service.url) as again:  # room again once sockets closed
+            assert (await call(again, {"name": "echo", "text": "ok"}))[-1]["type"] == "result"
+    finally:
+        await hub.stop()

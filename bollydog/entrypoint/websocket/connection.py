@@ -108,13 +108,13 @@ class Connection:
                     f"at most {limit} subscription patterns per connection (max_topics); unsubscribe some first"
                 )))
                 return
-            self.topics = topics
+            self.set_topics(topics)
             await self.send({"type": "subscribed", "id": frame.id, "topics": list(self.topics)})
         else:
             if frame.topics is None:
-                self.topics.clear()
+                self.set_topics([])
             else:
-                self.topics = [t for t in self.topics if t not in frame.topics]
+                self.set_topics([t for t in self.topics if t not in frame.topics])
             await self.send({"type": "unsubscribed", "id": frame.id, "topics": list(self.topics)})
 
     # -- requests ------------------------------------------------------------------------------
@@ -201,6 +201,13 @@ class Connection:
 
     def _open(self) -> bool:
         return not self.closed
+
+    def set_topics(self, topics: list[str]) -> None:
+        """Replace the subscription patterns (the service re-indexes its subscribers)."""
+        changed = topics != self.topics
+        self.topics = topics
+        if changed:
+            self.service.subscriptions_changed()
 
     def subscribed(self, topic: str) -> bool:
         return any(topic_matches(pattern, topic) for pattern in self.topics)
