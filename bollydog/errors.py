@@ -169,6 +169,14 @@ class InvalidMessageError(MessageError, ValueError):
         self.errors = errors
 
 
+class EventNotAcceptedError(MessageError, PermissionError):
+    """A client tried to publish an Event whose class does not accept Events from clients
+    (``accept_from_clients`` is False, the default): Events are stated by the application."""
+
+    status_code = 403
+    code = "EventNotAccepted"
+
+
 class NoHandlerError(BollydogError, LookupError):
     """A Command was dispatched but no handler, local or remote, serves it."""
 

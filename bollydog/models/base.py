@@ -102,6 +102,10 @@ class BaseMessage(BaseModel):
       (at-least-once), even after its caller stopped waiting.
     - ``mcp_annotations``: MCP tool hints of a Command (``readOnlyHint``, ``destructiveHint``,
       ``idempotentHint``, ``openWorldHint``, ``title``), see ``docs/mcp.md``.
+    - ``accept_from_clients`` (Events; default False): whether a WebSocket client may publish
+      this Event with a request frame. Events are facts the application states; one from
+      outside is refused (``EventNotAcceptedError``, 403) unless its class sets this to True.
+      HTTP and MCP serve Commands only.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -113,6 +117,7 @@ class BaseMessage(BaseModel):
     default_qos: ClassVar[int] = 1
     wait_for_consumer: ClassVar[bool] = False
     mcp_annotations: ClassVar[Mapping[str, Any] | None] = None
+    accept_from_clients: ClassVar[bool] = False
 
     # Framework fields are filled in model_post_init rather than by default factories: one
     # Python call instead of six, which matters on the dispatch hot path.

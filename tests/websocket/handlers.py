@@ -96,3 +96,19 @@ async def pinged(event: Pinged) -> int:
 async def ring(command: Ring):
     yield Pinged(value=command.value)
     yield "rung"
+
+
+class Feedback(Event):
+    """An Event clients may publish (opts in)."""
+
+    domain = "wsdemo"
+    accept_from_clients = True
+    text: str
+
+
+FEEDBACK: list[str] = []
+
+
+async def feedback(event: Feedback) -> str:
+    FEEDBACK.append(event.text)
+    return event.text

@@ -48,6 +48,11 @@ log = logging.getLogger("bollydog.websocket")
 CLOSE_GOING_AWAY = 1001
 #: Close code of a socket refused by authentication.
 CLOSE_POLICY_VIOLATION = 1008
+#: Close code of a socket refused because ``max_connections`` are open ("try again later").
+CLOSE_TRY_AGAIN_LATER = 1013
+#: Distinct topics whose subscribers are cached at most (topics are registered names, so this
+#: is only reached by a registry of that size; the cache then starts over).
+_INDEX_SIZE = 4096
 
 
 class SocketServiceError(ConfigError):
@@ -73,6 +78,7 @@ class SocketSettings(EntrypointSettings, JwtSettings):
     max_inflight: int = Field(100, ge=1, description="Concurrent requests per connection.")
     notify_queue_size: int = Field(1000, ge=1, description="Queued notifications per subscriber.")
     max_topics: int = Field(100, ge=1, description="Subscription patterns per connection.")
+    max_connections: int = Field(1000, ge=1, description="Open sockets; one more is closed with 1013.")
     max_frame_size: int = Field(1 << 20, ge=1024, description="Largest accepted frame, bytes.")
     shutdown_grace: float | None = Field(None, ge=0, description="Default: the hub's shutdown_grace.")
 
@@ -109,6 +115,10 @@ class SocketService(Entrypoint):
             log_level=settings.log_level, ws_max_size=settings.max_frame_size,
         )
         self.connections: set[Connection] = set()
+        #: topic -> the connections subscribed to it, computed once per topic and kept until a
+        #: subscription changes: a completed message costs a dict lookup, not a match against
+        #: every pattern of every socket.
+        self._subscribers: dict[str, tuple[Connection, ...]] = {}
         #: The requests in flight, on every socket: what stopping waits for and then cuts.
         self.requests = InFlight()
         self._observing = False
@@ -179,6 +189,10 @@ class SocketService(Entrypoint):
             await websocket.close(CLOSE_GOING_AWAY)
             return
         await websocket.accept()
+        if len(self.connections) >= self.settings.max_connections:
+            log.warning("websocket refused: %d connections open (max_connections)", len(self.connections))
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, "too many connections")
+            return
         try:
             session = self._authenticate(websocket)
         except BollydogError as exc:  # AuthError: tell the client why, then close
@@ -191,6 +205,8 @@ class SocketService(Entrypoint):
             await connection.serve()
         finally:
             self.connections.discard(connection)
+            if connection.topics:
+                self.subscriptions_changed()
 
     def _authenticate(self, websocket: Any) -> Session:
         """The connection's session: from a JWT when a public key is configured (headers, or
@@ -210,28 +226,36 @@ class SocketService(Entrypoint):
 
     # -- subscriptions -------------------------------------------------------------------------
 
+    def subscriptions_changed(self) -> None:
+        """Forget which connections each topic reaches (a subscription was added or removed)."""
+        self._subscribers.clear()
+
+    def subscribers(self, topic: str) -> tuple[Connection, ...]:
+        """The connections subscribed to ``topic``: matched once, then cached."""
+        found = self._subscribers.get(topic)
+        if found is None:
+            if len(self._subscribers) >= _INDEX_SIZE:
+                self._subscribers.clear()
+            found = self._subscribers[topic] = tuple(
+                c for c in self.connections if c.topics and c.subscribed(topic)
+            )
+        return found
+
     def notify(self, message: BaseMessage, result: Any = None, error: BaseException | None = None) -> None:
         """Announce a completed message to every connection subscribed to its topic."""
         if not self.connections:
             return
         topic = topic_of(self.hub.registry, message)
-        if not self.filter.allows(topic):
+        subscribers = self.subscribers(topic)
+        if not subscribers or not self.filter.allows(topic):
             return
-        text: str | None = None
-        for connection in list(self.connections):
-            if connection.topics and connection.subscribed(topic):
-                if text is None:
-                    frame: dict[str, Any] = {
-                        "type": "message",
-                        "topic": topic,
-                        "data": message,
-                        "result": result,
-                    }
-                    if error is not None:
-                        info = describe(error)
-                        frame["error"] = {"error": info.code, "message": info.message}
-                    text = encode(frame)
-                connection.notify(text)
+        frame: dict[str, Any] = {"type": "message", "topic": topic, "data": message, "result": result}
+        if error is not None:
+            info = describe(error)
+            frame["error"] = {"error": info.code, "message": info.message}
+        text = encode(frame)
+        for connection in subscribers:
+            connection.notify(text)
 
     def _install_observer(self) -> None:
         """Watch every message the hub completes (commands from any entrypoint, events)."""

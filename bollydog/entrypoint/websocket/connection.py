@@ -31,8 +31,8 @@ from bollydog.entrypoint.websocket.protocol import (
     peek_id,
     topic_matches,
 )
-from bollydog.errors import HubNotRunningError, MessageError
-from bollydog.models.base import Session
+from bollydog.errors import EventNotAcceptedError, HubNotRunningError, MessageError
+from bollydog.models.base import Event, Session
 
 if TYPE_CHECKING:  # pragma: no cover
     from starlette.websockets import WebSocket
@@ -71,7 +71,11 @@ class Connection:
                 data = event.get("text")
                 if data is None:
                     data = event.get("bytes") or b""
-                await self._on_frame(data)
+                try:
+                    await self._on_frame(data)
+                except Exception as exc:  # a bug must not cost the client its socket
+                    log.error("websocket frame failed", exc_info=exc)
+                    await self.send(error_frame(None, exc))
         finally:
             self.closed = True
             writer.cancel()
@@ -104,13 +108,13 @@ class Connection:
                     f"at most {limit} subscription patterns per connection (max_topics); unsubscribe some first"
                 )))
                 return
-            self.topics = topics
+            self.set_topics(topics)
             await self.send({"type": "subscribed", "id": frame.id, "topics": list(self.topics)})
         else:
             if frame.topics is None:
-                self.topics.clear()
+                self.set_topics([])
             else:
-                self.topics = [t for t in self.topics if t not in frame.topics]
+                self.set_topics([t for t in self.topics if t not in frame.topics])
             await self.send({"type": "unsubscribed", "id": frame.id, "topics": list(self.topics)})
 
     # -- requests ------------------------------------------------------------------------------
@@ -124,6 +128,11 @@ class Connection:
         hub = service.hub
         try:
             message_class = hub.registry.resolve(frame.name or "", imports=False, allowed=service.filter)
+            if issubclass(message_class, Event) and not message_class.accept_from_clients:
+                raise EventNotAcceptedError(
+                    f"{hub.registry.name_of(message_class)} is an Event: clients cannot publish it "
+                    "(its class does not set accept_from_clients = True)"
+                )
             message = message_class.from_input(frame.fields)
         except MessageError as exc:
             await self.send(error_frame(frame.id, exc))
@@ -176,7 +185,11 @@ class Connection:
         """Send one frame; a closed connection drops it (the client is gone)."""
         if self.closed:
             return
-        text = encode(frame)
+        try:
+            text = encode(frame)
+        except Exception as exc:  # a reply that cannot be encoded: say so rather than go silent
+            log.error("websocket reply could not be encoded", exc_info=exc)
+            text = encode(error_frame(frame.get("id") if isinstance(frame.get("id"), (str, int)) else None, exc))
         async with self._send_lock:
             if not self._open():  # closed while this waited for the lock
                 return
@@ -188,6 +201,13 @@ class Connection:
 
     def _open(self) -> bool:
         return not self.closed
+
+    def set_topics(self, topics: list[str]) -> None:
+        """Replace the subscription patterns (the service re-indexes its subscribers)."""
+        changed = topics != self.topics
+        self.topics = topics
+        if changed:
+            self.service.subscriptions_changed()
 
     def subscribed(self, topic: str) -> bool:
         return any(topic_matches(pattern, topic) for pattern in self.topics)

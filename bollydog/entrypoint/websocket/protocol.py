@@ -61,11 +61,23 @@ class Frame:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
+def _unicode(text: str) -> bool:
+    """False for a string holding a lone UTF-16 surrogate (JSON lets ``"\\ud800"`` through; it
+    is no character and cannot be UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _valid_id(value: Any) -> bool:
     # NaN/Infinity parse (Python's json) but echoing them back would not be JSON.
     if isinstance(value, float):
         return math.isfinite(value)
-    return isinstance(value, (str, int)) and not isinstance(value, bool)
+    if isinstance(value, str):
+        return _unicode(value)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def peek_id(raw: Any) -> Any:
@@ -93,7 +105,7 @@ def parse_frame(raw: Any) -> Frame:
         raise InvalidFrameError(f"frame must be a JSON object, got {type(raw).__name__}")
     frame_id = raw.get("id")
     if frame_id is not None and not _valid_id(frame_id):
-        raise InvalidFrameError("'id' must be a string, a (finite) number or null")
+        raise InvalidFrameError("'id' must be a string (valid Unicode), a (finite) number or null")
     kind = raw.get("type", REQUEST)
     if not isinstance(kind, str) or kind not in FRAME_TYPES:
         raise InvalidFrameError(f"unknown frame type {kind!r}; expected one of {', '.join(sorted(FRAME_TYPES))}")
@@ -112,7 +124,7 @@ def parse_frame(raw: Any) -> Frame:
     if kind == PING:
         return Frame(kind, frame_id)
     name = raw.get("name")
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name or not _unicode(name):
         raise InvalidFrameError("a request frame needs 'name': a registered message name or 'domain.name'")
     traceparent = raw.get("traceparent")
     if traceparent is not None and not isinstance(traceparent, str):
@@ -134,7 +146,7 @@ def topic_of(registry: HandlerRegistry, message: BaseMessage | type[BaseMessage]
 
 def validate_topic(pattern: str) -> None:
     """A topic pattern is dot-separated segments, each a literal, ``*`` or ``#``."""
-    if not pattern or not all(_TOPIC_SEGMENT.match(s) for s in pattern.split(".")):
+    if not pattern or not _unicode(pattern) or not all(_TOPIC_SEGMENT.match(s) for s in pattern.split(".")):
         raise InvalidFrameError(
             f"invalid topic pattern {pattern!r}: use dot-separated segments, each a name, "
             "'*' (one segment) or '#' (any number of segments)"
