@@ -181,10 +181,7 @@ async def test_results_with_nan_or_infinity_are_valid_json() -> None:
 
 
 async def test_a_client_hanging_up_mid_body_is_one_info_line_not_a_failure(caplog):
-    import asyncio
     import logging
-
-    from conftest import serve
 
     async with serve() as (_hub, http, _client):
         reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
