@@ -32,12 +32,16 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/dispatch.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/http.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/distribute.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/telemetry.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/mcp.py $(BENCH_ARGS)
 
 bench-full: $(BIN)/.installed
 	@$(BENCH_DEPS)
 	$(BIN)/python benchmarks/dispatch.py --growth 1000000 $(BENCH_ARGS)
 	$(BIN)/python benchmarks/http.py --scaling $(BENCH_ARGS)
 	$(BIN)/python benchmarks/distribute.py --sizes 100,10000,1000000 $(BENCH_ARGS)
+	$(BIN)/python benchmarks/telemetry.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/mcp.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -3,12 +3,12 @@
 Both servers answer one tool, ``add`` (``a + b``, structured result ``{"result": <int>}``, the
 same output schema): bollydog's McpService in front of a hub, and the SDK's low-level
 ``Server`` with a hand-written handler, served by ``streamable_http_app()``. Each runs in its
-own process under uvicorn with the same event loop and HTTP parser; the client is the SDK's
-``Client`` in this process, one call at a time. Rounds alternate between the servers (and
-their order flips each round), so both see the same machine noise. Run from the repository
-root::
+own process under uvicorn with the same event loop and HTTP parser, pinned to the same CPU;
+the client is the SDK's ``Client`` in this process, pinned to the other CPU, one call at a
+time. Rounds alternate between the servers (and their order flips each round), so both see the
+same machine noise. Run from the repository root::
 
-    python benchmarks/mcp.py [--rounds 5] [--calls 300] [--modes legacy,auto]
+    python benchmarks/mcp.py [--rounds 5] [--calls 300] [--modes legacy,auto] [--write-docs]
 
 It prints, per protocol era and server, calls/s (min / median / max over the rounds), p50 and
 p99 latency over every call, and bollydog's median rate relative to the bare server's.
@@ -35,7 +35,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: bollydog from this checkout
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import _harness as H  # noqa: E402
 from bollydog.models.base import Command  # noqa: E402
+
+INTRO = """
+Sequential `add` tool calls over streamable HTTP with the SDK's own client: bollydog's
+`McpService` in front of a hub vs the SDK's low-level `Server` with a hand-written handler.
+Both servers: uvicorn with asyncio + h11 passed explicitly, one process each, pinned to the
+same CPU; the client on the other CPU; rounds alternate between the servers.
+"""
 
 #: The stack of both servers, passed explicitly (never auto-detected: with uvloop/httptools
 #: installed, auto-detection would differ between the bare server and McpService's own Config).
@@ -171,20 +179,28 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300, help="sequential calls per round and server")
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--modes", default="legacy,auto", help="protocol eras: legacy (2025-11-25), auto (2026-07-28)")
+    parser.add_argument("--write-docs", action="store_true", help="replace the MCP section of docs/benchmarks.md")
     args = parser.parse_args()
     if args.serve:
         SERVERS[args.serve](args.port)
         return
+    out = H.Output()
+    H.pin_self(H.LOAD_CPU)
     ports = {name: _free_port() for name in SERVERS}
     processes = {
-        name: subprocess.Popen([sys.executable, __file__, "--serve", name, "--port", str(port)], cwd=ROOT)
+        name: subprocess.Popen(
+            H.pinned(H.SERVER_CPU, [sys.executable, __file__, "--serve", name, "--port", str(port)]), cwd=ROOT
+        )
         for name, port in ports.items()
     }
     try:
         for name, process in processes.items():
             _wait_ready(ports[name], process)
-        print(f"uvicorn loop={LOOP} http={HTTP}; {args.rounds} rounds x {args.calls} sequential calls "
-              f"per server and era, Python {sys.version.split()[0]}")
+            H.check_pinned(process.pid, H.SERVER_CPU, name)
+        out(H.machine(["mcp", "uvicorn", "starlette", "pydantic"]))
+        out(H.pinning_note({"both servers": H.SERVER_CPU, "client": H.LOAD_CPU}))
+        out(f"uvicorn loop={LOOP} http={HTTP}; {args.rounds} rounds x {args.calls} sequential calls "
+            f"per server and era")
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
             rates: dict[str, list[float]] = {name: [] for name in SERVERS}
             latencies: dict[str, list[float]] = {name: [] for name in SERVERS}
@@ -197,10 +213,13 @@ def main() -> None:
                     latencies[name].extend(measured)
             for name in SERVERS:
                 r, lat = rates[name], latencies[name]
-                print(f"{mode:<7} {name:<9} calls/s min {min(r):7.0f}  median {statistics.median(r):7.0f}  "
-                      f"max {max(r):7.0f}   p50 {percentile(lat, 0.50):6.2f} ms  p99 {percentile(lat, 0.99):6.2f} ms")
-            ratio = statistics.median(rates["bollydog"]) / statistics.median(rates["bare"])
-            print(f"{mode:<7} bollydog / bare (median calls/s) = {ratio:.2f}")
+                out(f"{mode:<7} {name:<9} calls/s min {min(r):7.0f}  median {statistics.median(r):7.0f}  "
+                    f"max {max(r):7.0f}   p50 {percentile(lat, 0.50):6.2f} ms  p99 {percentile(lat, 0.99):6.2f} ms")
+            ratios = [b / s for b, s in zip(rates["bollydog"], rates["bare"])]
+            out(f"{mode:<7} bollydog / bare, per round: min {min(ratios):.2f}  median "
+                f"{statistics.median(ratios):.2f}  max {max(ratios):.2f}  (target >= 0.80)")
+        if args.write_docs:
+            H.write_docs("MCP", INTRO, out)
     finally:
         for process in processes.values():
             process.terminate()
