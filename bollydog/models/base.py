@@ -292,8 +292,9 @@ class BaseMessage(BaseModel):
             raise InvalidMessageError(
                 cls.name, [{"field": "__root__", "message": "input nested too deeply", "type": "too_deep"}]
             ) from None
-        errors = _client_setting_errors(cls, message, data)
-        errors.extend(_int_range_errors(message.__dict__, (), cls.user_fields()))
+        errors = [] if data.keys().isdisjoint(CLIENT_SETTABLE_FIELDS) else _client_setting_errors(cls, message, data)
+        # Only what the client gave can be out of range (defaults are the code's own).
+        errors.extend(_int_range_errors(message.__dict__, (), data))
         if errors:
             raise InvalidMessageError(cls.name, errors)
         return message
