@@ -22,7 +22,14 @@ def test_seed_paths_and_top_level_names_are_the_same_objects():
     assert (bollydog.BaseMessage, bollydog.BaseDomain) == (BaseMessage, BaseDomain)
     assert (bollydog.AppService, bollydog.HubService) == (AppService, HubService)
     assert (bollydog.Protocol, bollydog.UnitOfWork) == (Protocol, UnitOfWork)
-    assert all(x is not None for x in (app, hub, message, protocol, session, HttpService, SocketService))
+    from bollydog.entrypoint import auth
+    from bollydog.entrypoint.kit import auth as kit_auth
+    from bollydog.globals import ContextProxy
+    from bollydog.types import Entrypoint
+
+    assert all(isinstance(p, ContextProxy) for p in (app, hub, message, protocol, session))
+    assert issubclass(HttpService, Entrypoint) and issubclass(SocketService, Entrypoint)
+    assert auth.AuthError is kit_auth.AuthError and auth.issue_token is kit_auth.issue_token
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         bollydog.Nope  # noqa: B018
 

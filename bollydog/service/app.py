@@ -420,7 +420,7 @@ class HubService(HubT):
             return message
         if not self._accepting:
             raise HubNotRunningError("the hub is not running (not started, or stopping)")
-        if self._active < self.concurrency and self._held is None and self._queue.empty():
+        if self._has_room():
             # Capacity is free and nobody waits before us: start now, skipping a loop turn.
             self._start(message, None)
             return message
@@ -445,9 +445,7 @@ class HubService(HubT):
         """
         if handler_frame.get() is not None:
             return await self.execute(message)
-        queue = self._queue
-        if not (self._accepting and self._active < self.concurrency and self._held is None
-                and queue is not None and queue.empty()):
+        if not (self._accepting and self._has_room()):
             await self.put_message(message)  # refused, or queued behind others
             state = message.state
             try:
@@ -465,6 +463,10 @@ class HubService(HubT):
             raise
         finally:
             self._release()
+
+    def _has_room(self) -> bool:
+        """Capacity is free and nobody waits before us: a new message may start now."""
+        return self._active < self.concurrency and self._held is None and self._queue.empty()
 
     def publish_nowait(self, event: BaseMessage) -> None:
         """Start ``event``'s handlers in the background; failures are logged, never lost."""
