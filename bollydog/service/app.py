@@ -114,6 +114,9 @@ class HubService(HubT):
         self._active = 0  # top-level messages running (nested ones are not counted)
         self._capacity: asyncio.Future[None] | None = None  # the intake waits here when at the limit
         self._held: BaseMessage | None = None  # taken by the intake, waiting for capacity
+        #: Set by the intake when it starts a queued message: what a drain with nothing running
+        #: (yet) but something queued waits for, instead of polling.
+        self._picked_up: asyncio.Future[None] | None = None
         self._sequence = itertools.count()
         self._inflight: dict[asyncio.Task[None], BaseMessage] = {}
         # Tasks inside a top-level execute() (HTTP requests, transports, scripts): in-flight
@@ -272,12 +275,12 @@ class HubService(HubT):
                 remaining = None if deadline is None else deadline - loop.time()
                 if (remaining is not None and remaining <= 0) or (forceable and self._forced.is_set()):
                     return False
-                if pending:
-                    if forced is not None:
-                        pending.add(forced)
-                    await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-                else:
-                    await asyncio.sleep(0)  # queued work is about to be picked up by the intake
+                if not pending:  # queued work the intake is about to start
+                    picked_up = self._picked_up = loop.create_future()
+                    pending.add(picked_up)
+                if forced is not None:
+                    pending.add(forced)
+                await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if forced is not None:
                 forced.cancel()
@@ -494,6 +497,9 @@ class HubService(HubT):
                 await self._capacity
             self._held = None
             self._start(message, context)
+            picked_up = self._picked_up
+            if picked_up is not None and not picked_up.done():
+                picked_up.set_result(None)
 
     def _start(self, message: BaseMessage, context: Context | None) -> None:
         self._active += 1
