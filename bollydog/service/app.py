@@ -542,12 +542,11 @@ class HubService(HubT):
         if capacity is not None and not capacity.done():
             capacity.set_result(None)
 
-    @staticmethod
-    def _log_failure(message: BaseMessage, exc: Exception) -> None:
+    def _log_failure(self, message: BaseMessage, exc: Exception) -> None:
         if not isinstance(exc, EventHandlersError):  # already logged handler by handler
             log_failure(
                 log, exc, describe(exc), "%s (%s) failed trace_id=%s",
-                message.name, message.iid, message.trace_id,
+                self.registry.name_of(type(message)), message.iid, message.trace_id,
             )
 
     # -- introspection -------------------------------------------------------------------------
