@@ -64,12 +64,12 @@ _random_bits = random.getrandbits
 
 def new_trace_id() -> str:
     """A W3C trace id: 32 lowercase hex digits, never all zero."""
-    return "%032x" % (_random_bits(128) or 1)
+    return (_random_bits(128) or 1).to_bytes(16).hex()
 
 
 def new_span_id() -> str:
     """A W3C span id: 16 lowercase hex digits, never all zero."""
-    return "%016x" % (_random_bits(64) or 1)
+    return (_random_bits(64) or 1).to_bytes(8).hex()
 
 
 def parse_traceparent(header: str | None) -> tuple[str, str] | None:

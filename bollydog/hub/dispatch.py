@@ -138,8 +138,8 @@ class Dispatcher:
         hub = self.hub
         token = handler_frame.set((message, app, app.protocol if app is not None else None, hub))
         # No entrypoint set a session (a script, a test): the message and everything it
-        # dispatches share an anonymous one, so handlers never see None.
-        session_token = current_session.set(Session.anonymous()) if current_session.get() is None else None
+        # dispatches share an anonymous one (its uid the message's id), so handlers never see None.
+        session_token = current_session.set(Session.anonymous(message.iid)) if current_session.get() is None else None
         try:
             started = handler.start(message)
             if handler.kind == ASYNCGEN:

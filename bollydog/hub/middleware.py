@@ -12,7 +12,9 @@ import asyncio
 import functools
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bollydog.errors import HandlerTimeoutError
@@ -80,11 +82,13 @@ class RetryMiddleware:
 class TimeoutMiddleware:
     """Bounds each delivery by ``message.expire_time`` seconds.
 
-    ``asyncio.timeout`` arms one loop timer per call, which dominates the cost of a fast
-    handler. Here deliveries with the same ``expire_time`` share a bucket: an insertion-ordered
-    dict whose first entry has the earliest deadline (same duration, monotonic clock), and one
-    loop timer serves the earliest deadline of all buckets. Registering a delivery is a dict
-    insert; finishing it is a dict delete.
+    A handler that finishes without suspending cannot be interrupted, so it is not registered
+    at all: the layer runs the next step eagerly and registers a deadline only when it
+    suspends, counted from when the delivery started. ``asyncio.timeout`` would arm one loop
+    timer per call, which dominates the cost of a fast handler; here deliveries with the same
+    ``expire_time`` share a bucket, an insertion-ordered dict whose first entry has the
+    earliest deadline (same duration, monotonic clock), and one loop timer serves the earliest
+    deadline of all buckets. Registering a delivery is a dict insert; finishing it a delete.
     """
 
     def __init__(self) -> None:
@@ -94,15 +98,25 @@ class TimeoutMiddleware:
         self._timer_at = float("inf")
         self._keys = itertools.count()
 
-    async def __call__(self, call_next: Next, message: "BaseMessage", handler: "Handler") -> Any:
+    def __call__(self, call_next: Next, message: "BaseMessage", handler: "Handler") -> Awaitable[Any]:
         limit = message.expire_time
         if not limit:
-            return await call_next(message, handler)
+            return call_next(message, handler)
+        return self._bounded(call_next(message, handler), limit, message, handler)
+
+    async def _bounded(self, step: Awaitable[Any], limit: float, message: "BaseMessage", handler: "Handler") -> Any:
+        if not isinstance(step, Coroutine):  # a layer returned some other awaitable: no eager start
+            step = _awaiting(step)
+        started = time.monotonic()
+        try:
+            suspended_on = step.send(None)
+        except StopIteration as done:
+            return done.value
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         if task is None:  # awaited outside a task (never by the hub): there is nothing to cancel
-            return await call_next(message, handler)
-        at = loop.time() + limit
+            return await _resume(step, suspended_on)
+        at = loop.time() + limit - (time.monotonic() - started)
         bucket = self._buckets.get(limit)
         if bucket is None:
             bucket = self._buckets[limit] = {}
@@ -111,7 +125,7 @@ class TimeoutMiddleware:
         if at < self._timer_at:
             self._arm(loop, at)
         try:
-            return await call_next(message, handler)
+            return await _resume(step, suspended_on)
         except asyncio.CancelledError:
             if key in self._expired:
                 self._expired.discard(key)
@@ -176,3 +190,29 @@ class TransactionMiddleware:
         for event in scope.collect_events():
             self.publish(event)
         return result
+
+
+async def _awaiting(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+@types.coroutine
+def _resume(step: Coroutine[Any, Any, Any], suspended_on: Any) -> Generator[Any, Any, Any]:
+    """Go on awaiting ``step``, a coroutine already started that suspended on ``suspended_on``:
+    what ``await`` does, for a coroutine whose first step ran eagerly."""
+    while True:
+        try:
+            sent = yield suspended_on
+        except GeneratorExit:
+            step.close()
+            raise
+        except BaseException as exc:  # thrown in by the task (a cancellation): pass it down
+            try:
+                suspended_on = step.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                suspended_on = step.send(sent)
+            except StopIteration as done:
+                return done.value

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from bollydog.context import current_session, handler_frame, new_trace_id, remote_parent
+from bollydog.context import current_session, handler_frame, new_span_id, new_trace_id, remote_parent
 from bollydog.errors import InvalidMessageError, ReservedFieldError
 from bollydog.settings import get_settings, settings_generation
 
@@ -187,7 +187,7 @@ class BaseMessage(BaseModel):
             return
         # The common case, a message created by user code, inlined: this runs for every message.
         # One random draw gives every id: iid (32 hex), span id (16), trace id (32) if new.
-        bits = "%080x" % _random_bits(320)
+        bits = _random_bits(320).to_bytes(40).hex()
         values["iid"] = bits[:32]
         values["span_id"] = bits[32:48]
         frame = handler_frame.get()
@@ -211,9 +211,9 @@ class BaseMessage(BaseModel):
 
     def _fill_partial(self, values: dict[str, Any], given: set[str]) -> None:
         if "iid" not in given:
-            values["iid"] = "%032x" % _random_bits(128)
+            values["iid"] = _random_bits(128).to_bytes(16).hex()
         if "span_id" not in given:
-            values["span_id"] = "%016x" % _random_bits(64)
+            values["span_id"] = new_span_id()
         if "trace_id" not in given:
             frame = handler_frame.get()
             parent = frame[0] if frame is not None else None
@@ -229,7 +229,7 @@ class BaseMessage(BaseModel):
                 if "parent_span_id" not in given:
                     values["parent_span_id"] = remote[1]
             else:
-                values["trace_id"] = "%032x" % _random_bits(128)
+                values["trace_id"] = new_trace_id()
         if "created_time" not in given:
             values["created_time"] = _now()
         if "created_by" not in given and (session := current_session.get()) is not None:
@@ -504,12 +504,16 @@ class Session(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def anonymous(cls) -> "Session":
-        """A new session with no user."""
-        # Built by hand, as model_construct would, at half its cost: the hub makes one for every
-        # top-level message no entrypoint gave a session to. (The slots are pydantic v2's.)
+    def anonymous(cls, uid: str | None = None) -> "Session":
+        """A new session with no user; ``uid`` defaults to a new random id.
+
+        The hub gives a top-level message no entrypoint gave a session to the one of uid
+        ``message.iid``: an id already drawn, for a session that message starts.
+        """
+        # Built by hand, as model_construct would, at half its cost: this runs for every
+        # top-level message and every request. (The slots are pydantic v2's.)
         session = _new_object(cls)
-        _set_slot(session, "__dict__", {"uid": _new_iid(), "username": None, "data": {}})
+        _set_slot(session, "__dict__", {"uid": uid or _new_iid(), "username": None, "data": {}})
         _set_slot(session, "__pydantic_fields_set__", {"uid"})
         _set_slot(session, "__pydantic_extra__", None)
         _set_slot(session, "__pydantic_private__", None)
