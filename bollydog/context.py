@@ -8,8 +8,9 @@ concurrent handlers never see each other's message, app or protocol.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.models.base import BaseMessage, Session
@@ -24,7 +25,35 @@ HandlerFrame = tuple["BaseMessage", "AppService | None", "Protocol | None", "Hub
 # The handler being run, as one tuple: one context variable set per handler execution instead
 # of four.
 handler_frame: ContextVar[HandlerFrame | None] = ContextVar("bollydog.handler_frame", default=None)
-current_session: ContextVar["Session | None"] = ContextVar("bollydog.session", default=None)
+
+
+class AnonymousSession:
+    """The anonymous session of a top-level message no entrypoint gave one to, made on first
+    use: most messages never read their session, and a :class:`Session` costs a microsecond.
+
+    Shared through the context like a session (what the message dispatches shares it), so the
+    one :class:`Session` it makes is every reader's. Read the session with :func:`get_session`.
+    """
+
+    __slots__ = ("uid", "_session")
+    username: ClassVar[None] = None
+    #: ``Session.anonymous``, set by :mod:`bollydog.models.base` (which imports this module).
+    make: ClassVar[Callable[[str], "Session"]]
+
+    def __init__(self, uid: str) -> None:
+        self.uid = uid
+        self._session: Session | None = None
+
+    def resolve(self) -> "Session":
+        session = self._session
+        if session is None:
+            session = self._session = AnonymousSession.make(self.uid)
+        return session
+
+
+#: The session of the running code. Read it with :func:`get_session`, which resolves an
+#: :class:`AnonymousSession`.
+current_session: ContextVar["Session | AnonymousSession | None"] = ContextVar("bollydog.session", default=None)
 # The hub outside handlers (a shell, a script): set when a hub starts.
 current_hub: ContextVar["HubT | None"] = ContextVar("bollydog.hub", default=None)
 
@@ -51,7 +80,12 @@ def get_hub() -> "HubT | None":
 
 
 def get_session() -> "Session | None":
-    return current_session.get()
+    """The session of the running code (every handler has one), or None outside handlers and
+    entrypoints."""
+    session = current_session.get()
+    if type(session) is AnonymousSession:
+        return session.resolve()
+    return session  # type: ignore[return-value]
 
 
 # Remote parent ``(trace_id, span_id)`` set by an entrypoint from an incoming ``traceparent``;

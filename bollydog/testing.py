@@ -24,7 +24,7 @@ from typing import Any, TypeVar, overload
 
 from bollydog.adapters.memory import MemoryProtocol as FakeProtocol
 from bollydog.adapters.memory import MemoryUnitOfWork as FakeUnitOfWork
-from bollydog.context import current_session, handler_frame
+from bollydog.context import current_session, get_session, handler_frame
 from bollydog.models.base import BaseMessage, Event, Session
 from bollydog.models.protocol import Protocol
 from bollydog.models.service import AppService
@@ -132,6 +132,6 @@ def as_user(username: str, **data: Any) -> Iterator[Session | None]:
     """Run the enclosed code with a session for ``username`` (what an entrypoint would set)."""
     token = current_session.set(Session(username=username, data=data))
     try:
-        yield current_session.get()
+        yield get_session()
     finally:
         current_session.reset(token)

@@ -14,12 +14,12 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bollydog.context import current_session, handler_frame
+from bollydog.context import AnonymousSession, current_session, handler_frame
 from bollydog.errors import EventHandlersError, NoHandlerError, TransportError, describe, log_failure
 from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry
 from bollydog.hub.middleware import Middleware, Next, compose
 from bollydog.hub.orchestration import drive
-from bollydog.models.base import BaseMessage, Event, Session
+from bollydog.models.base import BaseMessage, Event
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.types import HubT
@@ -139,7 +139,7 @@ class Dispatcher:
         token = handler_frame.set((message, app, app.protocol if app is not None else None, hub))
         # No entrypoint set a session (a script, a test): the message and everything it
         # dispatches share an anonymous one (its uid the message's id), so handlers never see None.
-        session_token = current_session.set(Session.anonymous(message.iid)) if current_session.get() is None else None
+        session_token = current_session.set(AnonymousSession(message.iid)) if current_session.get() is None else None
         try:
             started = handler.start(message)
             if handler.kind == ASYNCGEN:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from bollydog.context import current_session, handler_frame, new_span_id, new_trace_id, remote_parent
+from bollydog.context import AnonymousSession, current_session, get_session, handler_frame, new_span_id, new_trace_id, remote_parent
 from bollydog.errors import InvalidMessageError, ReservedFieldError
 from bollydog.settings import get_settings, settings_generation
 
@@ -508,7 +508,8 @@ class Session(BaseModel):
         """A new session with no user; ``uid`` defaults to a new random id.
 
         The hub gives a top-level message no entrypoint gave a session to the one of uid
-        ``message.iid``: an id already drawn, for a session that message starts.
+        ``message.iid`` (made when first read): an id already drawn, for a session that
+        message starts.
         """
         # Built by hand, as model_construct would, at half its cost: this runs for every
         # top-level message and every request. (The slots are pydantic v2's.)
@@ -530,7 +531,10 @@ class Session(BaseModel):
 
     @classmethod
     def current(cls) -> "Session | None":
-        return current_session.get()
+        return get_session()
+
+
+AnonymousSession.make = Session.anonymous
 
 
 class BaseDomain(BaseModel):

@@ -21,7 +21,7 @@ import logging
 import time
 from typing import Any
 
-from bollydog.context import current_session
+from bollydog.context import get_session
 from bollydog.errors import HandlerTimeoutError, NoConsumerError, TransportError
 from bollydog.models.base import BaseMessage
 from bollydog.settings import get_settings
@@ -110,7 +110,7 @@ class Requester(abc.ABC):
         streamed = message.has_stream_listeners()
         fields = wire.encode(
             message, name, reply_to=self.reply_to, deadline=time.time() + limit,
-            session=current_session.get(), partials=streamed,
+            session=get_session(), partials=streamed,
         )
         future: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
         self._waiting[iid] = future

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from mode import Service
 
-from bollydog.context import current_session
+from bollydog.context import get_session
 from bollydog.errors import TransportError
 from bollydog.models.base import BaseMessage
 from bollydog.transport import wire
@@ -67,7 +67,7 @@ class MemoryProducer(Requester):
         self.broker.add(self.broker.stream_key(domain, self.options.band(message.priority)), fields)
 
     def publish(self, event: BaseMessage, name: str, domains: tuple[str, ...]) -> None:
-        fields = wire.encode(event, name, session=current_session.get())
+        fields = wire.encode(event, name, session=get_session())
         for domain in domains:
             self.broker.add(self.broker.stream_key(domain, self.options.band(event.priority)), fields)
 

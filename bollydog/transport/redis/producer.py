@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bollydog.context import current_session
+from bollydog.context import get_session
 from bollydog.errors import TransportError
 from bollydog.models.base import BaseMessage
 from bollydog.transport import wire
@@ -75,7 +75,7 @@ class RedisProducer(Requester):
     async def publish(self, event: BaseMessage, name: str, domains: tuple[str, ...]) -> None:
         """XADD ``event`` (canonical name ``name``) to each of ``domains``' streams, in one round
         trip; :class:`TransportError` when Redis cannot be reached."""
-        fields = wire.encode(event, name, session=current_session.get())
+        fields = wire.encode(event, name, session=get_session())
         band = self.options.band(event.priority)
         try:
             await self.connections.writes.run(*(
