@@ -294,7 +294,10 @@ class BaseMessage(BaseModel):
             ) from None
         errors = [] if data.keys().isdisjoint(CLIENT_SETTABLE_FIELDS) else _client_setting_errors(cls, message, data)
         # Only what the client gave can be out of range (defaults are the code's own).
-        errors.extend(_int_range_errors(message.__dict__, (), data))
+        values = message.__dict__
+        for key in data:
+            if key in values:
+                errors.extend(_int_range_errors(values[key], (key,)))
         if errors:
             raise InvalidMessageError(cls.name, errors)
         return message
@@ -434,7 +437,7 @@ def _client_setting_errors(cls: type["BaseMessage"], message: "BaseMessage", dat
     return errors
 
 
-def _int_range_errors(value: Any, path: tuple[Any, ...], only: Any = None) -> list[dict[str, Any]]:
+def _int_range_errors(value: Any, path: tuple[Any, ...]) -> list[dict[str, Any]]:
     """Integers of ``value`` (a message's fields, nested models and containers) beyond 64 bits."""
     if isinstance(value, bool):
         return []
@@ -455,15 +458,16 @@ def _int_range_errors(value: Any, path: tuple[Any, ...], only: Any = None) -> li
         return []
     errors: list[dict[str, Any]] = []
     for key, item in items:
-        if only is None or key in only:
-            errors.extend(_int_range_errors(item, (*path, key)))
+        errors.extend(_int_range_errors(item, (*path, key)))
     return errors
 
 
 def _decode_text(cls: type[BaseModel], key: str, value: Any) -> Any:
     """JSON-decode a text value meant for a list/dict field; scalars rely on lax validation."""
-    field = cls.model_fields.get(key)
-    if field is None or field.annotation is str or not isinstance(value, str) or value[:1] not in "[{":
+    if not isinstance(value, str) or value[:1] not in "[{":  # the common case, decided first
+        return value
+    field = cls.__pydantic_fields__.get(key)
+    if field is None or field.annotation is str:
         return value
     try:
         return json.loads(value)

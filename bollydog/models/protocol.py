@@ -35,6 +35,8 @@ class TransactionScope:
         self.events: list[Event] = []
 
     def collect_events(self) -> list[Event]:
+        if not self.events and not self.seen:  # most handlers raise none
+            return []
         events = list(self.events)
         for obj in self.seen:
             events.extend(obj.collect_events())

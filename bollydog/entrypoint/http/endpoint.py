@@ -179,11 +179,15 @@ class MessageEndpoint:
                 client = session.username or (request.client.host if request.client else "-")
                 spec.limiter.check(client)
             fields, textual = await read_fields(request, service.max_body_size)
-            qos_header = request.headers.get("x-bollydog-qos")
+            # One pass over the raw headers: Starlette's lookup raises and catches a KeyError
+            # for each absent one, and most requests carry none of these.
+            raw_headers = dict(request.scope["headers"])
+            qos_header = raw_headers.get(b"x-bollydog-qos")
             if qos_header is not None and "qos" not in fields:
-                fields["qos"] = qos_header
+                fields["qos"] = qos_header.decode("latin-1")
             session_token = current_session.set(session)
-            parent_token = remote_parent.set(parse_traceparent(request.headers.get("traceparent")))
+            traceparent = raw_headers.get(b"traceparent")
+            parent_token = remote_parent.set(parse_traceparent(traceparent.decode("latin-1")) if traceparent else None)
             try:
                 message = spec.message.from_input(fields, strings=textual)
             finally:
@@ -193,7 +197,7 @@ class MessageEndpoint:
             admitted = True
             if message.qos == 0:
                 return await self._fire_and_forget(message)
-            if "text/event-stream" in request.headers.get("accept", ""):
+            if b"text/event-stream" in raw_headers.get(b"accept", b""):
                 return await self._stream(message)
             if spec.debouncer is not None:
                 return await self._debounced(spec.debouncer, message, session.username)
