@@ -70,6 +70,8 @@ class HandlerRegistry:
         self._names: dict[type[BaseMessage], str] = {}
         self._by_name: dict[str, type[BaseMessage]] | None = None
         self._event_cache: dict[type[BaseMessage], tuple[Handler, ...]] = {}
+        self._known: set[type[BaseMessage]] = set()  # every class of ``messages``
+        self._successors: dict[type[BaseMessage], type[BaseMessage] | None] = {}
 
     # -- registration ------------------------------------------------------------------------
 
@@ -116,6 +118,7 @@ class HandlerRegistry:
         same_name = self.messages.setdefault(message_type.name, [])
         if message_type not in same_name:
             same_name.append(message_type)
+            self._known.add(message_type)
             self._renamed()
 
     def add_remote(self, message_types: Iterable[type[BaseMessage]], domain: str, service: str) -> None:
@@ -154,6 +157,7 @@ class HandlerRegistry:
     def _renamed(self) -> None:
         self._names.clear()
         self._by_name = None
+        self._successors.clear()
 
     # -- names -------------------------------------------------------------------------------
 
@@ -256,6 +260,25 @@ class HandlerRegistry:
 
     def command_handler(self, message_type: type[BaseMessage]) -> Handler | None:
         return self.commands.get(message_type)
+
+    def successor(self, message_type: type[BaseMessage]) -> type[BaseMessage] | None:
+        """For a class this registry does not know (one a code reload replaced), the known
+        class of the same canonical name: messages made before a reload are routed by name,
+        not by class identity. None when it is known, or nothing has its name."""
+        try:
+            return self._successors[message_type]
+        except KeyError:
+            pass
+        found = None
+        if message_type not in self._known:
+            found = self.names().get(f"{message_type.domain}.{message_type.name}".lower())
+        self._successors[message_type] = found
+        return found
+
+    def replace_with(self, other: "HandlerRegistry") -> None:
+        """Take every table of ``other`` at once (a code reload swaps its registry in one step,
+        on the loop, while entrypoints keep holding this object)."""
+        self.__dict__.update(other.__dict__)
 
     def event_handlers(self, message_type: type[BaseMessage]) -> tuple[Handler, ...]:
         """Handlers of the event class and of its Event base classes."""

@@ -42,6 +42,10 @@ class HubT(Service):
     shutdown_grace: float
     #: Seconds a cut generator handler gets to compensate.
     compensation_grace: float
+    #: The version of the handler code, bumped by each hot-reload swap (see docs/reload.md).
+    code_version: int
+    #: What the last hot reload did; None when the process runs without ``--reload``.
+    reload_report: "dict[str, Any] | None"
 
     async def __aenter__(self) -> Self:
         # mode's returns its abstract ServiceT: ``async with HubService() as hub`` gives the
@@ -109,6 +113,7 @@ class _NoHub(HubT):
         self._problem = f"{owner} has no hub: {remedy}"
         self.entrypoints = ()
         self.shutdown_grace = self.compensation_grace = 0.0
+        self.code_version, self.reload_report = 1, None
 
     def _missing(self) -> NoReturn:
         from bollydog.errors import ConfigError

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -27,6 +29,8 @@ from bollydog.settings import get_settings, reload_settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.types import HubT
+
+log = logging.getLogger("bollydog.cli")
 
 
 
@@ -126,18 +130,36 @@ def _resolve_for_cli(hub: HubT, reference: str, config: str | None) -> type[Base
         raise
 
 
+_reload_option = click.option(
+    "--reload", is_flag=True,
+    help="Swap changed handler code in place; restart gracefully for what a swap cannot carry "
+    "(see docs/reload.md). Needs the reload extra.",
+)
+
+
 @cli.command()
 @_config_option
 @_include_option
 @_exclude_option
-def service(config: str | None, include: str, exclude: str) -> None:
+@_reload_option
+def service(config: str | None, include: str, exclude: str, reload: bool) -> None:
     """Run the hub and every configured service until SIGINT/SIGTERM."""
     from bollydog.bootstrap import build
     from bollydog.cli.runner import EXIT_STOPPED, exit_now, exit_soon, serve
+    from bollydog.reload.handoff import supervised
+
+    if reload and not supervised():
+        from bollydog.reload.supervisor import supervise
+
+        sys.exit(supervise())
 
     async def main() -> None:
         composition = build(config, include=_split(include), exclude=_split(exclude))
-        status = await serve(composition.hub, on_force=exit_soon)
+        watching = _start_watching(composition.hub, config) if reload else None
+        try:
+            status = await serve(composition.hub, on_force=exit_soon, on_started=watching)
+        finally:
+            _stop_watching()
         if status != EXIT_STOPPED:
             # Forced: leaving asyncio.run normally would wait for every task still running and
             # every thread of the default executor; the point of forcing is not to.
@@ -166,15 +188,57 @@ def mcp(config: str | None, transport: str, include: str, exclude: str) -> None:
     run(main)
 
 
+_watchers: list[Any] = []
+
+
+def _start_watching(hub: Any, config: str | None, on_swap: Callable[[], None] | None = None) -> Callable[[], None]:
+    """What ``on_started`` runs under ``--reload``: watch, and tell a supervisor we are ready.
+    ``on_swap()`` runs after each swap (the shell refreshes its namespace)."""
+    import asyncio
+
+    from bollydog.reload.handoff import announce, supervised
+    from bollydog.reload.swap import CodeSwap
+    from bollydog.reload.watch import watch
+
+    try:
+        import watchfiles  # noqa: F401
+    except ImportError:
+        fail("--reload needs watchfiles: pip install 'bollydog[reload]'", EXIT_BAD_INPUT)
+    swap = CodeSwap(hub, Path(config) if config else None)
+    if on_swap is not None:
+        swap.listeners.append(on_swap)
+
+    def on_restart(reason: str) -> None:
+        if supervised():
+            announce("restart", reason=reason)
+        else:
+            log.warning("reload: %s; restart this process to apply it", reason)
+
+    def started() -> None:
+        _watchers.append(asyncio.ensure_future(watch(swap, on_restart)))
+        announce("ready")
+
+    return started
+
+
+def _stop_watching() -> None:
+    while _watchers:
+        _watchers.pop().cancel()
+
+
 @cli.command()
 @_config_option
 @_include_option
 @_exclude_option
-def shell(config: str | None, include: str, exclude: str) -> None:
+@_reload_option
+def shell(config: str | None, include: str, exclude: str, reload: bool) -> None:
     """An interactive ptpython shell with a running hub; top-level await works."""
     from bollydog.cli.shell import run_shell
 
-    run_shell(config, include=_split(include), exclude=_split(exclude))
+    run_shell(
+        config, include=_split(include), exclude=_split(exclude),
+        on_started=(lambda hub, refresh: _start_watching(hub, config, refresh)()) if reload else None,
+    )
 
 
 @cli.command(name="ls")

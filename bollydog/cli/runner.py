@@ -31,7 +31,9 @@ _FORCED_STOP_TIME = 0.5
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-async def serve(hub: HubT, *, on_force: Callable[[int], None] | None = None) -> int:
+async def serve(
+    hub: HubT, *, on_force: Callable[[int], None] | None = None, on_started: Callable[[], None] | None = None
+) -> int:
     """Start ``hub`` (its apps and entrypoints), wait for a signal, stop it; return the exit status.
 
     First SIGINT/SIGTERM: entrypoints stop taking requests, in-flight work gets
@@ -40,6 +42,7 @@ async def serve(hub: HubT, *, on_force: Callable[[int], None] | None = None) -> 
     a fraction of a second with ``128 + signal number``, even if the stop is not complete.
     ``on_force(signum)`` is called right away from the signal handler itself, on the main thread,
     even when a handler blocks the event loop (the CLI arms its exit timer there).
+    ``on_started()`` is called once the hub runs (``--reload`` starts watching there).
 
     Signal handlers are installed here only (so no server steals them) and restored on return.
     """
@@ -73,6 +76,8 @@ async def serve(hub: HubT, *, on_force: Callable[[int], None] | None = None) -> 
     try:
         await hub.start()
         log.info("hub started: domains %s", ", ".join(hub.apps))
+        if on_started is not None:
+            on_started()
         stopped = asyncio.ensure_future(hub.wait_until_stopped())
         requested = asyncio.ensure_future(stop_requested.wait())
         await asyncio.wait([stopped, requested], return_when=asyncio.FIRST_COMPLETED)

@@ -34,17 +34,24 @@ if TYPE_CHECKING:  # pragma: no cover
 BUILTIN_DOMAIN = "bollydog"
 
 
-def run_shell(config: str | None, *, include: list[str], exclude: list[str]) -> None:
+def run_shell(
+    config: str | None, *, include: list[str], exclude: list[str],
+    on_started: Callable[[HubT, Callable[[], None]], None] | None = None,
+) -> None:
     """The ``bollydog shell`` command: errors are printed as the other commands print them."""
     from bollydog.cli.exits import run
 
-    run(lambda: shell_session(config, include=include, exclude=exclude))
+    run(lambda: shell_session(config, include=include, exclude=exclude, on_started=on_started))
 
 
 async def shell_session(
-    config: str | None, *, include: Iterable[str] = (), exclude: Iterable[str] = ()
+    config: str | None, *, include: Iterable[str] = (), exclude: Iterable[str] = (),
+    on_started: Callable[[HubT, Callable[[], None]], None] | None = None,
 ) -> None:
-    """Build the apps of ``config``, start the hub, run the REPL until it exits, stop the hub."""
+    """Build the apps of ``config``, start the hub, run the REPL until it exits, stop the hub.
+
+    ``on_started(hub, refresh)`` runs once the hub runs; ``refresh()`` puts the registry's
+    current classes into the REPL's namespace (``--reload`` calls it after a swap)."""
     embed = _load_embed()
     from bollydog.bootstrap import build
 
@@ -55,6 +62,8 @@ async def shell_session(
         current_hub.set(hub)  # the REPL's tasks copy this context: bollydog.globals.hub works
         current_session.set(Session.local_user())
         print(banner(hub, namespace), flush=True)
+        if on_started is not None:
+            on_started(hub, lambda: namespace.update(shell_namespace(hub)))
         history = os.path.expanduser(os.environ.get("BOLLYDOG_SHELL_HISTORY", "~/.bollydog_history"))
         await embed(
             globals=namespace,

@@ -64,6 +64,8 @@ class Dispatcher:
         route = self.routes.get(message_type)
         if route is None:
             handler = self.registry.commands.get(message_type)
+            if handler is None and (successor := self.registry.successor(message_type)) is not None:
+                handler = self.registry.commands.get(successor)  # made before a code reload
             route = self.routes[message_type] = (
                 (handler, self.pipeline(handler)) if handler is not None else (None, None)
             )
@@ -82,7 +84,8 @@ class Dispatcher:
         """Route ``message`` to its local handler(s) or to the transport and return the result."""
         transport = self.hub.transport
         if isinstance(message, Event):
-            handlers = self.registry.event_handlers(type(message))
+            event_type = self.registry.successor(type(message)) or type(message)  # made before a reload
+            handlers = self.registry.event_handlers(event_type)
             if not transport.serves(type(message)):
                 return await self.run_event_handlers(message, handlers)
             # Other processes handle it too: a failed publish must not keep the local handlers
@@ -93,9 +96,9 @@ class Dispatcher:
                 await self.run_event_handlers(message, handlers)
                 raise exc
             return await self.run_event_handlers(message, handlers)
-        handler = self.registry.command_handler(type(message))
-        if handler is not None:
-            return await self.pipeline(handler)(message, handler)
+        handler, pipeline = self.route(type(message))
+        if pipeline is not None:
+            return await pipeline(message, handler)  # type: ignore[arg-type]
         if transport.serves(type(message)):
             return await transport.request(message)
         raise NoHandlerError(

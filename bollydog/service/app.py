@@ -104,6 +104,11 @@ class HubService(HubT):
             TimeoutMiddleware(),
         ]
         self.dispatcher = Dispatcher(self, self.registry, self.middlewares, self._compensation)
+        #: The version of the handler code: 1 at start, bumped by each hot-reload swap (handler
+        #: spans carry it as ``bollydog.code_version``).
+        self.code_version = 1
+        #: What the last hot reload did (``GET /_bollydog/reload``); None without ``--reload``.
+        self.reload_report: dict[str, Any] | None = None
         self._routes = self.dispatcher.routes  # the execute fast path: one dict lookup
         if builtins:
             self.add_app(BollydogService())

@@ -144,6 +144,9 @@ class TelemetryMiddleware:
         delivery_count = message.delivery_count
         if delivery_count is not None and delivery_count > 1:
             attributes["bollydog.delivery_count"] = delivery_count
+        app = handler.app
+        if app is not None and app.hub:  # which code ran it, across hot reloads
+            attributes["bollydog.code_version"] = app.hub.code_version
         kind = _KINDS.get(type(message))
         if kind is None:
             kind = _KINDS[type(message)] = SpanKind.CONSUMER if isinstance(message, Event) else SpanKind.INTERNAL

@@ -128,6 +128,7 @@ class HttpService(Entrypoint):
             limit_concurrency=settings.limit_concurrency,
         )
         self._openapi = b""
+        self._app: _CutAnswered | None = None
         #: The MCP endpoint at ``mcp_path`` (None when not configured), see docs/mcp.md.
         self.mcp: "StreamableHttp | None" = None
 
@@ -155,8 +156,9 @@ class HttpService(Entrypoint):
         """
         return self.auth.session(headers)
 
-    def build_app(self) -> Starlette:
-        """The Starlette application for the hub's current registry."""
+    def build_app(self, *, mcp: "StreamableHttp | None" = None) -> Starlette:
+        """The Starlette application for the hub's current registry (``mcp``: keep serving
+        this MCP endpoint instead of making a new one)."""
         if not self.hub:
             raise ConfigError("HttpService has no hub: add it with hub.add_entrypoint(service)")
         self.routes = build_routes(self.hub.registry, self.settings)
@@ -166,6 +168,7 @@ class HttpService(Entrypoint):
             for path in spec.paths:
                 routes.append(Route(path, endpoint.handle, methods=list(spec.methods), name=f"{spec.key}:{path}"))
         routes.append(Route("/_bollydog/messages/{iid}", self._outcome, methods=["GET"]))
+        routes.append(Route("/_bollydog/reload", self._reload_status, methods=["GET"]))
         if self.settings.openapi:
             routes.append(Route("/openapi.json", self._openapi_endpoint, methods=["GET"]))
         mcp_path = self.settings.mcp_path
@@ -175,7 +178,7 @@ class HttpService(Entrypoint):
             taken = {r.path for r in routes} | {"/openapi.json"}
             if mcp_path in taken or not mcp_path.startswith("/") or mcp_path.startswith("/_bollydog/"):
                 raise ConfigError(f"http.mcp_path: {mcp_path} is taken or reserved; choose another path like /mcp")
-            self.mcp = mount(self)
+            self.mcp = mcp if mcp is not None else mount(self)
             routes.append(Route(mcp_path, endpoint=self.mcp))
         self._openapi = b""
         return Starlette(
@@ -191,7 +194,7 @@ class HttpService(Entrypoint):
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        app = _CutAnswered(self.build_app(), self.requests, self.settings.retry_after)
+        app = self._app = _CutAnswered(self.build_app(), self.requests, self.settings.retry_after)
         s = self.settings
         # uvicorn's own bound on its wait for connections: past the hub's grace period and
         # compensation, the hub has cut every request (abort_inflight); this only bounds a
@@ -211,6 +214,18 @@ class HttpService(Entrypoint):
         self.requests.open()
         log.info("HTTP entrypoint on %s (%d routes)", self.url, len(self.routes))
 
+    def registry_changed(self) -> None:
+        """A hot reload swapped the registry: serve its routes from the next request on (open
+        connections stay open; a request already running finishes on the old route)."""
+        if self._app is None:
+            return
+        mcp = self.mcp
+        self._app.app = self.build_app(mcp=mcp)
+        if mcp is not None:
+            from bollydog.entrypoint.mcp.http import tool_table
+
+            mcp.tools.replace_tools(tool_table(self, mcp.tools.allowed))
+
     def abort_inflight(self, *, forced: bool = False) -> None:
         """The hub's grace period is over: answer the requests still running 503 now."""
         self.requests.cut()
@@ -220,6 +235,7 @@ class HttpService(Entrypoint):
             self.site.force_exit()  # stop waiting for connections to close
 
     async def on_stop(self) -> None:
+        self.site.stop_accepting()  # first: under --reload, new connections go to the successor
         self.requests.close()
         if self.mcp is not None:  # first: it ends the MCP streams uvicorn would wait for
             timeout = self.settings.shutdown_timeout
@@ -245,6 +261,11 @@ class HttpService(Entrypoint):
                 {"error": "NotFound", "message": "unknown message id (or no longer kept)"}, 404
             )
         return json_response(describe_outcome(message, debug=self.settings.debug))
+
+    async def _reload_status(self, request: Request) -> Response:
+        """What the last hot reload did; ``{"reload": false}`` when the service runs without it."""
+        report = self.hub.reload_report if self.hub else None
+        return json_response({"reload": False} if report is None else {"reload": True, **report})
 
     async def _server_error(self, request: Request, exc: Exception) -> Response:
         return error_response(exc, debug=self.settings.debug, context=f"{request.method} {request.url.path}")

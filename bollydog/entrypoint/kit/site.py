@@ -30,6 +30,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from bollydog.errors import ConfigError
+from bollydog.reload.handoff import announce, inherited_socket
 
 __all__ = ["Site", "listen"]
 
@@ -88,6 +89,8 @@ class _Serving(Protocol):
 
     def force_exit(self) -> None: ...
 
+    def stop_accepting(self) -> None: ...
+
 
 class _NotServing:
     """Before start and after stop: nothing to stop."""
@@ -96,6 +99,9 @@ class _NotServing:
         return None
 
     def force_exit(self) -> None:
+        return None
+
+    def stop_accepting(self) -> None:
         return None
 
 
@@ -112,6 +118,10 @@ class _Running:
 
     def force_exit(self) -> None:
         self.server.force_exit = True
+
+    def stop_accepting(self) -> None:
+        for server in getattr(self.server, "servers", ()):
+            server.close()
 
 
 class Site:
@@ -166,7 +176,13 @@ class Site:
         config = self._config(app)
         if self.access_log:  # an earlier server with access_log off may have detached the logger
             logging.getLogger("uvicorn.access").propagate = True
-        sock = listen(self.host, self._port, config.backlog, section=self.section, env=self.env)
+        # Under `bollydog service --reload`, a process taking over from another serves the
+        # socket its supervisor holds: the listening socket never closes during a restart.
+        key = f"{self.section}/{self.host}:{self._port}"
+        sock = inherited_socket(key)
+        if sock is None:
+            sock = listen(self.host, self._port, config.backlog, section=self.section, env=self.env)
+            announce("listening", fds=[sock.fileno()], key=key)
         self._bound_port = int(sock.getsockname()[1])
         server = _Server(config)
         task = asyncio.create_task(self._serve(server, sock), name=f"bollydog-{self.section}")
@@ -186,6 +202,12 @@ class Site:
     def force_exit(self) -> None:
         """A forced shutdown: a :meth:`stop` under way stops waiting for open connections."""
         self._serving.force_exit()
+
+    def stop_accepting(self) -> None:
+        """Accept no new connection from now on (open ones are served until :meth:`stop`).
+        uvicorn itself notices a stop only at its next tick, a tenth of a second later; a
+        process taking over the same listening socket gets every connection from now on."""
+        self._serving.stop_accepting()
 
     def _config(self, app: ASGIApp) -> uvicorn.Config:
         options: dict[str, Any] = {}

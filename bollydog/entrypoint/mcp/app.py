@@ -167,6 +167,14 @@ class McpService(Entrypoint):
         self._serving = await self._serve_http(tools)
         log.info("MCP service on %s (%d tools)", self.url, len(table))
 
+    def registry_changed(self) -> None:
+        """A hot reload swapped the registry: list its tools (clients get ``tools/list_changed``)."""
+        hub = self.hub
+        if self._tools is None or not hub:
+            return
+        registry = hub.registry
+        self._tools.replace_tools(build_tools(registry, self.filter, get_only_messages(registry, self._http_sections(hub))))
+
     async def on_stop(self) -> None:
         serving, self._serving = self._serving, _NotServing()
         await serving.stop(self._grace())

@@ -40,6 +40,7 @@ from bollydog.names import MessageFilter
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.entrypoint.http.app import HttpService
+    from bollydog.entrypoint.mcp.tools import ToolTable
 
 __all__ = ["SESSION_SCOPE_KEY", "StreamableHttp", "mount", "request_session", "transport_security"]
 
@@ -196,8 +197,6 @@ def mount(service: "HttpService") -> StreamableHttp:
     """The MCP endpoint an :class:`~bollydog.entrypoint.http.app.HttpService` serves at its
     ``mcp_path``: the Commands its ``include``/``exclude`` let through, as tools, behind its
     own authentication; its GET-only routes are read-only tools. Call after its routes exist."""
-    from bollydog.entrypoint.mcp.tools import build_tools
-
     import bollydog
 
     hub = service.hub
@@ -205,7 +204,15 @@ def mount(service: "HttpService") -> StreamableHttp:
         raise ConfigError("HttpService has no hub: add it with hub.add_entrypoint(service)")
     s = service.settings
     allowed = MessageFilter(s.include, s.exclude)
-    get_only = [spec.key for spec in service.routes if set(spec.methods) <= {"GET", "HEAD"}]
-    table = build_tools(hub.registry, allowed, get_only)
+    table = tool_table(service, allowed)
     tools = ToolServer(hub, table, allowed, request_session, name=s.title, version=str(bollydog.__version__))
     return StreamableHttp(tools, service.session_for, security=transport_security(s.host))
+
+
+def tool_table(service: "HttpService", allowed: MessageFilter) -> "ToolTable":
+    """The tools of ``service``'s MCP endpoint: what ``allowed`` lets through, its GET-only
+    routes read-only (built at mount, and again by a hot reload)."""
+    from bollydog.entrypoint.mcp.tools import build_tools
+
+    get_only = [spec.key for spec in service.routes if set(spec.methods) <= {"GET", "HEAD"}]
+    return build_tools(service.hub.registry, allowed, get_only)

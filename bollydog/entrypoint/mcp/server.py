@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -93,8 +94,11 @@ class ToolServer:
             on_call_tool=self._call_tool,
             # The 2026 HTTP transport checks Mcp-Param-* headers against the tool's schema;
             # without this it would run tools/list for every call to find it.
-            get_tool_input_schema=tools.input_schema,
+            get_tool_input_schema=lambda name: self.tools.input_schema(name),
         )
+        #: Sessions that listed or called tools: told ``tools/list_changed`` by a hot reload.
+        self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._notices: set[asyncio.Task[None]] = set()
 
     @property
     def accepting(self) -> bool:
@@ -109,6 +113,22 @@ class ToolServer:
         """The grace period is over: every call still running answers UNAVAILABLE now."""
         self.calls.cut()
 
+    def replace_tools(self, tools: ToolTable) -> None:
+        """Serve ``tools`` from now on (a hot reload) and tell the known sessions
+        ``notifications/tools/list_changed``."""
+        self.tools = tools
+        for session in list(self._sessions):
+            task = asyncio.ensure_future(self._notify_changed(session))
+            self._notices.add(task)
+            task.add_done_callback(self._notices.discard)
+
+    @staticmethod
+    async def _notify_changed(session: Any) -> None:
+        try:
+            await session.send_tool_list_changed()
+        except Exception as exc:  # noqa: BLE001 - a session that went away: nothing to tell
+            log.debug("tools/list_changed not sent: %s: %s", type(exc).__name__, exc)
+
     async def drain(self, grace: float) -> None:
         """Refuse new calls, give the running ones ``grace`` seconds, then cut the rest."""
         await self.calls.drain(grace)
@@ -118,6 +138,7 @@ class ToolServer:
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
+        self._sessions.add(ctx.session)
         return types.ListToolsResult(tools=self.tools.listing)
 
     async def _call_tool(

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any, BinaryIO
 
-from mcp.server import Server
+from mcp.server import NotificationOptions, Server
 from mcp.server.stdio import stdio_server
 
 __all__ = ["serve_stdio"]
@@ -61,7 +61,9 @@ async def serve_stdio(server: Server[Any]) -> None:
         lines: Any = stdin[0] if stdin is not None else None  # stdio_server only iterates it
         async with stdio_server(stdin=lines) as (read, write):
             with contextlib.redirect_stdout(sys.stderr):
-                await server.run(read, write, server.create_initialization_options())
+                # listChanged: a hot reload tells the client its tools changed.
+                options = server.create_initialization_options(NotificationOptions(tools_changed=True))
+                await server.run(read, write, options)
     finally:
         if stdin is not None:
             stdin[1].close()
