@@ -171,6 +171,7 @@ class CodeSwap:
                 if name in affected:
                     continue
                 for value in vars(module).values():
+                    source: str | None
                     if isinstance(value, types.ModuleType):
                         source = value.__name__
                         if source.startswith(f"{name}."):  # a package's own submodule: not an import of it

@@ -96,8 +96,9 @@ class ToolServer:
             # without this it would run tools/list for every call to find it.
             get_tool_input_schema=lambda name: self.tools.input_schema(name),
         )
-        #: Sessions that listed or called tools: told ``tools/list_changed`` by a hot reload.
-        self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: Connections of clients that listed tools: told ``tools/list_changed`` by a hot
+        #: reload. Weak: a client that left is forgotten.
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._notices: set[asyncio.Task[None]] = set()
 
     @property
@@ -117,15 +118,15 @@ class ToolServer:
         """Serve ``tools`` from now on (a hot reload) and tell the known sessions
         ``notifications/tools/list_changed``."""
         self.tools = tools
-        for session in list(self._sessions):
-            task = asyncio.ensure_future(self._notify_changed(session))
+        for connection in list(self._connections):
+            task = asyncio.ensure_future(self._notify_changed(connection))
             self._notices.add(task)
             task.add_done_callback(self._notices.discard)
 
     @staticmethod
-    async def _notify_changed(session: Any) -> None:
+    async def _notify_changed(connection: Any) -> None:
         try:
-            await session.send_tool_list_changed()
+            await connection.send_tool_list_changed()
         except Exception as exc:  # noqa: BLE001 - a session that went away: nothing to tell
             log.debug("tools/list_changed not sent: %s: %s", type(exc).__name__, exc)
 
@@ -138,7 +139,11 @@ class ToolServer:
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        self._sessions.add(ctx.session)
+        # The SDK builds a ServerSession per request; the client's connection outlives it, and
+        # the session names it only privately (the SDK has no public way to reach it).
+        connection = getattr(ctx.session, "_connection", None)
+        if connection is not None:
+            self._connections.add(connection)
         return types.ListToolsResult(tools=self.tools.listing)
 
     async def _call_tool(
