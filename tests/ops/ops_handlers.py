@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from bollydog import globals as current
 from bollydog.models.base import Command
+from bollydog.models.service import AppService
 
 #: Gates a test opens to let a Hold command finish (key -> event).
 GATES: dict[str, asyncio.Event] = {}
@@ -45,3 +47,16 @@ async def who_am_i(command: WhoAmI) -> dict[str, object]:
 async def hold(command: Hold) -> str:
     await GATES.setdefault(command.key, asyncio.Event()).wait()
     return "released"
+
+
+class SlowStartService(AppService):
+    """An app whose start takes ``OPS_START_DELAY`` seconds (a database warming up), and which
+    then leaves one Hold command running: the process has work to drain when it stops."""
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        await asyncio.sleep(float(os.environ.get("OPS_START_DELAY", "0")))
+
+    async def on_started(self) -> None:
+        if os.environ.get("OPS_HOLD"):
+            await self.hub.put_message(Hold(key=os.environ["OPS_HOLD"]))
