@@ -210,6 +210,12 @@ class TelemetryPlugin(HubPlugin):
         """``hub.hooks.dead_lettered``: count it and mark it on the current span."""
         _metrics.record_dead_letter(self._instruments, dead_letter)
 
+    @property
+    def prometheus_url(self) -> str | None:
+        """Where the plugin serves ``/metrics`` itself (no entrypoint of the hub does), once
+        started; None otherwise."""
+        return self._scrape_server.url if self._scrape_server is not None else None
+
     # -- in-memory exporters (``memory``), for tests -------------------------------------------
 
     @property
