@@ -84,7 +84,7 @@ class BollydogApp:
         else:
             raise ConfigError(
                 f"{site.section}: {type(entrypoint).__name__} serves its own socket and cannot be "
-                "mounted; run it with bollydog service, or leave it out with --exclude"
+                "mounted; run it with bollydog service, or leave its section out: asgi_app(..., exclude=[...])"
             )
         entrypoint.site = hosted  # type: ignore[attr-defined]
 

@@ -170,10 +170,11 @@ class TelemetryPlugin(HubPlugin):
 
     def _serve_scrape(self, registry: Any) -> None:
         """``/metrics`` on the hub's HTTP entrypoint, else on a port of its own."""
-        if not self.hub:
-            raise ConfigError("telemetry: the prometheus exporter needs the plugin added to a hub")
-        self.hub.metrics_scrape = PrometheusScrape(registry)
-        if not any(e.serves_metrics for e in self.hub.entrypoints):
+        served = False
+        if self.hub:
+            self.hub.metrics_scrape = PrometheusScrape(registry)
+            served = any(e.serves_metrics for e in self.hub.entrypoints)
+        if not served:
             server = ScrapeServer(registry)
             server.start()
             self._scrape_server = server

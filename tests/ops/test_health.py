@@ -175,3 +175,25 @@ def test_service_exits_non_zero_with_one_line_when_redis_is_down(tmp_path: Path)
     assert lines[-1].startswith("error: ConfigError: cannot reach Redis at redis://127.0.0.1:1/0: "), stderr
     assert lines[-1].endswith("start it, or fix the transport's url in the config")
     assert "Traceback" not in stderr and "hub started" not in stderr
+
+
+async def test_a_busy_probe_port_or_a_bad_variable_is_a_config_error_naming_it(monkeypatch) -> None:
+    import socket
+
+    from bollydog.cli.runner import probe_settings, start_probes
+
+    monkeypatch.setenv("BOLLYDOG_PROBE_PORT", "not-a-port")
+    with pytest.raises(ConfigError, match=r"probes: invalid option \(config or BOLLYDOG_PROBE_\*\): port"):
+        probe_settings()
+    monkeypatch.delenv("BOLLYDOG_PROBE_PORT")
+    assert probe_settings() is None  # off unless a port is set
+    hub = HubService(apps=[shop()])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("BOLLYDOG_PROBE_PORT", str(port))
+        settings = probe_settings()
+        assert settings is not None and settings.port == port
+        with pytest.raises(ConfigError, match=rf"probes: cannot listen on 127.0.0.1:{port}: .*BOLLYDOG_PROBE_PORT"):
+            await start_probes(hub, settings, port)
