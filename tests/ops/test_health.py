@@ -197,3 +197,19 @@ async def test_a_busy_probe_port_or_a_bad_variable_is_a_config_error_naming_it(m
         assert settings is not None and settings.port == port
         with pytest.raises(ConfigError, match=rf"probes: cannot listen on 127.0.0.1:{port}: .*BOLLYDOG_PROBE_PORT"):
             await start_probes(hub, settings, port)
+
+
+def test_service_exits_non_zero_with_one_line_when_its_database_is_down(tmp_path: Path) -> None:
+    config = tmp_path / "db-down.yaml"
+    config.write_text(
+        f"shop:\n  handlers: [{HANDLERS}]\n"
+        "  unit_of_work:\n    module: !module bollydog.adapters.sqlalchemy.SqlAlchemyUnitOfWork\n"
+        "    url: postgresql+asyncpg://app:secret@127.0.0.1:1/app\n"
+        "  protocol:\n    module: !module bollydog.adapters.sqlalchemy.SqlAlchemyProtocol\n"
+    )
+    process = bollydog("service", "--config", str(config), env={})
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ConfigError: cannot connect to database postgresql+asyncpg://app:***@127.0.0.1:1/app"), stderr
+    assert "secret" not in stderr and "Traceback" not in stderr
