@@ -213,3 +213,16 @@ def test_service_exits_non_zero_with_one_line_when_its_database_is_down(tmp_path
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: ConfigError: cannot connect to database postgresql+asyncpg://app:***@127.0.0.1:1/app"), stderr
     assert "secret" not in stderr and "Traceback" not in stderr
+
+
+async def test_a_crashed_hub_fails_livez_with_the_crash_reason() -> None:
+    hub = HubService(apps=[shop()])
+    async with hub:
+        async with probes_client(hub) as probes:
+            assert (await probes.get("/livez")).status_code == 200
+            await hub.crash(RuntimeError("disk on fire"))
+            answer = await probes.get("/livez")
+            ready = await probes.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json() == {"status": "unavailable", "reason": "the hub crashed: RuntimeError: disk on fire"}
+    assert ready.status_code == 503 and ready.json()["reason"] == answer.json()["reason"]

@@ -62,7 +62,7 @@ class Readiness:
 def _state(service: "Service", what: str) -> str | None:
     """Why ``service`` is not running, or None."""
     if service.crashed:
-        return f"{what} crashed"
+        return _crashed(service, what)
     if not service.started:
         return f"starting: {what} has not started"
     if service.should_stop:
@@ -70,10 +70,15 @@ def _state(service: "Service", what: str) -> str | None:
     return None
 
 
+def _crashed(service: "Service", what: str) -> str:
+    reason = service.crash_reason
+    return f"{what} crashed: {type(reason).__name__}: {reason}" if reason is not None else f"{what} crashed"
+
+
 def liveness(hub: HubT) -> Readiness:
     """Alive unless the hub crashed (a drain is no reason to restart the process)."""
     if hub.crashed:
-        return Readiness(False, "the hub crashed")
+        return Readiness(False, _crashed(hub, "the hub"))
     return Readiness(True)
 
 
