@@ -32,6 +32,12 @@ class MetricsScrape:
     at each scrape.
     """
 
+    #: What is missing, for whoever asks for the metrics of a hub without them.
+    missing = (
+        "no Prometheus exporter: set metrics_exporter: prometheus in the telemetry section "
+        "(or OTEL_METRICS_EXPORTER=prometheus), see docs/telemetry.md"
+    )
+
     def __bool__(self) -> bool:
         return False
 
@@ -39,10 +45,7 @@ class MetricsScrape:
         """The metrics now, encoded for ``accept`` (an HTTP Accept header): body, content type."""
         from bollydog.errors import ConfigError
 
-        raise ConfigError(
-            "no Prometheus exporter: set metrics_exporter: prometheus in the telemetry section "
-            "(or OTEL_METRICS_EXPORTER=prometheus)"
-        )
+        raise ConfigError(self.missing)
 
 
 class HubT(Service):

@@ -118,11 +118,7 @@ def probe_routes(hub: HubT) -> "list[Route]":
 
         scrape = hub.metrics_scrape
         if not scrape:
-            return _json(
-                {"error": "NotFound", "message": "no Prometheus exporter: set metrics_exporter: prometheus "
-                 "in the telemetry section (or OTEL_METRICS_EXPORTER=prometheus), see docs/telemetry.md"},
-                404,
-            )
+            return _json({"error": "NotFound", "message": scrape.missing}, 404)
         body, content_type = scrape.render(request.headers.get("accept"))
         return Response(body, 200, media_type=content_type)
 
