@@ -1,49 +1,30 @@
-"""bollydog inside an existing ASGI application: mount the routes of a config under a prefix.
+"""The ASGI app of a hub's entrypoints for a host application to mount (:class:`BollydogApp`),
+and :class:`HubContext`, the host middleware that makes ``bollydog.globals.hub`` work in the
+host's own endpoints. :func:`bollydog.asgi.asgi_app` builds them from a config or a hub.
 
-::
-
-    from fastapi import FastAPI
-    from bollydog.entrypoint.asgi import asgi_app
-
-    bolly = asgi_app("config.yaml")
-    app = FastAPI(lifespan=bolly.lifespan)   # the hub starts and stops with the host
-    app.mount("/bollydog", bolly)            # HTTP routes, WebSocket, MCP, probes
-
-The config's HTTP, WebSocket and MCP entrypoints are the same services as under ``bollydog
-service`` (their routes, auth, admission and drain), but the host's server serves them: their
-:class:`~bollydog.entrypoint.kit.site.Site` is a :class:`~bollydog.entrypoint.kit.site.HostedSite`,
-so nothing binds a port, runs a second uvicorn or handles a signal. A config without an ``http``
-section gets one with the defaults; without a ``websocket`` section, one at ``/ws``; with the
-``mcp`` extra installed, the HTTP service also serves MCP at ``/mcp`` unless the config says
-otherwise (``mcp=False`` turns it off). HTTP requests go to the MCP service when their path is
-its ``path``, else to the HTTP service; WebSocket connections to the WebSocket service.
-
-The host's own code reaches the hub as ``bolly.hub`` (``await bolly.hub.execute(...)``); with
-:class:`HubContext` in the host's middleware, ``bollydog.globals.hub`` works in its endpoints too.
+The HTTP, WebSocket and MCP entrypoints are the same services as under ``bollydog service``
+(their routes, auth, admission and drain), but the host's server serves them: their
+:class:`~bollydog.entrypoint.kit.site.Site` becomes a :class:`~bollydog.entrypoint.kit.site.HostedSite`,
+so nothing binds a port, runs a second uvicorn or handles a signal. HTTP requests go to the MCP
+service when their path is its ``path``, else to the HTTP service; WebSocket connections go to
+the WebSocket service.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bollydog.context import current_hub
 from bollydog.entrypoint.kit.site import HostedSite, Site
-from bollydog.errors import ConfigError, MissingDependencyError
-from bollydog.models.service import AppService
+from bollydog.errors import ConfigError
 from bollydog.types import Entrypoint, HubT
 
-__all__ = ["BollydogApp", "HubContext", "asgi_app"]
-
-#: Where the WebSocket service listens when the config has no ``websocket`` section.
-DEFAULT_WS_PATH = "/ws"
-#: Where the HTTP service serves MCP when the config does not say (and the extra is installed).
-DEFAULT_MCP_PATH = "/mcp"
+__all__ = ["BollydogApp", "HubContext", "is_mcp_service"]
 
 
 class BollydogApp:
@@ -76,7 +57,7 @@ class BollydogApp:
             self.http = _only(self.http, hosted, "http")
         elif isinstance(entrypoint, SocketService):
             self.websocket = _only(self.websocket, hosted, "websocket")
-        elif _is_mcp_service(entrypoint):
+        elif is_mcp_service(entrypoint):
             settings: Any = getattr(entrypoint, "settings")
             if settings.transport != "http":
                 raise ConfigError(f"{site.section}: transport {settings.transport} cannot be mounted; use transport: http")
@@ -125,73 +106,13 @@ class BollydogApp:
         return self.http
 
 
-def asgi_app(
-    config: Mapping[str, Any] | str | os.PathLike[str] | None = None,
-    *,
-    hub: HubT | None = None,
-    apps: Iterable[AppService] = (),
-    include: Iterable[str] | None = None,
-    exclude: Iterable[str] | None = None,
-    mcp: bool | None = None,
-) -> BollydogApp:
-    """The ASGI app serving ``config`` (a file or a dict, as ``bollydog service --config``;
-    ``include``/``exclude`` as its flags), or a hub built in code (``hub``), or a new hub of
-    ``apps``, for a host application to mount (see the module documentation).
-
-    ``mcp``: None serves MCP at ``/mcp`` when the ``mcp`` extra is installed (and the config's
-    ``http`` section sets no ``mcp_path``), True requires it, False leaves it out.
-    """
-    from bollydog.entrypoint.http.app import HttpService
-    from bollydog.entrypoint.websocket.app import SocketService
-
-    if sum(x is not None for x in (config, hub)) + bool(apps) > 1:
-        raise ConfigError("asgi_app: give one of config, hub or apps")
-    if hub is None:
-        from bollydog.bootstrap import build
-
-        if apps:
-            from bollydog.service.app import HubService
-
-            hub = HubService(apps)
-        else:
-            hub = build(config, include=include, exclude=exclude).hub
-    entrypoints = list(hub.entrypoints)
-    http = next((e for e in entrypoints if isinstance(e, HttpService)), None)
-    if http is None:
-        http = HttpService()
-        _add_entrypoint(hub, http)
-    if not any(isinstance(e, SocketService) for e in entrypoints):
-        _add_entrypoint(hub, SocketService(path=DEFAULT_WS_PATH))
-    _mcp_on_http(http, mcp, others=any(_is_mcp_service(e) for e in entrypoints))
-    return BollydogApp(hub, hub.entrypoints)
-
-
-def _is_mcp_service(entrypoint: Entrypoint) -> bool:
+def is_mcp_service(entrypoint: Entrypoint) -> bool:
+    """True for an :class:`~bollydog.entrypoint.mcp.app.McpService` (False without the SDK)."""
     if importlib.util.find_spec("mcp") is None:
         return False  # no McpService can have been built without the SDK
     from bollydog.entrypoint.mcp.app import McpService
 
     return isinstance(entrypoint, McpService)
-
-
-def _add_entrypoint(hub: HubT, entrypoint: Entrypoint) -> None:
-    add = getattr(hub, "add_entrypoint", None)
-    if add is None:
-        raise ConfigError(f"asgi_app: {type(hub).__name__} cannot take entrypoints (no add_entrypoint)")
-    add(entrypoint)
-
-
-def _mcp_on_http(http: Any, mcp: bool | None, *, others: bool) -> None:
-    """Serve MCP on the HTTP service at /mcp, as ``mcp`` asks (see :func:`asgi_app`)."""
-    installed = importlib.util.find_spec("mcp") is not None
-    if mcp is False:
-        if http.settings.mcp_path:
-            http.settings = http.settings.model_copy(update={"mcp_path": None})
-        return
-    if mcp and not installed:
-        raise MissingDependencyError("MCP in a mounted app", "mcp", "mcp")
-    if installed and not http.settings.mcp_path and not others:
-        http.settings = http.settings.model_copy(update={"mcp_path": DEFAULT_MCP_PATH})
 
 
 def _only(current: HostedSite | None, new: HostedSite, section: str) -> HostedSite:

@@ -9,7 +9,7 @@ import pytest
 import websockets
 from fastapi import FastAPI, Request
 
-from bollydog.entrypoint.asgi import HubContext, asgi_app
+from bollydog.asgi import HubContext, asgi_app
 from bollydog.errors import ConfigError, HubNotRunningError
 from tests.ops.conftest import HANDLERS, uvicorn_serving
 from tests.ops.ops_handlers import Add, WhoAmI
