@@ -20,7 +20,32 @@ if TYPE_CHECKING:  # pragma: no cover
     from bollydog.models.base import BaseMessage
     from bollydog.models.service import AppService
 
-__all__ = ["HubT", "Entrypoint", "HubPlugin"]
+__all__ = ["HubT", "Entrypoint", "HubPlugin", "MetricsScrape"]
+
+
+class MetricsScrape:
+    """The hub's metrics in a scrape format, as a Prometheus server reads them.
+
+    This base is the null object a hub has until an exporter provides one (the telemetry
+    plugin with ``metrics_exporter: prometheus``): false, and rendering it says how to turn it
+    on. Servers of ``/metrics`` (see :mod:`bollydog.entrypoint.kit.health`) ask the hub for it
+    at each scrape.
+    """
+
+    #: What is missing, for whoever asks for the metrics of a hub without them.
+    missing = (
+        "no Prometheus exporter: set metrics_exporter: prometheus in the telemetry section "
+        "(or OTEL_METRICS_EXPORTER=prometheus), see docs/telemetry.md"
+    )
+
+    def __bool__(self) -> bool:
+        return False
+
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The metrics now, encoded for ``accept`` (an HTTP Accept header): body, content type."""
+        from bollydog.errors import ConfigError
+
+        raise ConfigError(self.missing)
 
 
 class HubT(Service):
@@ -46,6 +71,8 @@ class HubT(Service):
     code_version: int
     #: What the last hot reload did; None when the process runs without ``--reload``.
     reload_report: "dict[str, Any] | None"
+    #: What ``/metrics`` serves: set by the telemetry plugin while a Prometheus reader runs.
+    metrics_scrape: MetricsScrape = MetricsScrape()
 
     async def __aenter__(self) -> Self:
         # mode's returns its abstract ServiceT: ``async with HubService() as hub`` gives the
@@ -174,6 +201,9 @@ class Entrypoint(Service):
     """
 
     mundane_level = "debug"
+    #: True when this entrypoint serves the hub's :attr:`~HubT.metrics_scrape` at ``/metrics``
+    #: (the telemetry plugin then opens no Prometheus port of its own).
+    serves_metrics: bool = False
 
     def __init__(self, *, hub: HubT | None = None, **options: Any) -> None:
         super().__init__()

@@ -48,7 +48,8 @@ def test_import_bollydog_loads_nothing_heavy():
     "module",
     ["bollydog.transport.redis", "bollydog.transport.memory", "bollydog.adapters.memory", "bollydog.adapters.sqlalchemy",
      "bollydog.adapters.file", "bollydog.telemetry", "bollydog.entrypoint.http.app",
-     "bollydog.entrypoint.websocket.app", "bollydog.service.app"],
+     "bollydog.entrypoint.websocket.app", "bollydog.entrypoint.asgi", "bollydog.entrypoint.kit.health",
+     "bollydog.service.app"],
 )
 def test_inner_parts_do_not_load_the_composition_root(module):
     loaded = _loaded_after(f"import {module}")

@@ -1,4 +1,12 @@
-"""Run a hub until SIGINT/SIGTERM: the first signal drains, a second one forces."""
+"""Run a hub until SIGINT/SIGTERM: the first signal drains, a second one forces.
+
+Before the hub starts, its required dependencies are checked (the transport's broker: one
+``PING`` for Redis; databases are checked by their adapters as the apps start): one that is
+down is a :class:`~bollydog.errors.ConfigError` naming it, so ``bollydog service`` exits 2 with
+the reason on one line instead of running without it. With ``BOLLYDOG_PROBE_PORT`` set, a probe
+server (``/livez``, ``/readyz``, ``/metrics``, see :mod:`bollydog.entrypoint.kit.health`) runs
+from before the start to after the stop, so that it answers "starting" and "draining" too.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,11 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from bollydog.errors import ConfigError
+
 if TYPE_CHECKING:  # pragma: no cover
+    from bollydog.entrypoint.kit.health import ProbeSettings
+    from bollydog.entrypoint.kit.site import Site
     from bollydog.types import HubT
 
 log = logging.getLogger("bollydog.cli")
@@ -31,8 +43,38 @@ _FORCED_STOP_TIME = 0.5
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+async def check_dependencies(hub: HubT) -> None:
+    """Raise :class:`ConfigError` when the transport's broker cannot be reached."""
+    problem = await hub.transport.probe()
+    if problem is not None:
+        raise ConfigError(f"{problem}; start it, or fix the transport's url in the config")
+
+
+def probe_settings() -> "ProbeSettings | None":
+    """The probe server's settings (``BOLLYDOG_PROBE_*``), None when no port is set."""
+    from bollydog.entrypoint.kit.health import ProbeSettings
+
+    settings = ProbeSettings.from_options({})
+    return settings if settings.port is not None else None
+
+
+async def start_probes(hub: HubT, settings: "ProbeSettings", port: int) -> "Site":
+    """The probe server of ``hub`` on ``port``, listening (see the module documentation)."""
+    from starlette.applications import Starlette
+
+    from bollydog.entrypoint.kit.health import probe_routes
+    from bollydog.entrypoint.kit.site import Site
+
+    site = Site(settings.host, port, section="probes", env="BOLLYDOG_PROBE_PORT",
+                log_level=settings.log_level, shutdown_timeout=1.0)
+    await site.start(Starlette(routes=probe_routes(hub)))
+    log.info("probes on %s (/livez, /readyz, /metrics)", site.url())
+    return site
+
+
 async def serve(
-    hub: HubT, *, on_force: Callable[[int], None] | None = None, on_started: Callable[[], None] | None = None
+    hub: HubT, *, on_force: Callable[[int], None] | None = None, probes: "ProbeSettings | None" = None,
+    on_started: Callable[[], None] | None = None,
 ) -> int:
     """Start ``hub`` (its apps and entrypoints), wait for a signal, stop it; return the exit status.
 
@@ -45,7 +87,21 @@ async def serve(
     ``on_started()`` is called once the hub runs (``--reload`` starts watching there).
 
     Signal handlers are installed here only (so no server steals them) and restored on return.
+    ``probes`` (default: from ``BOLLYDOG_PROBE_*``) runs the probe server around it all.
     """
+    settings = probes if probes is not None else probe_settings()
+    port = settings.port if settings is not None else None
+    site = await start_probes(hub, settings, port) if settings is not None and port is not None else None
+    try:
+        return await _serve(hub, on_force, on_started)
+    finally:
+        if site is not None:
+            await site.stop()
+
+
+async def _serve(
+    hub: HubT, on_force: Callable[[int], None] | None, on_started: Callable[[], None] | None
+) -> int:
     loop = asyncio.get_running_loop()
     # Signal handlers interrupt whatever runs, a handler too: their work must not run in (and
     # log with) that handler's context.
@@ -74,6 +130,7 @@ async def serve(
 
     previous: dict[int, Any] = {s: signal.signal(s, on_signal) for s in _SIGNALS}
     try:
+        await check_dependencies(hub)
         await hub.start()
         log.info("hub started: domains %s", ", ".join(hub.apps))
         if on_started is not None:

@@ -159,6 +159,14 @@ class Transport(Service):
     async def publish(self, event: BaseMessage) -> None:
         """Deliver an Event to the other processes that handle it (none by default)."""
 
+    async def probe(self) -> str | None:
+        """Why the broker cannot be reached now (one line, naming it), or None when it answers.
+
+        Asked by readiness checks and by ``bollydog service`` before it starts; a transport
+        with no broker (the in-process default) has nothing to reach.
+        """
+        return None
+
 
 class InProcessTransport(Transport):
     """One process: every message is handled here or has no handler. Starting and stopping it

@@ -37,7 +37,7 @@ class Instruments:
         self._failed: dict[tuple[str, str, str, str], int] = {}
         self.handled = meter.create_observable_counter(
             "bollydog.messages.handled", callbacks=[self._observe_handled], unit="{message}",
-            description="Handler executions finished, by domain, name and outcome (ok, error, timeout, cancelled).",
+            description="Handler executions finished, by message (domain.name) and outcome (ok, error, timeout, cancelled).",
         )
         self.failed = meter.create_observable_counter(
             "bollydog.messages.failed", callbacks=[self._observe_failed], unit="{message}",
@@ -72,11 +72,14 @@ class Instruments:
     def _observe_handled(self, options: CallbackOptions) -> Iterable[Observation]:
         # list() copies in one C call: safe against the event loop adding keys meanwhile.
         for (domain, name, outcome), value in list(self._handled.items()):
-            yield Observation(value, {"domain": domain, "name": name, "outcome": outcome})
+            yield Observation(value, {"message": f"{domain}.{name}", "domain": domain, "name": name, "outcome": outcome})
 
     def _observe_failed(self, options: CallbackOptions) -> Iterable[Observation]:
         for (domain, name, outcome, error_type), value in list(self._failed.items()):
-            yield Observation(value, {"domain": domain, "name": name, "outcome": outcome, "error.type": error_type})
+            yield Observation(value, {
+                "message": f"{domain}.{name}", "domain": domain, "name": name, "outcome": outcome,
+                "error.type": error_type,
+            })
 
     def observe(self, hub: "HubT") -> None:
         """Report ``hub.queue_size`` and ``hub.task_count`` as observable gauges."""
@@ -129,13 +132,15 @@ def record_retry(
             attributes["bollydog.retry.delay"] = delay
         span.add_event("retry", attributes)
     if instruments is not None:
-        instruments.retries.add(1, {"domain": message.domain, "name": message.name})
+        instruments.retries.add(
+            1, {"message": f"{message.domain}.{message.name}", "domain": message.domain, "name": message.name}
+        )
 
 
 def record_dead_letter(instruments: Instruments | None, dead_letter: "DeadLetter") -> None:
     """A message moved to a dead-letter store: an event on the current span and the counter.
 
-    The counter's attributes are ``domain`` and ``name``; ``reason`` is free text (transports
+    The counter's attributes are ``message`` (the canonical name), ``domain`` and ``name``; ``reason`` is free text (transports
     pass error messages) and goes on the span event only: as a metric attribute every value
     would be a new series.
     """
@@ -143,4 +148,6 @@ def record_dead_letter(instruments: Instruments | None, dead_letter: "DeadLetter
     if span.is_recording():
         span.add_event("dead_letter", {"bollydog.message.name": dead_letter.name, "bollydog.reason": dead_letter.reason})
     if instruments is not None:
-        instruments.dead_letters.add(1, {"domain": dead_letter.domain, "name": dead_letter.name.rpartition(".")[2]})
+        instruments.dead_letters.add(1, {
+            "message": dead_letter.name, "domain": dead_letter.domain, "name": dead_letter.name.rpartition(".")[2],
+        })

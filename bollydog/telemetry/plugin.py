@@ -6,7 +6,7 @@ Config section (every key optional)::
       app: !module bollydog.telemetry.TelemetryPlugin
       service_name: shop                     # else OTEL_SERVICE_NAME, else "bollydog"
       traces_exporter: otlp                  # console | otlp | memory | none (else OTEL_TRACES_EXPORTER)
-      metrics_exporter: otlp                 # (else OTEL_METRICS_EXPORTER)
+      metrics_exporter: otlp                 # or prometheus: a scrape endpoint (else OTEL_METRICS_EXPORTER)
       logs_exporter: none                    # (else OTEL_LOGS_EXPORTER)
       endpoint: http://127.0.0.1:4318        # OTLP/HTTP base URL (else OTEL_EXPORTER_OTLP_ENDPOINT)
 
@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bollydog.types import HubPlugin, HubT, _NoHub
+from bollydog.types import HubPlugin, HubT, MetricsScrape, _NoHub
 from bollydog.context import current_hub
 from bollydog.errors import ConfigError
 from bollydog.hub.hooks import DeadLetter
@@ -37,6 +37,7 @@ from bollydog.telemetry.setup import (
     require_sdk,
     wants_telemetry,
 )
+from bollydog.telemetry.prometheus import PrometheusScrape, ScrapeServer, require_prometheus
 from bollydog.telemetry.tracing import TelemetryMiddleware
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,6 +110,9 @@ class TelemetryPlugin(HubPlugin):
         self._log_handler: logging.Handler | None = None
         self._instruments: _metrics.Instruments | None = None
         self._listening = False
+        self._scrape_server: ScrapeServer | None = None
+        if "prometheus" in self.signals["metrics"]:
+            require_prometheus()  # an install hint now, not at start
 
     # -- the hub plugin protocol ---------------------------------------------------------------
 
@@ -161,9 +165,27 @@ class TelemetryPlugin(HubPlugin):
             from bollydog.logging import attach_otel_handler
 
             self._log_handler = attach_otel_handler(telemetry.logger_provider)
+        if telemetry.prometheus_registry is not None:
+            self._serve_scrape(telemetry.prometheus_registry)
+
+    def _serve_scrape(self, registry: Any) -> None:
+        """``/metrics`` on the hub's HTTP entrypoint, else on a port of its own."""
+        served = False
+        if self.hub:
+            self.hub.metrics_scrape = PrometheusScrape(registry)
+            served = any(e.serves_metrics for e in self.hub.entrypoints)
+        if not served:
+            server = ScrapeServer(registry)
+            server.start()
+            self._scrape_server = server
 
     async def on_stop(self) -> None:
         self._middleware.bind(None, None)
+        if self.hub and self.hub.metrics_scrape:
+            self.hub.metrics_scrape = MetricsScrape()
+        server, self._scrape_server = self._scrape_server, None
+        if server is not None:
+            await asyncio.to_thread(server.stop)
         if self._listening:
             self.hub.hooks.retrying.disconnect(self._on_retry)
             self.hub.hooks.dead_lettered.disconnect(self._on_dead_letter)
@@ -188,6 +210,12 @@ class TelemetryPlugin(HubPlugin):
     def _on_dead_letter(self, dead_letter: DeadLetter) -> None:
         """``hub.hooks.dead_lettered``: count it and mark it on the current span."""
         _metrics.record_dead_letter(self._instruments, dead_letter)
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """Where the plugin serves ``/metrics`` itself (no entrypoint of the hub does), once
+        started; None otherwise."""
+        return self._scrape_server.url if self._scrape_server is not None else None
 
     # -- in-memory exporters (``memory``), for tests -------------------------------------------
 

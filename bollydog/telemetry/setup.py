@@ -5,7 +5,8 @@ when :func:`configure_telemetry` runs, so ``import bollydog.telemetry`` needs no
 ``opentelemetry-api``.
 
 Exporter names, per signal: ``console``, ``otlp`` (OTLP over HTTP/protobuf), ``memory`` (kept
-in process, for tests; read them back from :class:`Telemetry`), ``none``; a comma-separated list
+in process, for tests; read them back from :class:`Telemetry`), ``prometheus`` (metrics only: a
+scrape endpoint, see :mod:`bollydog.telemetry.prometheus`), ``none``; a comma-separated list
 sends to several. An option left ``None`` falls back to the standard variable
 (``OTEL_TRACES_EXPORTER``, ``OTEL_METRICS_EXPORTER``, ``OTEL_LOGS_EXPORTER``), then to ``otlp``
 when an OTLP endpoint is configured, else ``none``.
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("bollydog.telemetry")
 
-EXPORTERS = ("console", "otlp", "memory", "none")
+EXPORTERS = ("console", "otlp", "memory", "prometheus", "none")
 SIGNALS = ("traces", "metrics", "logs")
 
 
@@ -71,6 +72,8 @@ def exporter_names(
                 f"telemetry {signal}_exporter: unknown exporter '{item}' "
                 f"(expected one of {', '.join(EXPORTERS)}, comma-separated for several)"
             )
+        if item == "prometheus" and signal != "metrics":
+            raise ConfigError(f"telemetry {signal}_exporter: prometheus exports metrics only")
     return [item for item in items if item != "none"]
 
 
@@ -93,6 +96,8 @@ class Telemetry:
     span_exporter: InMemorySpanExporter | None = None
     metric_reader: InMemoryMetricReader | None = None
     log_exporter: InMemoryLogRecordExporter | None = None
+    #: The prometheus_client registry of the ``prometheus`` metrics exporter (None without it).
+    prometheus_registry: Any = None
     installed_globally: list[str] = field(default_factory=list)
 
     def force_flush(self, timeout_millis: int = 10_000) -> None:
@@ -229,6 +234,11 @@ def _configure_metrics(
         elif item == "memory":
             metric_reader = telemetry.metric_reader = InMemoryMetricReader()
             readers.append(metric_reader)
+        elif item == "prometheus":
+            from bollydog.telemetry.prometheus import prometheus_reader
+
+            reader, telemetry.prometheus_registry = prometheus_reader()
+            readers.append(reader)
         elif item == "otlp":
             _check_protocol("metrics")
             exporter_class = _otlp_import("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter")

@@ -127,7 +127,9 @@ class TelemetryMiddleware:
             if instruments is not None:
                 domain, name = message.domain, message.name
                 instruments.count(domain, name, outcome, error)
-                instruments.duration.record(elapsed, {"domain": domain, "name": name, "outcome": outcome})
+                instruments.duration.record(
+                    elapsed, {"message": f"{domain}.{name}", "domain": domain, "name": name, "outcome": outcome}
+                )
 
     def _start_span(self, tracer: Tracer, message: "BaseMessage", handler: "Handler") -> Span:
         trace_id = int(message.trace_id, 16)

@@ -25,20 +25,20 @@ async def test_handled_failed_and_duration_by_domain_name_outcome():
             await hub.execute(Nap(seconds=5, expire_time=0.01))
         handled = by_attributes(metric_points(plugin, "bollydog.messages.handled"))
         assert {key: p.value for key, p in handled.items()} == {
-            (("domain", "shop"), ("name", "reserve"), ("outcome", "ok")): 3,
-            (("domain", "shop"), ("name", "boom"), ("outcome", "error")): 1,
-            (("domain", "shop"), ("name", "nap"), ("outcome", "timeout")): 1,
+            (("domain", "shop"), ("message", "shop.reserve"), ("name", "reserve"), ("outcome", "ok")): 3,
+            (("domain", "shop"), ("message", "shop.boom"), ("name", "boom"), ("outcome", "error")): 1,
+            (("domain", "shop"), ("message", "shop.nap"), ("name", "nap"), ("outcome", "timeout")): 1,
         }
         failed = by_attributes(metric_points(plugin, "bollydog.messages.failed"))
         assert {key: p.value for key, p in failed.items()} == {
-            (("domain", "shop"), ("error.type", "ValueError"), ("name", "boom"), ("outcome", "error")): 1,
-            (("domain", "shop"), ("error.type", "HandlerTimeoutError"), ("name", "nap"), ("outcome", "timeout")): 1,
+            (("domain", "shop"), ("error.type", "ValueError"), ("message", "shop.boom"), ("name", "boom"), ("outcome", "error")): 1,
+            (("domain", "shop"), ("error.type", "HandlerTimeoutError"), ("message", "shop.nap"), ("name", "nap"), ("outcome", "timeout")): 1,
         }
         durations = by_attributes(metric_points(plugin, "bollydog.handler.duration"))
-        nap = durations[(("domain", "shop"), ("name", "nap"), ("outcome", "timeout"))]
+        nap = durations[(("domain", "shop"), ("message", "shop.nap"), ("name", "nap"), ("outcome", "timeout"))]
         assert nap.count == 1 and 0.005 <= nap.sum < 1.0  # seconds
         assert 0.01 in nap.explicit_bounds  # second-scale buckets, not the SDK's millisecond ones
-        assert durations[(("domain", "shop"), ("name", "reserve"), ("outcome", "ok"))].count == 3
+        assert durations[(("domain", "shop"), ("message", "shop.reserve"), ("name", "reserve"), ("outcome", "ok"))].count == 3
 
 
 async def test_queue_depth_and_in_flight_gauges():
@@ -61,7 +61,7 @@ async def test_retries_counter(fast_retries):
     async with traced_hub(traces_exporter="none") as (hub, plugin):
         await hub.execute(Flaky(failures=2, delivery_count=3))
         (retries,) = metric_points(plugin, "bollydog.messages.retried")
-        assert retries.value == 2 and dict(retries.attributes) == {"domain": "shop", "name": "flaky"}
+        assert retries.value == 2 and dict(retries.attributes) == {"message": "shop.flaky", "domain": "shop", "name": "flaky"}
 
 
 async def test_dead_letters_reported_through_the_hub_hook_are_counted():
@@ -70,7 +70,7 @@ async def test_dead_letters_reported_through_the_hub_hook_are_counted():
         hub.hooks.dead_lettered(DeadLetter("shop.reserve", "shop", "max deliveries"))
         (point,) = metric_points(plugin, "bollydog.messages.dead_lettered")
         assert point.value == 2
-        assert dict(point.attributes) == {"domain": "shop", "name": "reserve"}
+        assert dict(point.attributes) == {"message": "shop.reserve", "domain": "shop", "name": "reserve"}
         # Free-text reasons (transports pass error messages) must not multiply the series.
         for i in range(3):
             hub.hooks.dead_lettered(DeadLetter("shop.reserve", "shop", f"invalid payload: missing field {i}"))

@@ -59,6 +59,12 @@ async def eventually(check: Any, timeout: float = 5.0) -> Any:
 class TransportContract:
     """Behaviours every transport has. Subclasses provide the ``deployment`` fixture."""
 
+    # -- reaching the broker (readiness, start-up checks) ---------------------------------------
+
+    async def test_probe_is_none_while_the_broker_answers(self, deployment: Deployment) -> None:
+        async with deployment.process(["calc"]) as worker:
+            assert await worker.transport.probe() is None
+
     # -- request / reply -----------------------------------------------------------------------
 
     async def test_request_reply_returns_the_result(self, deployment: Deployment) -> None:

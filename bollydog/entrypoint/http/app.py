@@ -129,6 +129,7 @@ class HttpService(Entrypoint):
         )
         self._openapi = b""
         self._app: _CutAnswered | None = None
+        self.serves_metrics = settings.probes
         #: The MCP endpoint at ``mcp_path`` (None when not configured), see docs/mcp.md.
         self.mcp: "StreamableHttp | None" = None
 
@@ -171,6 +172,8 @@ class HttpService(Entrypoint):
         routes.append(Route("/_bollydog/reload", self._reload_status, methods=["GET"]))
         if self.settings.openapi:
             routes.append(Route("/openapi.json", self._openapi_endpoint, methods=["GET"]))
+        if self.settings.probes:
+            routes.extend(self._probe_routes(routes))
         mcp_path = self.settings.mcp_path
         if mcp_path:
             from bollydog.entrypoint.mcp.http import mount  # needs the mcp extra
@@ -185,6 +188,17 @@ class HttpService(Entrypoint):
             routes=routes,
             exception_handlers={HTTPException: http_exception, Exception: self._server_error},
         )
+
+    def _probe_routes(self, routes: list[Route]) -> list[Route]:
+        """/livez, /readyz, /metrics (kit/health.py), unless a message route took the path."""
+        from bollydog.entrypoint.kit.health import PROBE_PATHS, probe_routes
+
+        taken = sorted({r.path for r in routes} & set(PROBE_PATHS))
+        if taken:
+            raise ConfigError(
+                f"http: {', '.join(taken)} is a probe path; choose another alias, or set http.probes: false"
+            )
+        return probe_routes(self.hub)
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the served routes."""

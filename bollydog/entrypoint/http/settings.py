@@ -73,3 +73,4 @@ class HttpSettings(EntrypointSettings, JwtSettings):
     )
     retry_after: int = Field(1, ge=0, description="Retry-After seconds on 503.")
     mcp_path: OptionalText = Field(None, description="Also serve MCP (streamable HTTP) here, e.g. /mcp.")
+    probes: bool = Field(True, description="Serve /livez, /readyz and /metrics (docs/operations.md).")

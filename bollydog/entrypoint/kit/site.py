@@ -32,7 +32,7 @@ from starlette.types import ASGIApp
 from bollydog.errors import ConfigError
 from bollydog.reload.handoff import announce, inherited_socket
 
-__all__ = ["Site", "listen"]
+__all__ = ["HostedSite", "Site", "listen"]
 
 log = logging.getLogger("bollydog.site")
 
@@ -233,3 +233,71 @@ class Site:
             ) from None
         finally:
             sock.close()
+
+
+class HostedSite(Site):
+    """A site whose app another server serves: an entrypoint mounted into a host ASGI app
+    (:mod:`bollydog.entrypoint.asgi`). It binds nothing and runs no uvicorn; calling it (an
+    ASGI app) forwards to the entrypoint's app from :meth:`start` on, and answers 503 before.
+
+    :meth:`stop` waits for the requests going through it (up to ``shutdown_timeout``), as
+    uvicorn waits for open connections; the app keeps answering meanwhile and afterwards (the
+    entrypoint itself refuses new work once stopping, and the probes say why).
+    """
+
+    def __init__(self, *, section: str) -> None:
+        super().__init__("", 0, section=section, env="")
+        self._app: ASGIApp | None = None
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._forced = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        """0: the host's server owns the socket."""
+        return 0
+
+    def url(self, scheme: str = "http", path: str = "") -> str:
+        return f"(mounted){path}"
+
+    async def start(self, app: ASGIApp) -> None:
+        self._forced.clear()
+        self._app = app
+
+    async def stop(self) -> None:
+        if self._inflight:
+            idle = asyncio.ensure_future(self._idle.wait())
+            forced = asyncio.ensure_future(self._forced.wait())
+            await asyncio.wait([idle, forced], timeout=self.shutdown_timeout, return_when=asyncio.FIRST_COMPLETED)
+            idle.cancel()
+            forced.cancel()
+
+    def force_exit(self) -> None:
+        self._forced.set()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        app = self._app
+        if app is None:
+            await _not_started(self.section, scope, receive, send)
+            return
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            await app(scope, receive, send)
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
+
+
+async def _not_started(section: str, scope: Any, receive: Any, send: Any) -> None:
+    """Before the host's lifespan started the hub: 503 (HTTP) or a refused socket."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1013, "reason": "not started"})
+        return
+    from starlette.responses import JSONResponse
+
+    body = {"error": "HubNotRunningError",
+            "message": f"{section}: not started; the host application's lifespan starts it"}
+    await JSONResponse(body, 503, headers={"retry-after": "1"})(scope, receive, send)

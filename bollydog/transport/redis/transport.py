@@ -34,6 +34,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from bollydog.models.base import BaseMessage
 from bollydog.transport.liveness import Liveness
@@ -141,6 +142,19 @@ class RedisTransport(StreamTransport[RedisProducer, RedisDelivery]):
         except (*NETWORK_ERRORS, TimeoutError) as exc:  # it expires after consumer_ttl anyway
             log.debug("could not withdraw consumer %s: %s", self.consumer, exc)
 
+    async def probe(self) -> str | None:
+        """One ``PING`` within ``op_timeout``: None when Redis answers, else why not (the URL
+        without its password)."""
+        where = _without_password(self.url)
+        try:
+            async with asyncio.timeout(self.settings.op_timeout):
+                await self.connections.client.ping()
+        except TimeoutError:
+            return f"cannot reach Redis at {where}: no answer within {self.settings.op_timeout}s (op_timeout)"
+        except NETWORK_ERRORS as exc:
+            return f"cannot reach Redis at {where}: {exc}"
+        return None
+
     async def send_event(self, event: BaseMessage, name: str, domains: tuple[str, ...]) -> None:
         await self.producer.publish(event, name, domains)
 
@@ -157,3 +171,11 @@ class RedisTransport(StreamTransport[RedisProducer, RedisDelivery]):
     async def close(self) -> None:
         """Close the connections (stopping does it too)."""
         await self.connections.close()
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{(parts.username or '')}:***@{netloc[2]}"))
