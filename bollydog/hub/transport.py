@@ -159,6 +159,12 @@ class Transport(Service):
     async def publish(self, event: BaseMessage) -> None:
         """Deliver an Event to the other processes that handle it (none by default)."""
 
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        """True for the one process of the deployment that claims ``key`` first within ``ttl``
+        seconds (what fires a scheduled tick once across processes). One process (the
+        default): always True."""
+        return True
+
 
 class InProcessTransport(Transport):
     """One process: every message is handled here or has no handler. Starting and stopping it
