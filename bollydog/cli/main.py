@@ -181,7 +181,7 @@ def shell(config: str | None, include: str, exclude: str) -> None:
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_command(config: str | None, as_json: bool) -> None:
-    """List domains, messages and their handlers."""
+    """List domains, messages and their handlers, entrypoints and schedules."""
     from bollydog.bootstrap import build
     from bollydog.service.builtins import describe_messages
 
@@ -197,8 +197,10 @@ def list_command(config: str | None, as_json: bool) -> None:
         for app in hub.apps.values()
     ]
     messages = describe_messages(hub.registry)
+    schedules = [entry.describe() for scheduler in composition.schedulers for entry in scheduler.planned]
     if as_json:
-        click.echo(json.dumps({"domains": domains, "messages": messages, "entrypoints": entrypoints}, indent=2))
+        listing = {"domains": domains, "messages": messages, "entrypoints": entrypoints, "schedules": schedules}
+        click.echo(json.dumps(listing, indent=2))
         return
     click.echo("DOMAINS")
     for d in domains:
@@ -214,6 +216,11 @@ def list_command(config: str | None, as_json: bool) -> None:
         click.echo(f"  {e['entrypoint']:<16} {e['url'] or ''}" + (f"  (MCP at {e['mcp']})" if e.get("mcp") else ""))
         for route in e.get("routes", []):
             click.echo(f"  {'':<16}   {','.join(route['methods']):<9} {' '.join(route['paths']):<40} {route['message']}")
+    if schedules:
+        click.echo("SCHEDULES")
+    for sched in schedules:
+        where = "" if sched["runs_here"] else f"  (runs where {sched['domain']} runs)"
+        click.echo(f"  {sched['schedule']:<24} {sched['trigger']:<28} {sched['message']}{where}")
 
 
 def _describe_entrypoint(entrypoint: Any) -> dict[str, Any]:

@@ -175,7 +175,7 @@ class Scheduler(HubPlugin, Entrypoint):
             message_type = registry.resolve(reference)
         except UnknownMessageError as exc:
             domain = reference.partition(".")[0]
-            if "." in reference and domain in registry.unloaded_domains():
+            if "." in reference and domain in registry.domains() and domain not in self.hub.apps:
                 entry.domain = domain  # run by another process, not loaded here: not ours to fire
                 return entry
             raise ConfigError(f"{where}.message: {exc}") from None
@@ -195,7 +195,8 @@ class Scheduler(HubPlugin, Entrypoint):
     # -- running ----------------------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        self.plan()
+        if not self.planned:  # the composition root resolved them already; by hand: now
+            self.plan()
         for entry in self.planned:
             if entry.active:
                 log.info("schedule %s: %s %s", entry.name, entry.reference, entry.trigger.describe())
