@@ -298,7 +298,7 @@ class MemoryBroker:
         now = time.monotonic()
         return [c for c, expiry in self._heartbeats.get(domain, {}).items() if expiry > now]
 
-    def claim(self, key: str, ttl: float) -> bool:
+    def claim_once(self, key: str, ttl: float) -> bool:
         """True when ``key`` was free (never claimed, or its claim expired): it is now taken
         for ``ttl`` seconds (Redis ``SET NX PX``)."""
         now = time.monotonic()

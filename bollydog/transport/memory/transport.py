@@ -237,7 +237,7 @@ class MemoryTransport(StreamTransport[MemoryProducer, MemoryDelivery]):
             self.broker.withdraw(domain, self.consumer)
 
     async def claim_once(self, key: str, ttl: float) -> bool:
-        return self.broker.claim(key, ttl)
+        return self.broker.claim_once(key, ttl)
 
     async def send_event(self, event: BaseMessage, name: str, domains: tuple[str, ...]) -> None:
         self.producer.publish(event, name, domains)
