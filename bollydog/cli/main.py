@@ -1,4 +1,4 @@
-"""The ``bollydog`` command: ``execute``, ``service``, ``shell``, ``ls``.
+"""The ``bollydog`` command: ``execute``, ``service``, ``shell``, ``ls``, ``docs``, ``graph``.
 
 Every command takes ``--config`` (YAML or JSON; optional when ``BOLLYDOG_HANDLERS`` names the
 handler modules). A ``.env`` file in the current directory is loaded first (existing variables
@@ -241,6 +241,52 @@ def _describe_entrypoint(entrypoint: Any) -> dict[str, Any]:
         if getattr(settings, "mcp_path", None):
             described["mcp"] = f"{described['url']}{settings.mcp_path}"
     return described
+
+
+@cli.group()
+def docs() -> None:
+    """Print the generated API documents (JSON on stdout)."""
+
+
+@docs.command(name="asyncapi")
+@_config_option
+@click.option("--title", default="bollydog", show_default=True, help="info.title of the document.")
+@click.option("--version", "doc_version", default="0.1.0", show_default=True, help="info.version of the document.")
+def docs_asyncapi(config: str | None, title: str, doc_version: str) -> None:
+    """The AsyncAPI 3.0 document of the transport's streams and messages (see docs/flow.md)."""
+    from bollydog.bootstrap import build
+    from bollydog.entrypoint.kit.asyncapi import build_asyncapi
+
+    try:
+        document = build_asyncapi(build(config, entrypoints=False).hub, title=title, version=doc_version)
+    except BollydogError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@docs.command(name="openapi")
+@_config_option
+def docs_openapi(config: str | None) -> None:
+    """The OpenAPI 3.1 document the config's HTTP section serves at /openapi.json."""
+    from bollydog.bootstrap import build
+    from bollydog.entrypoint.http.openapi import build_openapi
+    from bollydog.entrypoint.http.routes import build_routes
+
+    try:
+        composition = build(config)
+        http = [e for e in composition.entrypoints if hasattr(getattr(e, "settings", None), "router_mapping")]
+        if not http:
+            fail("the config has no HTTP section: add one with 'app: !module bollydog.entrypoint.http.app.HttpService'",
+                 EXIT_BAD_INPUT)
+        service: Any = http[0]
+        settings = service.settings
+        document = build_openapi(
+            build_routes(composition.hub.registry, settings), title=settings.title, version=settings.version,
+            auth=service.auth.enabled,
+        )
+    except BollydogError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 @cli.group()

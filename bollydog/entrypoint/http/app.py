@@ -168,11 +168,12 @@ class HttpService(Entrypoint):
         routes.append(Route("/_bollydog/messages/{iid}", self._outcome, methods=["GET"]))
         if self.settings.openapi:
             routes.append(Route("/openapi.json", self._openapi_endpoint, methods=["GET"]))
+            routes.append(Route("/asyncapi.json", self._asyncapi_endpoint, methods=["GET"]))
         mcp_path = self.settings.mcp_path
         if mcp_path:
             from bollydog.entrypoint.mcp.http import mount  # needs the mcp extra
 
-            taken = {r.path for r in routes} | {"/openapi.json"}
+            taken = {r.path for r in routes} | {"/openapi.json", "/asyncapi.json"}
             if mcp_path in taken or not mcp_path.startswith("/") or mcp_path.startswith("/_bollydog/"):
                 raise ConfigError(f"http.mcp_path: {mcp_path} is taken or reserved; choose another path like /mcp")
             self.mcp = mount(self)
@@ -227,6 +228,12 @@ class HttpService(Entrypoint):
         await self.site.stop()
 
     # -- built-in routes ------------------------------------------------------------------------
+
+    async def _asyncapi_endpoint(self, request: Request) -> Response:
+        from bollydog.entrypoint.kit.asyncapi import build_asyncapi
+
+        s = self.settings
+        return json_response(build_asyncapi(self.hub, title=s.title, version=s.version))
 
     async def _openapi_endpoint(self, request: Request) -> Response:
         if not self._openapi:
