@@ -243,6 +243,36 @@ def _describe_entrypoint(entrypoint: Any) -> dict[str, Any]:
     return described
 
 
+@cli.command()
+@_config_option
+@_include_option
+@_exclude_option
+def graph(config: str | None, include: str, exclude: str) -> None:
+    """Print the message flow as a Mermaid flowchart: messages, handlers, what each handler
+    sends, grouped by domain. --include/--exclude pick the domains this process runs."""
+    from collections.abc import Mapping
+
+    from bollydog.bootstrap import build
+    from bollydog.graph import message_flow, to_mermaid
+    from bollydog.handlers import Handler, discover
+
+    try:
+        composition = build(config, include=_split(include), exclude=_split(exclude), entrypoints=False)
+        hub = composition.hub
+        declared = hub.registry.domains()
+        elsewhere: dict[str, list[Handler]] = {}
+        for key, section in composition.config.items():
+            domain = section.get("domain", key) if isinstance(section, Mapping) else key
+            if domain in declared and domain not in hub.apps and isinstance(section, Mapping):
+                modules = section.get("handlers") or []
+                elsewhere[domain] = [h for module in modules for h in discover(module)]
+    except BollydogError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    where = {d: "runs here" for d in hub.apps if d != "bollydog"}
+    where.update({d: "runs elsewhere" for d in elsewhere})
+    click.echo(to_mermaid(message_flow(hub.registry, where, elsewhere)), nl=False)
+
+
 @cli.group()
 def docs() -> None:
     """Print the generated API documents (JSON on stdout)."""
