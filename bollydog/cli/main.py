@@ -220,7 +220,7 @@ def list_command(config: str | None, as_json: bool) -> None:
         click.echo("SCHEDULES")
     for sched in schedules:
         where = "" if sched["runs_here"] else f"  (runs where {sched['domain']} runs)"
-        click.echo(f"  {sched['schedule']:<24} {sched['trigger']:<28} {sched['message']}{where}")
+        click.echo(f"  {sched['schedule']:<24} {sched['trigger']:<32} {sched['message']}{where}")
 
 
 def _describe_entrypoint(entrypoint: Any) -> dict[str, Any]:

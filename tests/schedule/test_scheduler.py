@@ -67,24 +67,21 @@ async def test_cron_ticks_follow_a_manual_clock_and_missed_ticks_fire_once(calls
     scheduler = scheduler_of(composition)
     hub = composition.hub
     async with hub:
-        await until(lambda: clock.sleeping == 1)
-        clock.advance(3 * 60)  # 00:04: nothing due yet
-        await asyncio.sleep(0.05)
+        await clock.asleep()
+        await clock.advance(3 * 60)  # 00:04: nothing due yet
         assert calls == []
-        clock.advance(60)  # 00:05
-        await until(lambda: len(calls) == 1)
+        await clock.advance(60)  # 00:05
+        await hub.drain(5)
         assert calls == [{"label": "sweep 30"}]
-        await until(lambda: clock.sleeping == 1)
         # Asleep for half an hour (00:05 -> 00:36): 00:10 ... 00:35 were due; only 00:35 fires.
-        clock.advance(31 * 60)
-        await until(lambda: len(calls) == 2)
-        await until(lambda: clock.sleeping == 1)
-        await asyncio.sleep(0.05)
+        await clock.advance(31 * 60)
+        await hub.drain(5)
         assert len(calls) == 2
         entry = scheduler.planned[0]
         assert (entry.fired, entry.skipped) == (2, 5)
-        clock.advance(4 * 60)  # 00:40
-        await until(lambda: len(calls) == 3)
+        await clock.advance(4 * 60)  # 00:40
+        await hub.drain(5)
+        assert len(calls) == 3
 
 
 async def test_a_command_declared_with_every_gets_a_scheduler_without_a_config_section() -> None:
