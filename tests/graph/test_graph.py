@@ -116,3 +116,9 @@ def test_a_handlers_module_without_config(module: str) -> None:
     assert ("tests.graph.flow_handlers.step", "hands off", "handlers.other") in edges
     assert ("handlers.noted", "handled by", "tests.graph.flow_handlers.noted") in edges
     assert ("handlers.done", "handled by", "tests.graph.flow_handlers.noted") in edges
+
+
+def test_the_diagram_in_docs_flow_is_what_the_command_prints() -> None:
+    page = (ROOT / "docs" / "flow.md").read_text()
+    shown = page.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert shown == graph("--config", "example/config.yaml")
