@@ -171,3 +171,23 @@ def test_bollydog_ls_lists_the_schedules(tmp_path: Any) -> None:
     path.write_text(bad)
     failed = CliRunner().invoke(cli, ["ls", "--config", str(path)])
     assert failed.exit_code == 2 and "unknown message 'jobs.swep'" in failed.output
+
+
+async def test_each_tick_is_a_span_of_its_own_named_canonically(calls: list[dict[str, Any]]) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    clock = ManualClock(1_800_000_000.0)
+    cfg = config(beat={"message": "jobs.tick", "every": 60})
+    cfg["scheduler"]["clock"] = clock
+    from bollydog.telemetry import TelemetryPlugin
+
+    hub = build(cfg).hub
+    plugin = TelemetryPlugin(traces_exporter="memory", metrics_exporter="none", install_global=False).install(hub)
+    async with hub:
+        await clock.asleep()
+        await clock.advance(60)
+        await clock.advance(60)
+        assert await hub.drain(5)
+        spans = [s for s in plugin.span_exporter.get_finished_spans() if s.name == "jobs.tick"]
+    assert len(spans) == 2
+    assert {format(s.context.trace_id, "032x") for s in spans} == {c["trace_id"] for c in calls}
+    assert all(s.parent is None for s in spans)
