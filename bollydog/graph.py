@@ -9,27 +9,33 @@ What a handler sends is read statically from its source (its AST), where it can 
   and ``raise_event(E(...))`` (a domain object's event, published after the commit).
 
 A message built elsewhere and passed in a variable is not seen (the graph says what the code
-shows, never guesses). :func:`to_mermaid` renders a Mermaid flowchart, one subgraph per domain,
-labelled with where the domain runs.
+shows, never guesses). :func:`observed_sends` reads what did happen from exported traces (OTLP
+JSON): a span's parent span is the handler execution that sent it. :func:`to_mermaid` renders a
+Mermaid flowchart, one subgraph per domain, labelled with where the domain runs.
 """
 
 from __future__ import annotations
 
 import ast
+import base64
+import binascii
 import builtins
 import inspect
+import json
 import re
 import textwrap
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bollydog.errors import ConfigError
 from bollydog.models.base import BaseMessage, Command, Event
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.handlers import Handler, HandlerRegistry
 
-__all__ = ["Edge", "FlowGraph", "message_flow", "sends_of", "to_mermaid"]
+__all__ = ["Edge", "FlowGraph", "message_flow", "observed_sends", "sends_of", "to_mermaid"]
 
 BUILTIN = "bollydog"  # the built-in domain: drawn only where a handler sends to it
 
@@ -57,6 +63,8 @@ class FlowGraph:
     messages: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (domain, kind)
     handlers: dict[str, str] = field(default_factory=dict)  # qualname -> domain
     edges: list[Edge] = field(default_factory=list)
+    #: How often traces showed each (handler, message) send and (message, handler) handling.
+    observed: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 def sends_of(func: Any) -> list[tuple[type[BaseMessage], str]]:
@@ -114,17 +122,58 @@ def _resolve(node: ast.expr, namespace: Mapping[str, Any]) -> Any:
     return None
 
 
+def observed_sends(lines: Iterable[str]) -> Counter[tuple[str, str]]:
+    """Count, in OTLP JSON traces (one ``{"resourceSpans": ...}`` document a line, as the
+    OpenTelemetry Collector's file exporter writes them), each handler -> message send and each
+    message -> handler execution of bollydog's spans. Ids may be hex (OTLP JSON) or base64
+    (protobuf's JSON mapping). Raises :class:`ConfigError` naming the first bad line."""
+    spans: dict[str, tuple[str, str, str]] = {}  # span id -> (message name, handler, parent id)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            document = json.loads(line)
+            for resource in document["resourceSpans"]:
+                for scope in resource.get("scopeSpans", ()):
+                    for span in scope.get("spans", ()):
+                        attributes = {a["key"]: a.get("value", {}).get("stringValue") for a in span.get("attributes", ())}
+                        handler = attributes.get("bollydog.handler")
+                        if handler:
+                            parent = _span_id(span.get("parentSpanId") or "")
+                            spans[_span_id(span["spanId"])] = (span["name"], handler, parent)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"traces line {number}: not an OTLP JSON trace document ({type(exc).__name__}: {exc})") from None
+    seen: Counter[tuple[str, str]] = Counter()
+    for name, handler, parent in spans.values():
+        seen[(name, handler)] += 1
+        if parent in spans:
+            seen[(spans[parent][1], name)] += 1
+    return seen
+
+
+def _span_id(value: str) -> str:
+    if re.fullmatch(r"[0-9a-fA-F]*", value) and len(value) in (0, 16, 32):
+        return value.lower()
+    try:
+        return base64.b64decode(value, validate=True).hex()
+    except (binascii.Error, ValueError):
+        raise ValueError(f"span id {value!r} is neither hex nor base64") from None
+
+
 def message_flow(
     registry: "HandlerRegistry",
     where: Mapping[str, str],
     elsewhere: Mapping[str, Iterable["Handler"]] = {},
+    observed: Mapping[tuple[str, str], int] = {},
 ) -> FlowGraph:
     """The graph of ``registry``'s messages and handlers.
 
     ``where`` names each domain's place (``this process``, ``another process``); ``elsewhere``
-    adds the handlers of domains not run here (discovered from their modules), by domain.
+    adds the handlers of domains not run here (discovered from their modules), by domain;
+    ``observed`` (from :func:`observed_sends`) counts what traces showed: the edges the source
+    states get their count, the others are added as ``seen at runtime``.
     """
-    graph = FlowGraph(where=dict(where))
+    graph = FlowGraph(where=dict(where), observed=Counter(observed))
     handlers: list[tuple[str, "Handler"]] = []
     for served in registry.served_commands():
         if served.handler is not None:
@@ -156,6 +205,20 @@ def message_flow(
             graph.edges.append(Edge(note(message_type), handler.qualname, "handled by"))
         for sent, how in sends_of(handler.func):
             graph.edges.append(Edge(handler.qualname, note(sent), how))
+    known = {(e.source, e.target) for e in graph.edges}
+    for (source, target), _ in sorted(observed.items()):
+        if (source, target) in known:
+            continue
+        if source in graph.messages and target not in graph.messages:
+            graph.handlers.setdefault(target, graph.messages[source][0])
+            graph.edges.append(Edge(source, target, "handled by"))
+        elif source in graph.handlers or target in graph.messages:
+            if target not in graph.messages:
+                domain = target.partition(".")[0]
+                graph.messages[target] = (domain, "command")
+                graph.where.setdefault(domain, "?")
+            graph.handlers.setdefault(source, graph.messages[target][0])
+            graph.edges.append(Edge(source, target, "seen at runtime"))
     graph.edges = list(dict.fromkeys(graph.edges))
     return graph
 
@@ -188,8 +251,13 @@ def to_mermaid(graph: FlowGraph) -> str:
                 lines.append(f'    {_id("h_", qualname)}("{_text(qualname)}")')
         lines.append("  end")
     for edge in graph.edges:
+        count = graph.observed.get((edge.source, edge.target))
+        seen = f" ×{count}" if count else ""
         if edge.label == "handled by":
-            lines.append(f"  {_id('m_', edge.source)} --> {_id('h_', edge.target)}")
+            label = f'|"{seen.strip()}"| ' if seen else " "
+            lines.append(f"  {_id('m_', edge.source)} -->{label}{_id('h_', edge.target)}")
         else:
-            lines.append(f'  {_id("h_", edge.source)} -->|"{_text(edge.label)}"| {_id("m_", edge.target)}')
+            # Dashed: the traces show it, the source does not state it.
+            arrow = "-.->" if edge.label == "seen at runtime" else "-->"
+            lines.append(f'  {_id("h_", edge.source)} {arrow}|"{_text(edge.label)}{seen}"| {_id("m_", edge.target)}')
     return "\n".join(lines) + "\n"

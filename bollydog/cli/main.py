@@ -247,16 +247,23 @@ def _describe_entrypoint(entrypoint: Any) -> dict[str, Any]:
 @_config_option
 @_include_option
 @_exclude_option
-def graph(config: str | None, include: str, exclude: str) -> None:
+@click.option("--traces", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="OTLP JSON traces (one document a line, the Collector's file exporter): count each "
+              "edge and add the sends only the traces show.")
+def graph(config: str | None, include: str, exclude: str, traces: str | None) -> None:
     """Print the message flow as a Mermaid flowchart: messages, handlers, what each handler
     sends, grouped by domain. --include/--exclude pick the domains this process runs."""
     from collections.abc import Mapping
 
     from bollydog.bootstrap import build
-    from bollydog.graph import message_flow, to_mermaid
+    from bollydog.graph import message_flow, observed_sends, to_mermaid
     from bollydog.handlers import Handler, discover
 
     try:
+        observed: Mapping[tuple[str, str], int] = {}
+        if traces is not None:
+            with open(traces, encoding="utf-8") as lines:
+                observed = observed_sends(lines)
         composition = build(config, include=_split(include), exclude=_split(exclude), entrypoints=False)
         hub = composition.hub
         declared = hub.registry.domains()
@@ -270,7 +277,7 @@ def graph(config: str | None, include: str, exclude: str) -> None:
         fail(str(exc), EXIT_BAD_INPUT)
     where = {d: "runs here" for d in hub.apps if d != "bollydog"}
     where.update({d: "runs elsewhere" for d in elsewhere})
-    click.echo(to_mermaid(message_flow(hub.registry, where, elsewhere)), nl=False)
+    click.echo(to_mermaid(message_flow(hub.registry, where, elsewhere, observed)), nl=False)
 
 
 @cli.group()

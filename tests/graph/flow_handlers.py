@@ -43,8 +43,10 @@ async def start(command: Start):
     yield Done()
 
 
-async def step(command: Step) -> Other:
+async def step(command: Step) -> Other | None:
     hub.publish_nowait(Noted())
+    if command.n != 1:
+        return None
     return Other()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import subprocess
@@ -15,7 +17,7 @@ from tests.graph import flow_handlers as f
 
 ROOT = Path(__file__).resolve().parents[2]
 _NODE = re.compile(r'^\s+(?P<id>[mh]_\w+)(?:\["(?P<box>[^"]+)"\]|\{\{"(?P<hex>[^"]+)"\}\}|\("(?P<round>[^"]+)"\))$')
-_EDGE = re.compile(r'^\s+(?P<a>\w+) -->(?:\|"(?P<label>[^"]+)"\|)? (?P<b>\w+)$')
+_EDGE = re.compile(r'^\s+(?P<a>\w+) (?:-->|-\.->)(?:\|"(?P<label>[^"]+)"\|)? (?P<b>\w+)$')
 _SUB = re.compile(r'^\s+subgraph (?P<id>\w+)\["(?P<title>[^"]+)"\]$')
 
 
@@ -122,3 +124,50 @@ def test_the_diagram_in_docs_flow_is_what_the_command_prints() -> None:
     page = (ROOT / "docs" / "flow.md").read_text()
     shown = page.split("```mermaid\n", 1)[1].split("```", 1)[0]
     assert shown == graph("--config", "example/config.yaml")
+
+
+async def test_traces_count_the_edges_and_add_what_only_they_show(tmp_path: Path) -> None:
+    """A real run exported as OTLP JSON, the way a collector's file exporter writes it."""
+    pytest.importorskip("opentelemetry.sdk")
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from bollydog.bootstrap import build
+    from bollydog.telemetry import TelemetryPlugin
+
+    hub = build({"handlers": {"handlers": ["tests.graph.flow_handlers"]}}).hub
+    plugin = TelemetryPlugin(traces_exporter="memory", metrics_exporter="none", install_global=False).install(hub)
+    async with hub:
+        await hub.execute(f.Start())
+        assert await hub.drain(5)
+        spans = plugin.span_exporter.get_finished_spans()
+    document = MessageToDict(encode_spans(spans))  # protobuf's JSON: ids in base64
+    hexed = json.loads(json.dumps(document))
+    for resource in hexed["resourceSpans"]:
+        for scope in resource["scopeSpans"]:
+            for span in scope["spans"]:
+                for key in ("spanId", "parentSpanId", "traceId"):
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()  # OTLP JSON: hex
+    for name, doc in (("b64", document), ("hex", hexed)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(json.dumps(doc) + "\n")
+        env = {**os.environ, "BOLLYDOG_HANDLERS": "tests.graph.flow_handlers", "PYTHONPATH": str(ROOT)}
+        run = subprocess.run([sys.executable, "-m", "bollydog", "graph", "--traces", str(path)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        _, edges, _, _ = parse(run.stdout)
+        start = "tests.graph.flow_handlers.start"
+        # Sent from a variable: only the traces show it (a dashed arrow).
+        assert (start, "seen at runtime ×1", "handlers.later") in edges, name
+        assert "-.->" in run.stdout
+        # Stated in the source and seen: Step(n=1), three in the list, one in the tuple.
+        assert (start, "yields ×5", "handlers.step") in edges
+        assert ("handlers.start", "×1", start) in edges
+        assert ("tests.graph.flow_handlers.step", "hands off ×2", "handlers.other") in edges
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"resourceSpans": []}\nnot json\n')
+    run = subprocess.run([sys.executable, "-m", "bollydog", "graph", "--traces", str(bad)], cwd=ROOT,
+                         env={**os.environ, "BOLLYDOG_HANDLERS": "tests.graph.flow_handlers", "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "traces line 2: not an OTLP JSON trace document" in run.stderr
