@@ -52,6 +52,7 @@ _ATTRIBUTE = "__bollydog_schedules__"
 _OPTIONS = frozenset({"message", "every", "cron", "timezone", "fields"})
 #: A claim outlives its tick by at least this long: longer than the clock skew between processes.
 _MIN_CLAIM_TTL = 60.0
+_MAX_SLEEP = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +213,8 @@ class Scheduler(HubPlugin, Entrypoint):
             now = self.clock.time()
             soonest = min(due.values())
             if soonest > now:
-                await self.clock.sleep(soonest - now)
+                # Woken at least once a minute: a wall clock set forward or back is noticed.
+                await self.clock.sleep(min(soonest - now, _MAX_SLEEP))
                 continue
             for entry in entries:
                 tick = due[entry.name]

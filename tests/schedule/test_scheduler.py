@@ -191,3 +191,16 @@ async def test_each_tick_is_a_span_of_its_own_named_canonically(calls: list[dict
     assert len(spans) == 2
     assert {format(s.context.trace_id, "032x") for s in spans} == {c["trace_id"] for c in calls}
     assert all(s.parent is None for s in spans)
+
+
+def test_a_cron_schedule_without_croniter_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from bollydog.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "croniter", None)  # import croniter raises ImportError
+    with pytest.raises(MissingDependencyError) as caught:
+        build(config(s={"message": "jobs.tick", "cron": "* * * * *"}))
+    assert "pip install 'bollydog[schedule]'" in str(caught.value)
+    build(config(s={"message": "jobs.tick", "every": 5}))  # intervals need nothing
+
