@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bollydog.entrypoint.http.endpoint import MessageEndpoint
 from bollydog.entrypoint.http.openapi import build_openapi
+from bollydog.entrypoint.kit.asyncapi import build_asyncapi
 from bollydog.entrypoint.http.qos import OutcomeStore, describe_outcome
 from bollydog.entrypoint.http.responses import JSON, error_response, http_exception, json_response
 from bollydog.entrypoint.http.routes import RouteSpec, build_routes
@@ -127,7 +128,7 @@ class HttpService(Entrypoint):
             log_level=settings.log_level, access_log=settings.access_log,
             limit_concurrency=settings.limit_concurrency,
         )
-        self._openapi = b""
+        self._openapi = self._asyncapi = b""
         #: The MCP endpoint at ``mcp_path`` (None when not configured), see docs/mcp.md.
         self.mcp: "StreamableHttp | None" = None
 
@@ -178,7 +179,7 @@ class HttpService(Entrypoint):
                 raise ConfigError(f"http.mcp_path: {mcp_path} is taken or reserved; choose another path like /mcp")
             self.mcp = mount(self)
             routes.append(Route(mcp_path, endpoint=self.mcp))
-        self._openapi = b""
+        self._openapi = self._asyncapi = b""
         return Starlette(
             routes=routes,
             exception_handlers={HTTPException: http_exception, Exception: self._server_error},
@@ -230,10 +231,10 @@ class HttpService(Entrypoint):
     # -- built-in routes ------------------------------------------------------------------------
 
     async def _asyncapi_endpoint(self, request: Request) -> Response:
-        from bollydog.entrypoint.kit.asyncapi import build_asyncapi
-
-        s = self.settings
-        return json_response(build_asyncapi(self.hub, title=s.title, version=s.version))
+        if not self._asyncapi:
+            s = self.settings
+            self._asyncapi = bytes(json_response(build_asyncapi(self.hub, title=s.title, version=s.version)).body)
+        return Response(self._asyncapi, 200, media_type=JSON)
 
     async def _openapi_endpoint(self, request: Request) -> Response:
         if not self._openapi:
