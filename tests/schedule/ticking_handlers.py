@@ -41,7 +41,7 @@ async def tick(command: Tick) -> str:
 
         client = aioredis.Redis.from_url(url, decode_responses=True)
         try:
-            await client.rpush(key, f"{os.getpid()} {time.time()}")
+            await client.rpush(key, f"{os.getpid()} {command.created_time}")  # made right after its tick
         finally:
             await client.aclose()
     return command.label
