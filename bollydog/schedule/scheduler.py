@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mode import Service
 
+from bollydog.encoding import jsonable
 from bollydog.errors import BollydogError, ConfigError, InvalidMessageError, UnknownMessageError
 from bollydog.models.base import BaseMessage, Command
 from bollydog.schedule.clock import Clock, SystemClock
@@ -108,7 +109,7 @@ class Planned:
     def describe(self) -> dict[str, Any]:
         return {
             "schedule": self.name, "message": self.reference, "trigger": self.trigger.describe(),
-            "fields": dict(self.fields), "domain": self.domain, "runs_here": self.active, "source": self.source,
+            "fields": jsonable(dict(self.fields)), "domain": self.domain, "runs_here": self.active, "source": self.source,
         }
 
 
