@@ -32,6 +32,7 @@ from bollydog.errors import ConfigError
 from bollydog.handlers import discover, messages_in
 from bollydog.hub.transport import InProcessTransport, Transport
 from bollydog.models.service import AppService
+from bollydog.schedule import Scheduler, declared_schedules
 from bollydog.service.app import HubService
 from bollydog.settings import get_settings
 from bollydog.types import Entrypoint, HubPlugin
@@ -47,6 +48,8 @@ class Composition:
     apps: list[AppService] = field(default_factory=list)
     entrypoints: list[Service] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    #: The schedulers (a config section, or made for Commands declaring schedules), resolved.
+    schedulers: list[Scheduler] = field(default_factory=list)
 
 
 def build(
@@ -87,7 +90,7 @@ def build(
         for key, section in sections.items()
         if key in selected or _is_infrastructure(section)
     }
-    if not any(issubclass(t, HubPlugin) for t in targets.values()):
+    if not any(issubclass(t, HubPlugin) and not issubclass(t, Scheduler) for t in targets.values()):
         plugin = _telemetry_from_environment()
         if plugin is not None:
             _add_infrastructure(hub, plugin)
@@ -95,7 +98,9 @@ def build(
     # before any entrypoint starts taking requests.
     ordered = sorted(targets.items(), key=lambda item: not issubclass(item[1], (Transport, HubPlugin)))
     for key, target in ordered:
-        if issubclass(target, (Transport, HubPlugin)):
+        if issubclass(target, Scheduler):
+            composition.schedulers.append(_construct(key, sections[key], target))
+        elif issubclass(target, (Transport, HubPlugin)):
             _add_infrastructure(hub, _construct(key, sections[key], target))
         elif issubclass(target, AppService):
             app = _construct(key, sections[key], target)
@@ -122,7 +127,20 @@ def build(
         app = AppService(domain="handlers", handlers=env_modules)
         hub.add_app(app)
         composition.apps.append(app)
+    _add_schedulers(composition, entrypoints)
     return composition
+
+
+def _add_schedulers(composition: Composition, entrypoints: bool) -> None:
+    """Resolve the schedules now (a bad name is a start-up error); a scheduler ticks only in a
+    process that serves (not under ``execute``), started with the entrypoints."""
+    hub = composition.hub
+    if not composition.schedulers and any(declared_schedules(s.message) for s in hub.registry.served_commands()):
+        composition.schedulers.append(Scheduler())
+    for scheduler in composition.schedulers:
+        scheduler.plan(hub)
+        if entrypoints:
+            hub.add_entrypoint(scheduler)
 
 
 def select(

@@ -200,6 +200,10 @@ class HandlerRegistry:
         for message_type in self.message_classes():
             type.__setattr__(message_type, "domain", self.domain_of(message_type))
 
+    def domains(self) -> list[str]:
+        """Every declared domain, run here or elsewhere, in declaration (config) order."""
+        return list(self._domains)
+
     def unloaded_domains(self) -> list[str]:
         """Declared domains of which no message is known here (run elsewhere, no transport)."""
         loaded = {self.domain_of(c) for c in self.message_classes()}

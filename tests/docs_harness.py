@@ -4,7 +4,7 @@ The convention (also summed up in ``tests/test_docs.py``):
 
 * Every fenced block needs an info string. ``python``, ``yaml``/``yml``, ``json`` and
   ``shell``/``sh``/``bash`` blocks are *runnable* and run, unless the line right before the
-  fence is ``<!-- not run: why -->``. ``text`` blocks are illustrations and never run (except
+  fence is ``<!-- not run: why -->``. ``text`` (and ``mermaid``) blocks are illustrations and never run (except
   WebSocket transcripts marked ``transcript``, below). Any other info string is an error.
 * The line right before a fence may instead be ``<!-- run: option ... -->`` with options:
   ``serve=CONFIG`` (the block runs while ``bollydog service --config CONFIG`` serves),
@@ -71,7 +71,7 @@ PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").
 
 RUNNABLE = {"python": "python", "py": "python", "yaml": "yaml", "yml": "yaml", "json": "json",
             "shell": "shell", "sh": "shell", "bash": "shell"}
-ILLUSTRATION = {"text"}
+ILLUSTRATION = {"text", "mermaid"}  # mermaid: a diagram GitHub renders (docs/flow.md checks its own)
 OPTIONS = {"serve", "shell", "stub", "needs", "into", "transcript"}
 SERVICES = {"redis", "otlp"}
 

@@ -1,4 +1,4 @@
-"""The ``bollydog`` command: ``execute``, ``service``, ``shell``, ``ls``.
+"""The ``bollydog`` command: ``execute``, ``service``, ``shell``, ``ls``, ``docs``, ``graph``.
 
 Every command takes ``--config`` (YAML or JSON; optional when ``BOLLYDOG_HANDLERS`` names the
 handler modules). A ``.env`` file in the current directory is loaded first (existing variables
@@ -245,7 +245,7 @@ def shell(config: str | None, include: str, exclude: str, reload: bool) -> None:
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_command(config: str | None, as_json: bool) -> None:
-    """List domains, messages and their handlers."""
+    """List domains, messages and their handlers, entrypoints and schedules."""
     from bollydog.bootstrap import build
     from bollydog.service.builtins import describe_messages
 
@@ -261,8 +261,10 @@ def list_command(config: str | None, as_json: bool) -> None:
         for app in hub.apps.values()
     ]
     messages = describe_messages(hub.registry)
+    schedules = [entry.describe() for scheduler in composition.schedulers for entry in scheduler.planned]
     if as_json:
-        click.echo(json.dumps({"domains": domains, "messages": messages, "entrypoints": entrypoints}, indent=2))
+        listing = {"domains": domains, "messages": messages, "entrypoints": entrypoints, "schedules": schedules}
+        click.echo(json.dumps(listing, indent=2))
         return
     click.echo("DOMAINS")
     for d in domains:
@@ -278,6 +280,11 @@ def list_command(config: str | None, as_json: bool) -> None:
         click.echo(f"  {e['entrypoint']:<16} {e['url'] or ''}" + (f"  (MCP at {e['mcp']})" if e.get("mcp") else ""))
         for route in e.get("routes", []):
             click.echo(f"  {'':<16}   {','.join(route['methods']):<9} {' '.join(route['paths']):<40} {route['message']}")
+    if schedules:
+        click.echo("SCHEDULES")
+    for sched in schedules:
+        where = "" if sched["runs_here"] else f"  (runs where {sched['domain']} runs)"
+        click.echo(f"  {sched['schedule']:<24} {sched['trigger']:<32} {sched['message']}{where}")
 
 
 def _describe_entrypoint(entrypoint: Any) -> dict[str, Any]:
@@ -298,6 +305,89 @@ def _describe_entrypoint(entrypoint: Any) -> dict[str, Any]:
         if getattr(settings, "mcp_path", None):
             described["mcp"] = f"{described['url']}{settings.mcp_path}"
     return described
+
+
+@cli.command()
+@_config_option
+@_include_option
+@_exclude_option
+@click.option("--traces", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="OTLP JSON traces (one document a line, the Collector's file exporter): count each "
+              "edge and add the sends only the traces show.")
+def graph(config: str | None, include: str, exclude: str, traces: str | None) -> None:
+    """Print the message flow as a Mermaid flowchart: messages, handlers, what each handler
+    sends, grouped by domain. --include/--exclude pick the domains this process runs."""
+    from collections.abc import Mapping
+
+    from bollydog.bootstrap import build
+    from bollydog.graph import message_flow, observed_sends, to_mermaid
+    from bollydog.handlers import Handler, discover
+
+    try:
+        observed: Mapping[tuple[str, str], int] = {}
+        if traces is not None:
+            with open(traces, encoding="utf-8") as lines:
+                observed = observed_sends(lines)
+        composition = build(config, include=_split(include), exclude=_split(exclude), entrypoints=False)
+        hub = composition.hub
+        declared = hub.registry.domains()
+        elsewhere: dict[str, list[Handler]] = {}
+        for key, section in composition.config.items():
+            domain = section.get("domain", key) if isinstance(section, Mapping) else key
+            if domain in declared and domain not in hub.apps and isinstance(section, Mapping):
+                modules = section.get("handlers") or []
+                elsewhere[domain] = [h for module in modules for h in discover(module)]
+    except BollydogError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    where = {d: "runs here" for d in hub.apps if d != "bollydog"}
+    where.update({d: "runs elsewhere" for d in elsewhere})
+    click.echo(to_mermaid(message_flow(hub.registry, where, elsewhere, observed)), nl=False)
+
+
+@cli.group()
+def docs() -> None:
+    """Print the generated API documents (JSON on stdout)."""
+
+
+@docs.command(name="asyncapi")
+@_config_option
+@click.option("--title", default="bollydog", show_default=True, help="info.title of the document.")
+@click.option("--version", "doc_version", default="0.1.0", show_default=True, help="info.version of the document.")
+def docs_asyncapi(config: str | None, title: str, doc_version: str) -> None:
+    """The AsyncAPI 3.0 document of the transport's streams and messages (see docs/flow.md)."""
+    from bollydog.bootstrap import build
+    from bollydog.entrypoint.kit.asyncapi import build_asyncapi
+
+    try:
+        document = build_asyncapi(build(config, entrypoints=False).hub, title=title, version=doc_version)
+    except BollydogError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@docs.command(name="openapi")
+@_config_option
+def docs_openapi(config: str | None) -> None:
+    """The OpenAPI 3.1 document the config's HTTP section serves at /openapi.json."""
+    from bollydog.bootstrap import build
+    from bollydog.entrypoint.http.openapi import build_openapi
+    from bollydog.entrypoint.http.routes import build_routes
+
+    try:
+        composition = build(config)
+        http = [e for e in composition.entrypoints if hasattr(getattr(e, "settings", None), "router_mapping")]
+        if not http:
+            fail("the config has no HTTP section: add one with 'app: !module bollydog.entrypoint.http.app.HttpService'",
+                 EXIT_BAD_INPUT)
+        service: Any = http[0]
+        settings = service.settings
+        document = build_openapi(
+            build_routes(composition.hub.registry, settings), title=settings.title, version=settings.version,
+            auth=service.auth.enabled,
+        )
+    except BollydogError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 @cli.group()

@@ -167,6 +167,12 @@ class Transport(Service):
         """
         return None
 
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        """True for the one process of the deployment that claims ``key`` first within ``ttl``
+        seconds (what fires a scheduled tick once across processes). One process (the
+        default): always True."""
+        return True
+
 
 class InProcessTransport(Transport):
     """One process: every message is handled here or has no handler. Starting and stopping it

@@ -65,6 +65,17 @@ class TransportContract:
         async with deployment.process(["calc"]) as worker:
             assert await worker.transport.probe() is None
 
+    # -- once across processes (what a schedule's tick uses) --------------------------------------
+
+    async def test_claim_once_is_won_by_one_process_until_it_expires(self, deployment: Deployment) -> None:
+        async with deployment.process(["calc"]) as first, deployment.process(["calc"]) as second:
+            claims = [t.claim_once(key, 0.3) for key in ("tick:1", "tick:2") for t in (first.transport, second.transport) * 10]
+            won = await asyncio.gather(*claims)
+            assert won.count(True) == 2  # one per key, among 20 tries each
+            assert not await second.transport.claim_once("tick:1", 0.3)
+            await asyncio.sleep(0.4)  # expired: the next tick of that key may be claimed again
+            assert await second.transport.claim_once("tick:1", 0.3)
+
     # -- request / reply -----------------------------------------------------------------------
 
     async def test_request_reply_returns_the_result(self, deployment: Deployment) -> None:

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bollydog.entrypoint.http.endpoint import MessageEndpoint
 from bollydog.entrypoint.http.openapi import build_openapi
+from bollydog.entrypoint.kit.asyncapi import build_asyncapi
 from bollydog.entrypoint.http.qos import OutcomeStore, describe_outcome
 from bollydog.entrypoint.http.responses import JSON, error_response, http_exception, json_response
 from bollydog.entrypoint.http.routes import RouteSpec, build_routes
@@ -127,7 +128,7 @@ class HttpService(Entrypoint):
             log_level=settings.log_level, access_log=settings.access_log,
             limit_concurrency=settings.limit_concurrency,
         )
-        self._openapi = b""
+        self._openapi = self._asyncapi = b""
         self._app: _CutAnswered | None = None
         self.serves_metrics = settings.probes
         #: The MCP endpoint at ``mcp_path`` (None when not configured), see docs/mcp.md.
@@ -172,18 +173,19 @@ class HttpService(Entrypoint):
         routes.append(Route("/_bollydog/reload", self._reload_status, methods=["GET"]))
         if self.settings.openapi:
             routes.append(Route("/openapi.json", self._openapi_endpoint, methods=["GET"]))
+            routes.append(Route("/asyncapi.json", self._asyncapi_endpoint, methods=["GET"]))
         if self.settings.probes:
             routes.extend(self._probe_routes(routes))
         mcp_path = self.settings.mcp_path
         if mcp_path:
             from bollydog.entrypoint.mcp.http import mount  # needs the mcp extra
 
-            taken = {r.path for r in routes} | {"/openapi.json"}
+            taken = {r.path for r in routes} | {"/openapi.json", "/asyncapi.json"}
             if mcp_path in taken or not mcp_path.startswith("/") or mcp_path.startswith("/_bollydog/"):
                 raise ConfigError(f"http.mcp_path: {mcp_path} is taken or reserved; choose another path like /mcp")
             self.mcp = mcp if mcp is not None else mount(self)
             routes.append(Route(mcp_path, endpoint=self.mcp))
-        self._openapi = b""
+        self._openapi = self._asyncapi = b""
         return Starlette(
             routes=routes,
             exception_handlers={HTTPException: http_exception, Exception: self._server_error},
@@ -257,6 +259,12 @@ class HttpService(Entrypoint):
         await self.site.stop()
 
     # -- built-in routes ------------------------------------------------------------------------
+
+    async def _asyncapi_endpoint(self, request: Request) -> Response:
+        if not self._asyncapi:
+            s = self.settings
+            self._asyncapi = bytes(json_response(build_asyncapi(self.hub, title=s.title, version=s.version)).body)
+        return Response(self._asyncapi, 200, media_type=JSON)
 
     async def _openapi_endpoint(self, request: Request) -> Response:
         if not self._openapi:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic.json_schema import models_json_schema
-
-from bollydog.entrypoint.kit.schemas import result_schema, without_fields
+from bollydog.entrypoint.kit.schemas import message_schemas, result_schema
 from bollydog.handlers import ASYNCGEN
 from bollydog.models.base import CLIENT_SETTABLE_FIELDS, RESERVED_FIELDS
 
@@ -111,10 +109,6 @@ def _return_schema(spec: "RouteSpec", schemas: dict[str, Any]) -> dict[str, Any]
     return schema
 
 
-def _request_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    return without_fields(schema, _HIDDEN)
-
-
 def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
     params = []
     required = set(schema.get("required", []))
@@ -147,12 +141,11 @@ def build_openapi(
     auth: bool = False,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for ``specs``."""
-    refs, top = models_json_schema([(s.message, "validation") for s in specs], ref_template=REF)
-    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    names, schemas = message_schemas([s.message for s in specs], REF, _HIDDEN)
     paths: dict[str, Any] = {}
     for spec in specs:
-        name = refs[(spec.message, "validation")]["$ref"].rsplit("/", 1)[1]
-        request = schemas[name] = _request_schema(schemas[name])
+        name = names[spec.message]
+        request = schemas[name]
         result = _return_schema(spec, schemas)
         doc = (spec.message.__doc__ or "").strip()
         success: dict[str, Any] = {"application/json": {"schema": result}}

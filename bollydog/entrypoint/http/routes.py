@@ -101,10 +101,10 @@ def _apply(spec: RouteSpec, options: RouteOptions, from_pattern: str | None = No
 
 def _check_unique(specs: list[RouteSpec]) -> None:
     seen: dict[str, RouteSpec] = {}
-    reserved = ("/openapi.json", "/_bollydog/")
+    documents, internal = ("/openapi.json", "/asyncapi.json"), "/_bollydog/"
     for spec in specs:
         for path in spec.paths:
-            if path == reserved[0] or path.startswith(reserved[1]):
+            if path in documents or path.startswith(internal):
                 raise ConfigError(f"http: path {path} of {spec.key} is reserved by bollydog")
             other = seen.get(path)
             if other is not None:

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
-from pydantic.json_schema import DEFAULT_REF_TEMPLATE
+from pydantic.json_schema import DEFAULT_REF_TEMPLATE, models_json_schema
 
 from bollydog.handlers import ASYNCGEN
 from bollydog.models.base import RESERVED_FIELDS
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bollydog.handlers import Handler
     from bollydog.models.base import BaseMessage
 
-__all__ = ["request_schema", "result_schema", "without_fields"]
+__all__ = ["message_schemas", "request_schema", "result_schema", "without_fields"]
 
 
 def without_fields(schema: dict[str, Any], hidden: Collection[str]) -> dict[str, Any]:
@@ -44,6 +44,22 @@ def request_schema(
 ) -> dict[str, Any]:
     """The self-contained JSON Schema (``$defs`` inside) of ``message``'s fields a client sends."""
     return without_fields(message.model_json_schema(mode="validation"), hidden)
+
+
+def message_schemas(
+    messages: Collection[type["BaseMessage"]], ref_template: str, hidden: Collection[str] = RESERVED_FIELDS
+) -> tuple[dict[type["BaseMessage"], str], dict[str, Any]]:
+    """The request schemas of ``messages`` as one set of named schemas (a document's
+    components: OpenAPI's, AsyncAPI's), nested models shared and referenced by
+    ``ref_template``; and the schema name of each message."""
+    unique = list(dict.fromkeys(messages))
+    refs, top = models_json_schema([(m, "validation") for m in unique], ref_template=ref_template)
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    names: dict[type[BaseMessage], str] = {}
+    for message in unique:
+        name = names[message] = refs[(message, "validation")]["$ref"].rsplit("/", 1)[1]
+        schemas[name] = without_fields(schemas[name], hidden)
+    return names, schemas
 
 
 def result_schema(handler: "Handler | None", ref_template: str = DEFAULT_REF_TEMPLATE) -> dict[str, Any] | None:

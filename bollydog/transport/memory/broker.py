@@ -76,6 +76,7 @@ class MemoryBroker:
         self._listeners: dict[str, Listener] = {}
         self._replies: dict[str, list[dict[str, str]]] = {}  # reply streams nobody listens to
         self._heartbeats: dict[str, dict[str, float]] = {}  # domain -> consumer -> expiry
+        self._claims: dict[str, float] = {}  # claim key -> expiry
 
     @staticmethod
     def stream_key(domain: str, band: str) -> str:
@@ -296,6 +297,16 @@ class MemoryBroker:
         """The consumers of ``domain`` whose heartbeat has not expired."""
         now = time.monotonic()
         return [c for c, expiry in self._heartbeats.get(domain, {}).items() if expiry > now]
+
+    def claim_once(self, key: str, ttl: float) -> bool:
+        """True when ``key`` was free (never claimed, or its claim expired): it is now taken
+        for ``ttl`` seconds (Redis ``SET NX PX``)."""
+        now = time.monotonic()
+        if self._claims.get(key, 0.0) > now:
+            return False
+        self._claims = {k: expiry for k, expiry in self._claims.items() if expiry > now}
+        self._claims[key] = now + ttl
+        return True
 
     def alive(self, domain: str) -> bool:
         """Whether some consumer of ``domain`` is alive."""

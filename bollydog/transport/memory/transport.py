@@ -236,6 +236,9 @@ class MemoryTransport(StreamTransport[MemoryProducer, MemoryDelivery]):
         for domain in domains:
             self.broker.withdraw(domain, self.consumer)
 
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        return self.broker.claim_once(key, ttl)
+
     async def send_event(self, event: BaseMessage, name: str, domains: tuple[str, ...]) -> None:
         self.producer.publish(event, name, domains)
 

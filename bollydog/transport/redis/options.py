@@ -11,6 +11,7 @@ Layout (``prefix`` defaults to ``bollydog``)::
     {prefix}:deadletter               entries that could not be handled, with their reason
     {prefix}:done:{domain}:{id}       processed ids (only with dedup_ttl > 0)
     {prefix}:consumers:{domain}       live consumers of the domain (heartbeats, see liveness.py)
+    {prefix}:claim:{key}              a schedule's tick, claimed once (SET NX PX, expiring)
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ class Keys:
     @property
     def deadletter(self) -> str:
         return f"{self.prefix}:deadletter"
+
+    def claim(self, key: str) -> str:
+        """A once-per-deployment claim (a schedule's tick), see ``Transport.claim_once``."""
+        return f"{self.prefix}:claim:{key}"
 
     def done(self, domain: str, message_id: str) -> str:
         """The dedup record of a handled message id."""

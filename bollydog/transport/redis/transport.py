@@ -126,6 +126,15 @@ class RedisTransport(StreamTransport[RedisProducer, RedisDelivery]):
             pass
         await super().on_shutdown()
 
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        # SET NX PX: the first process to write the key owns it until it expires; the others
+        # see it taken. A network error raises (the caller skips rather than risks a double).
+        async with asyncio.timeout(self.settings.op_timeout):
+            claimed = await self.connections.client.set(
+                self.keys.claim(key), self.consumer, nx=True, px=max(1, int(ttl * 1000))
+            )
+        return bool(claimed)
+
     async def announce(self, domains: list[str]) -> None:
         try:
             async with asyncio.timeout(self.settings.op_timeout):
