@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bollydog.models.base import Command, Event
 from bollydog.state.objects import StateObject
+from bollydog.state.selectors import check_labels
 
 Selector = str | dict[str, Any]
 
@@ -59,6 +60,11 @@ class PutObject(Command):
     labels: dict[str, str] = Field(default_factory=dict)
     spec: dict[str, Any] = Field(default_factory=dict)
     expected_version: int | None = Field(None, ge=0)
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        return check_labels(labels)
 
 
 class DeleteObject(Command):

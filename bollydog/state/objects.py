@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bollydog.errors import DomainError
-from bollydog.state.selectors import SelectorError, check_labels
+from bollydog.state.selectors import check_labels
 
 __all__ = [
     "Change",
@@ -40,10 +40,7 @@ class StateObject(BaseModel):
     @field_validator("labels")
     @classmethod
     def _valid_labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        try:
-            return check_labels(labels)
-        except SelectorError as exc:
-            raise ValueError(str(exc)) from None
+        return check_labels(labels)
 
     @property
     def ref(self) -> tuple[str, str]:

@@ -78,12 +78,18 @@ def check_value(value: str, selector: str = "", position: int | None = None) -> 
 
 
 def check_labels(labels: Mapping[str, Any]) -> dict[str, str]:
-    """``labels`` validated as a label set (valid keys, string values)."""
+    """``labels`` if it is a valid label set, else a ``ValueError`` naming the bad label."""
     out: dict[str, str] = {}
     for key, value in labels.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise SelectorError(f"labels must map strings to strings, got {key!r}: {value!r}", selector=str(dict(labels)))
-        out[check_key(key)] = check_value(value)
+            raise ValueError(f"labels map strings to strings, got {key!r}: {value!r}")
+        try:
+            check_key(key)
+            check_value(value)
+        except SelectorError as exc:
+            detail = str(exc).split(": ", 1)[1]
+            raise ValueError(f"label {key}={value}: {detail}") from None
+        out[key] = value
     return out
 
 

@@ -120,7 +120,7 @@ class SqlStateProtocol(StateProtocol):
         if change == "DELETED":
             await tx.execute(labels.delete().where(labels.c.kind == obj.kind, labels.c.key == obj.key))
             done = await tx.execute(objects.delete().where(*where, objects.c.version == previous))
-            if done.rowcount != 1:
+            if _rowcount(done) != 1:
                 raise ConflictError(obj.kind, obj.key, previous, await self._stored_version(tx, obj))
         elif previous == 0:
             try:
@@ -135,7 +135,7 @@ class SqlStateProtocol(StateProtocol):
                 objects.update().where(*where, objects.c.version == previous)
                 .values(labels=obj.labels, spec=obj.spec, version=version)
             )
-            if done.rowcount != 1:
+            if _rowcount(done) != 1:
                 raise ConflictError(obj.kind, obj.key, previous, await self._stored_version(tx, obj))
             await tx.execute(labels.delete().where(labels.c.kind == obj.kind, labels.c.key == obj.key))
         if change != "DELETED" and obj.labels:
@@ -158,7 +158,7 @@ class SqlStateProtocol(StateProtocol):
         updated = await tx.execute(
             meta.update().where(meta.c.name == _COMPACTED, meta.c.value < through).values(value=through)
         )
-        if updated.rowcount == 0:
+        if _rowcount(updated) == 0:
             exists = (await tx.execute(sa.select(meta.c.value).where(meta.c.name == _COMPACTED))).first()
             if exists is None:
                 await tx.execute(meta.insert().values(name=_COMPACTED, value=through))
@@ -183,6 +183,12 @@ class SqlStateProtocol(StateProtocol):
             for row in rows
         ]
         return found, int(compacted or 0), int(latest or compacted or 0)
+
+
+def _rowcount(result: Any) -> int:
+    # Results of UPDATE/DELETE are CursorResults; the async session types them as Result.
+    count: int = result.rowcount
+    return count
 
 
 def _object(row: Any) -> StateObject:
