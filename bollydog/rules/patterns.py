@@ -21,7 +21,7 @@ from typing import Any
 
 from bollydog.errors import ConfigError
 from bollydog.state.objects import StateObject
-from bollydog.state.selectors import LabelSelector
+from bollydog.state.selectors import LabelSelector, SelectorError
 
 __all__ = ["Condition", "Match", "Not", "Pattern", "Rule", "RuleError", "Var", "resolve_path"]
 
@@ -43,6 +43,7 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
 _CONDITION = re.compile(r"\s*([A-Za-z_][\w.\-/]*)\s*(==|!=|<=|>=|<|>)\s*(.+?)\s*\Z")
+_BARE_WORD = re.compile(r"[\w.\-/:]+\Z")
 _ROOTS = ("kind", "key", "version", "labels", "spec")
 
 
@@ -116,8 +117,8 @@ class Condition:
                     f"{', '.join(_COMPARE)} (e.g. 'spec.temperature > 80', 'spec.site == $site')"
                 )
             path, op, operand = found.groups()
-            return cls(_path(path, value), op, _operand(operand))
-        if isinstance(value, Sequence) and len(value) == 3:
+            return cls(_path(path, value), op, _operand(operand, value))
+        if isinstance(value, (list, tuple)) and len(value) == 3:
             path, op, operand = value
             if op not in _COMPARE:
                 raise RuleError(f"condition {tuple(value)!r}: operator {op!r} is not one of {', '.join(_COMPARE)}")
@@ -144,16 +145,19 @@ def _path(text: str, where: str) -> tuple[str, ...]:
     return parts
 
 
-def _operand(text: str) -> Any:
+def _operand(text: str, where: str) -> Any:
     if text.startswith("$"):
         name = text[1:]
         if not name.isidentifier():
-            raise RuleError(f"variable {text!r}: expected $ and a name (letters, digits, _)")
+            raise RuleError(f"condition {where!r}: variable {text!r}: expected $ and a name (letters, digits, _)")
         return Var(name)
     try:
         return freeze(json.loads(text))
     except ValueError:
-        return text  # a bare word is a string
+        pass
+    if not _BARE_WORD.match(text):
+        raise RuleError(f"condition {where!r}: operand {text!r} is not a JSON value, a bare word or a $variable")
+    return text  # a bare word is a string
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,16 +182,17 @@ class Pattern:
         if isinstance(where, str):
             where = [where]
         object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "selector", LabelSelector.of(selector))
+        try:
+            object.__setattr__(self, "selector", LabelSelector.of(selector))
+        except SelectorError as exc:
+            raise RuleError(f"pattern {kind!r}: {exc}") from None
         object.__setattr__(self, "where", tuple(Condition.of(c) for c in where))
         object.__setattr__(self, "name", name)
 
     def __str__(self) -> str:
-        parts = [self.kind]
-        if self.selector:
-            parts.append(f"[{self.selector}]")
-        parts.extend(str(c) for c in self.where)
-        text = " ".join(parts[:2]) + ("" if len(parts) <= 2 else ": " + ", ".join(parts[2:]))
+        text = self.kind + (f" [{self.selector}]" if self.selector else "")
+        if self.where:
+            text += ": " + ", ".join(str(c) for c in self.where)
         return f"{self.name}={text}" if self.name else text
 
 
