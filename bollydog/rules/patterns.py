@@ -239,7 +239,7 @@ class Rule:
 
     def __post_init__(self) -> None:
         self.when = tuple(self.when)
-        if not self.when or not isinstance(self.when[0], (Pattern, Not)):
+        if not self.when:
             raise RuleError(f"rule {self.name!r}: 'when' needs at least one pattern")
         bound: set[str] = set()
         names: set[str] = set()
