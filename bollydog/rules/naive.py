@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from bollydog.rules.patterns import Not, Pattern, Rule
+from bollydog.rules.patterns import MISSING, Not, Pattern, Rule, Var, resolve_path
 from bollydog.state.objects import Change, StateObject
 
 __all__ = ["NaiveMatcher"]
@@ -34,28 +34,32 @@ class NaiveMatcher:
     def matches(self) -> list[tuple[tuple[Any, ...], Identity]]:
         """Every complete match: (firing order key, identity)."""
         found = []
-        facts = sorted(self.facts.values(), key=lambda f: f.ref)
+        by_kind: dict[str, list[StateObject]] = {}
+        for fact in sorted(self.facts.values(), key=lambda f: f.ref):
+            by_kind.setdefault(fact.kind, []).append(fact)
         for order, rule in enumerate(self.rules):
-            for chosen in self._extend(rule.when, facts, {}, ()):
+            for chosen in self._extend(rule.when, by_kind, {}, ()):
                 versions = tuple(f.version for f in chosen if f is not None)
                 identity = (rule.name, tuple((f.kind, f.key, f.version) if f else None for f in chosen))
                 found.append(((-rule.salience, order, versions), identity))
         return found
 
-    def _extend(self, elements: tuple[Any, ...], facts: list[StateObject], bindings: dict[str, Any],
+    def _extend(self, elements: tuple[Any, ...], by_kind: dict[str, list[StateObject]], bindings: dict[str, Any],
                 chosen: tuple[StateObject | None, ...]) -> Iterable[tuple[StateObject | None, ...]]:
+        # Only the grouping by kind spares work: every object of the kind is tested again.
         if not elements:
             yield chosen
             return
         element, rest = elements[0], elements[1:]
         if isinstance(element, Not):
-            if not any(_bind(element.pattern, f, bindings) is not None for f in facts):
-                yield from self._extend(rest, facts, bindings, (*chosen, None))
+            candidates = by_kind.get(element.pattern.kind, [])
+            if not any(_bind(element.pattern, f, bindings) is not None for f in candidates):
+                yield from self._extend(rest, by_kind, bindings, (*chosen, None))
             return
-        for fact in facts:
+        for fact in by_kind.get(element.kind, []):
             extended = _bind(element, fact, bindings)
             if extended is not None:
-                yield from self._extend(rest, facts, extended, (*chosen, fact))
+                yield from self._extend(rest, by_kind, extended, (*chosen, fact))
 
     def fire(self) -> list[Identity]:
         """The matches that were not there after the previous call, in firing order."""
@@ -66,8 +70,6 @@ class NaiveMatcher:
 
 
 def _bind(pattern: Pattern, fact: StateObject, bindings: dict[str, Any]) -> dict[str, Any] | None:
-    from bollydog.rules.patterns import MISSING, Var, resolve_path
-
     if fact.kind != pattern.kind or not pattern.selector.matches(fact.labels):
         return None
     out = dict(bindings)
