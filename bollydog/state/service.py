@@ -25,7 +25,7 @@ from bollydog.models.protocol import Protocol, UnitOfWork
 from bollydog.models.service import AppService
 from bollydog.state.messages import StateChanged
 from bollydog.state.objects import InvalidObjectError
-from bollydog.state.store import MemoryStateProtocol, StateProtocol
+from bollydog.state.store import MemoryStateProtocol, MemoryStateUnitOfWork, StateProtocol
 
 __all__ = ["StateService"]
 
@@ -51,7 +51,7 @@ class StateService(AppService):
         **options: Any,
     ) -> None:
         if protocol is None:
-            protocol = MemoryStateProtocol(unit_of_work) if unit_of_work is not None else MemoryStateProtocol()
+            protocol = _protocol_for(unit_of_work, options.get("domain") or "state")
             unit_of_work = None
         if not isinstance(protocol, StateProtocol):
             raise ConfigError(
@@ -109,3 +109,19 @@ class StateService(AppService):
     def broadcast(self, event: StateChanged) -> None:
         for queue in self._watchers:
             queue.put_nowait(event)
+
+
+def _protocol_for(unit_of_work: UnitOfWork | None, domain: str) -> StateProtocol:
+    """The state protocol a ``unit_of_work`` section alone implies."""
+    if unit_of_work is None:
+        return MemoryStateProtocol()
+    if isinstance(unit_of_work, MemoryStateUnitOfWork):
+        return MemoryStateProtocol(unit_of_work)
+    if type(unit_of_work).__name__ == "SqlAlchemyUnitOfWork":
+        from bollydog.state.sql import SqlStateProtocol  # SQLAlchemy only when configured
+
+        return SqlStateProtocol(unit_of_work)
+    raise ConfigError(
+        f"{domain}.unit_of_work: {type(unit_of_work).__name__} has no state protocol; use "
+        "bollydog.adapters.sqlalchemy.SqlAlchemyUnitOfWork or give a protocol section"
+    )

@@ -111,3 +111,19 @@ def test_cli_execute_against_a_sqlite_store(tmp_path):
     assert f"the store has version {version}" in conflict.stderr
     bad = _bollydog("execute", f"--config={config}", "--message=state.list", "--selector=!", cwd=tmp_path)
     assert bad.returncode == 2 and "at position 1" in bad.stderr
+
+
+def test_config_parts_are_checked(tmp_path):
+    from bollydog.adapters.memory import MemoryProtocol, MemoryUnitOfWork
+    from bollydog.adapters.sqlalchemy import SqlAlchemyUnitOfWork
+    from bollydog.errors import ConfigError
+    from bollydog.state.sql import SqlStateProtocol
+
+    implied = StateService(unit_of_work=SqlAlchemyUnitOfWork(f"sqlite+aiosqlite:///{tmp_path / 's.db'}"))
+    assert isinstance(implied.protocol, SqlStateProtocol)  # a unit_of_work section alone is enough
+    with pytest.raises(ConfigError, match="MemoryProtocol is not a StateProtocol"):
+        StateService(protocol=MemoryProtocol())
+    with pytest.raises(ConfigError, match="MemoryUnitOfWork has no state protocol"):
+        StateService(unit_of_work=MemoryUnitOfWork())
+    with pytest.raises(ConfigError, match=r"state\.kinds\.device: .* is not a pydantic model class"):
+        StateService(domain="state", kinds={"device": "bollydog.state.service.HANDLERS"})
