@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -127,3 +128,31 @@ def test_config_parts_are_checked(tmp_path):
         StateService(unit_of_work=MemoryUnitOfWork())
     with pytest.raises(ConfigError, match=r"state\.kinds\.device: .* is not a pydantic model class"):
         StateService(domain="state", kinds={"device": "bollydog.state.service.HANDLERS"})
+
+
+async def test_websocket_watch_streams_partial_frames():
+    from websockets.asyncio.client import connect
+
+    from bollydog.entrypoint.websocket.app import SocketService
+
+    hub = HubService(apps=[StateService(domain="state")])
+    socket = hub.add_entrypoint(SocketService(port=0))
+    async with hub:
+        async with connect(socket.url) as ws:
+            # From version 0: what was written before the watch subscribed comes from the log.
+            await ws.send(json.dumps({"name": "state.watch", "id": 1, "selector": "env=prod", "timeout": 3,
+                                      "limit": 2, "since_version": 0}))
+            first = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert first["type"] == "accepted"
+            await ws.send(json.dumps({"name": "state.put", "id": 2, "kind": "device", "key": "d1",
+                                      "labels": {"env": "prod"}}))
+            await ws.send(json.dumps({"name": "state.put", "id": 3, "kind": "device", "key": "d2",
+                                      "labels": {"env": "dev"}}))
+            await ws.send(json.dumps({"name": "state.delete", "id": 4, "kind": "device", "key": "d1"}))
+            frames = []
+            while not any(f.get("id") == 1 and f["type"] in ("result", "error") for f in frames):
+                frames.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+    partials = [(f["data"]["type"], f["data"].get("object", {}).get("key"))
+                for f in frames if f.get("id") == 1 and f["type"] in ("partial", "result")]
+    assert partials[:2] == [("ADDED", "d1"), ("DELETED", "d1")]
+    assert partials[-1][0] == "BOOKMARK"
