@@ -24,13 +24,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bollydog.errors import DomainError
 from bollydog.rules.patterns import MISSING, Condition, Match, Not, Pattern, Rule, RuleError, Var, resolve_path
 from bollydog.state.objects import Change, StateObject
 from bollydog.state.selectors import LabelSelector
 
-__all__ = ["Activation", "Firing", "ReteNetwork"]
+__all__ = ["Activation", "Firing", "ReteNetwork", "UnknownRuleError"]
 
 Ref = tuple[str, str]
+
+
+class UnknownRuleError(DomainError, LookupError):
+    """No rule has that name."""
+
+    status_code = 404
+    exit_code = 2
 
 
 class Token:
@@ -306,14 +314,17 @@ class _Terminal(_Node):
     def __init__(self, network: "ReteNetwork", rule: Rule, order: int) -> None:
         self.network, self.rule, self.order = network, rule, order
         self.pending: dict[int, Activation] = {}
+        self.held: dict[int, Activation] = {}  # every complete match now, fired or not
 
     def left_activate(self, token: Token) -> None:
         activation = Activation(self.rule, self.order, token, tuple(token.facts()))
         self.pending[id(token)] = activation
+        self.held[id(token)] = activation
         self.network._schedule(activation)
 
     def forget(self, token: Token) -> None:
         self.pending.pop(id(token), None)
+        self.held.pop(id(token), None)
 
 
 class ReteNetwork:
@@ -330,6 +341,7 @@ class ReteNetwork:
         self._sequence = itertools.count()
         self.history: deque[Firing] = deque(maxlen=history)
         self._roots: list[Token] = []
+        self._chains: list[list[_Join]] = []
         for rule in rules:
             self.add_rule(rule)
 
@@ -356,6 +368,7 @@ class ReteNetwork:
             joins.append(join)
         terminal = _Terminal(self, rule, order)
         joins[-1].child = terminal
+        self._chains.append(joins)
         self._terminals.append(terminal)
         # Each rule has a root token of its own: a negative first element counts its blockers on it.
         root = Token(None, None, {})
@@ -473,11 +486,42 @@ class ReteNetwork:
         )
 
     def explain(self, rule: str | None = None) -> dict[str, Any]:
-        """Why rules fired (the recent firings, newest last) and what waits on the agenda."""
+        """Why rules fired and where they stand.
+
+        ``fired``: the recent firings, newest last. ``pending``: activations waiting on the
+        agenda. ``rules``: per rule, its matches now (fired or not) and, per pattern, how many
+        objects it selects and how many partial matches it lets through, which is where a rule
+        that does not fire stops.
+        """
         known = [r.name for r in self.rules]
         if rule is not None and rule not in known:
-            raise RuleError(f"unknown rule {rule!r}; known: {', '.join(known) or '(none)'}")
+            raise UnknownRuleError(f"unknown rule {rule!r}; known: {', '.join(known) or '(none)'}", rule=rule)
+        chosen = [i for i, r in enumerate(self.rules) if rule is None or r.name == rule]
         fired = [f for f in self.history if rule is None or f.rule == rule]
         pending = [self._firing(a) for a in self.agenda() if rule is None or a.rule.name == rule]
-        return {"fired": fired, "pending": pending, "facts": len(self.facts),
-                "alpha_nodes": len(self.alphas), "rules": known if rule is None else [rule]}
+        rules = []
+        for index in chosen:
+            terminal = self._terminals[index]
+            patterns = []
+            for join in self._chains[index]:
+                tokens = [t for bucket in join.left.values() for t in bucket.values()]
+                patterns.append({
+                    "pattern": str(join.pattern) if isinstance(join, JoinNode) else f"not {join.pattern}",
+                    "objects": len(join.alpha.memory),
+                    "partial_matches_in": len(tokens),
+                    "partial_matches_out": sum(len(t.children) for t in tokens),
+                })
+            matches = sorted(terminal.held.values(), key=Activation.sort_key)
+            rules.append({
+                "rule": self.rules[index].name,
+                "salience": self.rules[index].salience,
+                "patterns": patterns,
+                "matches": [{**vars_of(self._firing(a)), "pending": id(a.token) in terminal.pending}
+                            for a in matches],
+            })
+        return {"fired": fired, "pending": pending, "rules": rules, "facts": len(self.facts),
+                "alpha_nodes": len(self.alphas)}
+
+
+def vars_of(firing: Firing) -> dict[str, Any]:
+    return {"facts": firing.facts, "bindings": firing.bindings, "why": firing.why}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bollydog.rules.network import ReteNetwork
+from bollydog.rules.network import ReteNetwork, UnknownRuleError
 from bollydog.rules.patterns import Condition, Not, Pattern, Rule, RuleError
 from bollydog.state.objects import StateObject
 
@@ -102,8 +102,28 @@ def test_explain_says_why():
     assert why["pending"] == [] and why["fired"][0].salience == 3
     assert why["fired"][0].why == [f"d=device [env=prod]: spec.t > 80: matched device/d1 at version "
                                    f"{net.facts[('device', 'd1')].version}"]
-    with pytest.raises(RuleError, match="unknown rule 'cold'; known: hot"):
+    with pytest.raises(UnknownRuleError, match="unknown rule 'cold'; known: hot"):
         net.explain("cold")
+
+
+def test_explain_says_where_a_rule_stops():
+    rule = Rule("placed", [Pattern("device", "env=prod", ["spec.site == $site"]),
+                           Pattern("site", where=["key == $site"]),
+                           Not(Pattern("maintenance", where=["spec.site == $site"]))])
+    net = ReteNetwork([rule])
+    for f in [fact("device", "d1", {"env": "prod"}, site="s1"), fact("device", "d2", {"env": "prod"}, site="s2"),
+              fact("device", "d3", {"env": "dev"}, site="s1"), fact("site", "s1"), fact("site", "s2"),
+              fact("maintenance", "m", site="s1")]:
+        net.insert(f)
+    stages = net.explain("placed")["rules"][0]
+    assert [(p["objects"], p["partial_matches_in"], p["partial_matches_out"]) for p in stages["patterns"]] == [
+        (2, 1, 2),  # two prod devices; the root passes to both
+        (2, 2, 2),  # each finds its site
+        (1, 2, 1),  # the maintenance of s1 blocks d1
+    ]
+    assert [(m["facts"][0]["key"], m["pending"]) for m in stages["matches"]] == [("d2", True)]
+    net.fire_all()
+    assert net.explain("placed")["rules"][0]["matches"][0]["pending"] is False
 
 
 @pytest.mark.parametrize("when,words", [
