@@ -45,6 +45,8 @@ HANDLERS = ("bollydog.rules.messages", "bollydog.rules.handlers")
 class RulesService(AppService):
     """Serves ``rules.explain``, ``rules.list`` and ``rules.sync``; fires rules on state changes."""
 
+    default_handlers = HANDLERS
+
     def __init__(
         self,
         *,
@@ -57,7 +59,6 @@ class RulesService(AppService):
         history: int = 1000,
         **options: Any,
     ) -> None:
-        handlers = [*HANDLERS, *(h for h in handlers if h not in HANDLERS)]
         super().__init__(handlers=handlers, protocol=protocol, unit_of_work=unit_of_work, **options)
         where = self.domain
         declared: list[Rule] = []
@@ -97,8 +98,9 @@ class RulesService(AppService):
         if self._loaded:
             return
         listing = await self.hub.execute(self.hub.registry.resolve(f"{self.state_domain}.list")())
-        for obj in listing["items"]:
-            self._apply(obj, deleted=False)
+        for item in listing["items"]:
+            # From another process the listing comes as JSON.
+            self._apply(StateObject.model_validate(item), deleted=False)
         self._loaded = True
 
     async def observe(self, event: StateChanged) -> list[Activation]:

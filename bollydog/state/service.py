@@ -41,6 +41,8 @@ class StateService(AppService):
     fit (a ``!module`` reference or a dotted path); without it any kind with any spec is stored.
     """
 
+    default_handlers = HANDLERS
+
     def __init__(
         self,
         *,
@@ -59,7 +61,6 @@ class StateService(AppService):
                 "StateProtocol; use bollydog.state.store.MemoryStateProtocol or "
                 "bollydog.state.sql.SqlStateProtocol"
             )
-        handlers = [*HANDLERS, *(h for h in handlers if h not in HANDLERS)]
         super().__init__(handlers=handlers, protocol=protocol, unit_of_work=unit_of_work, **options)
         self.kinds: dict[str, type[BaseModel]] = {}
         for kind, ref in (kinds or {}).items():
