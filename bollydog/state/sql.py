@@ -26,16 +26,18 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from bollydog.adapters.sqlalchemy import SqlAlchemyUnitOfWork
+# First: without the sql extra it raises the MissingDependencyError with the install line.
+from bollydog.adapters.sqlalchemy import SqlAlchemyUnitOfWork  # isort: skip
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bollydog.errors import ConfigError
 from bollydog.models.protocol import UnitOfWork
 from bollydog.state.objects import Change, ChangeType, ConflictError, StateObject
 from bollydog.state.selectors import LabelSelector, Requirement
 from bollydog.state.store import StateProtocol
-
-import sqlalchemy as sa  # noqa: E402  (bollydog.adapters.sqlalchemy reports a missing extra first)
-from sqlalchemy import exc as sa_exc  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
 
 __all__ = ["SqlStateProtocol", "metadata"]
 
