@@ -83,8 +83,7 @@ def build(
     # which domain names a message claimed by several, identically in every process.
     for key, section in sections.items():
         if _is_remote_domain(section):
-            handlers = section.get("handlers") or []
-            hub.registry.declare_domain(section.get("domain", key), handlers if isinstance(handlers, list) else [])
+            hub.registry.declare_domain(section.get("domain", key), _handler_modules(section))
     targets = {
         key: _target(key, section)
         for key, section in sections.items()
@@ -115,7 +114,7 @@ def build(
         for key, section in sections.items():
             if key not in selected and _is_remote_domain(section):
                 domain = section.get("domain", key)
-                modules = section.get("handlers") or []
+                modules = _handler_modules(section)
                 message_types = {t for module in modules for h in discover(module) for t in h.message_types}
                 hub.transport.add_remote(domain, message_types)
                 hub.registry.add_remote(message_types, domain, _service_name(section))
@@ -204,6 +203,15 @@ def _is_remote_domain(section: Any) -> bool:
         return False
     target = _resolve(section.get("app"), "app") if section.get("app") is not None else AppService
     return isinstance(target, type) and issubclass(target, AppService)
+
+
+def _handler_modules(section: Mapping[str, Any]) -> list[str]:
+    """The handler modules a domain section serves: its app class's defaults, then its own."""
+    target = _resolve(section.get("app"), "app") if section.get("app") is not None else AppService
+    handlers = section.get("handlers") or []
+    own = handlers if isinstance(handlers, list) else []
+    defaults = list(getattr(target, "default_handlers", ()))
+    return [*defaults, *(h for h in own if h not in defaults)]
 
 
 def _service_name(section: Mapping[str, Any]) -> str:

@@ -467,6 +467,11 @@ def deadletters_replay(config: str | None, ids: tuple[str, ...], replay_all: boo
         fail(f"not found among the dead letters: {', '.join(missing)}", EXIT_HANDLER_FAILED)
 
 
+from bollydog.rules.cli import rules as _rules  # noqa: E402  (its own module: imports at call time)
+
+cli.add_command(_rules)
+
+
 def main() -> None:
     cli(prog_name="bollydog")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mode import Service
 
@@ -32,6 +32,10 @@ class AppService(Service):
         name = None
     #: Config keys that are not constructor options of every AppService.
     handlers: list[str]
+    #: Handler modules every instance serves, before those of its ``handlers`` option (a
+    #: ready-made domain such as the state service). The composition root reads it too, so a
+    #: process where the domain runs elsewhere still knows its messages.
+    default_handlers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -47,7 +51,7 @@ class AppService(Service):
         cls = type(self)
         self.domain = domain or cls.domain or cls.__module__.split(".")[0]
         self.name = (name or cls.name or cls.__name__).lower()
-        self.handlers = list(handlers)
+        self.handlers = [*cls.default_handlers, *(h for h in handlers if h not in cls.default_handlers)]
         if protocol is None and unit_of_work is not None:
             protocol = Protocol(unit_of_work)
         elif protocol is not None and unit_of_work is not None:

@@ -1,0 +1,1 @@
+"""Rules over the state service: a Rete network whose actions are Commands and Events."""

@@ -1,0 +1,1 @@
+"""The state service: labelled objects with resource versions, selectors, watches."""
