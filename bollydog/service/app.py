@@ -208,6 +208,16 @@ class HubService(HubT):
         # the ones in flight have answered, while the hub drains; past the grace period the
         # hub cuts its work (callers get HubNotRunningError: a 503, an error frame), then tells
         # the entrypoints to answer whatever is still open. mode stops the apps afterwards.
+        # Connections first: entrypoints that can take no new connection stop now, and the
+        # requests their servers already read are admitted as in-flight work, not refused.
+        # Two loop turns: a read callback queued behind this one still delivers a request (its
+        # task starts a turn later).
+        stopping = [e.stop_accepting for e in self.entrypoints if hasattr(e, "stop_accepting")]
+        for stop_accepting in stopping:
+            stop_accepting()
+        if stopping:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
         self._accepting = False
         closing: dict[asyncio.Future[Any], Entrypoint] = {
             asyncio.ensure_future(e.stop()): e for e in reversed(self.entrypoints)

@@ -250,8 +250,14 @@ class HttpService(Entrypoint):
         if forced:
             self.site.force_exit()  # stop waiting for connections to close
 
+    def stop_accepting(self) -> None:
+        """Stopping starts here (the hub calls it before it refuses work): no new connection,
+        open ones end after their current response. Under ``--reload`` the process taking
+        over gets the requests from now on."""
+        self.site.stop_accepting()
+
     async def on_stop(self) -> None:
-        self.site.stop_accepting()  # first: under --reload, new connections go to the successor
+        self.site.stop_accepting()
         self.requests.close()
         if self.mcp is not None:  # first: it ends the MCP streams uvicorn would wait for
             timeout = self.settings.shutdown_timeout

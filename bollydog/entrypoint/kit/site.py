@@ -120,8 +120,12 @@ class _Running:
         self.server.force_exit = True
 
     def stop_accepting(self) -> None:
+        # What uvicorn's shutdown starts with, done now: no new connection, idle keep-alive
+        # connections closed, busy ones closed after their response.
         for server in getattr(self.server, "servers", ()):
             server.close()
+        for connection in list(self.server.server_state.connections):
+            connection.shutdown()
 
 
 class Site:
@@ -204,9 +208,10 @@ class Site:
         self._serving.force_exit()
 
     def stop_accepting(self) -> None:
-        """Accept no new connection from now on (open ones are served until :meth:`stop`).
-        uvicorn itself notices a stop only at its next tick, a tenth of a second later; a
-        process taking over the same listening socket gets every connection from now on."""
+        """Accept no new connection from now on and end the open ones after their current
+        response (idle keep-alive connections at once). uvicorn itself notices a stop only at
+        its next tick, a tenth of a second later, and requests arriving meanwhile would be
+        refused; a process taking over the same listening socket gets them instead."""
         self._serving.stop_accepting()
 
     def _config(self, app: ASGIApp) -> uvicorn.Config:
