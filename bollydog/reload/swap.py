@@ -130,7 +130,7 @@ class CodeSwap:
         changed_modules = {loaded[p] for p in changed if p in loaded}
         if not changed_modules:
             return None
-        if self.hub.registry.remote:
+        if self.hub.registry.remote or getattr(self.hub.transport, "remote", None):
             return "other processes serve some domains (a split deployment): the transport routes by class"
         stateful = self._stateful_modules()
         for module in sorted(self._with_dependents(changed_modules)):
@@ -194,7 +194,8 @@ class CodeSwap:
             return SwapReport("swap", self.version, [], "no loaded module changed")
         for module in modules:
             _compile(sys.modules[module])
-        order = [name for name in sys.modules if name in self._with_dependents(set(modules))]
+        affected = self._with_dependents(set(modules))
+        order = [name for name in sys.modules if name in affected]  # the original import order
         old = {name: sys.modules[name] for name in order}
         parents = {name: _parent_binding(name) for name in order}
         for name in order:
