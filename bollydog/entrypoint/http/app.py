@@ -125,7 +125,8 @@ class HttpService(Entrypoint):
         self.site = Site(
             settings.host, settings.port, section="http", env="BOLLYDOG_HTTP_SERVICE_PORT",
             log_level=settings.log_level, access_log=settings.access_log,
-            limit_concurrency=settings.limit_concurrency,
+            limit_concurrency=settings.limit_concurrency, header_timeout=settings.header_timeout,
+            max_connections=settings.max_connections, retry_after=settings.retry_after,
         )
         self._openapi = b""
         #: The MCP endpoint at ``mcp_path`` (None when not configured), see docs/mcp.md.
