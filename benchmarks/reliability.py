@@ -149,7 +149,11 @@ async def _stats(server: Server) -> dict[str, Any]:
     import httpx
 
     async with httpx.AsyncClient() as client:
-        reply = await client.post(server.path("stats"), json={})
+        for _ in range(50):  # 503 while a load's queued requests drain
+            reply = await client.post(server.path("stats"), json={})
+            if reply.status_code != 503:
+                break
+            await asyncio.sleep(0.2)
         reply.raise_for_status()
         return dict(reply.json())
 
@@ -266,24 +270,33 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
     return {"rps": float(rps.group(1)), "requests": int(total.group(1)), "non2xx": int(non2xx.group(1)) if non2xx else 0}
 
 
-async def subscribers(out: Any, sockets: int = 200, patterns: int = 100, seconds: int = 5) -> None:
+async def subscribers(out: Any, sockets: int = 200, patterns: int = 100, seconds: int = 5, rounds: int = 3) -> None:
     from websockets.asyncio.client import connect
 
+    alone: list[float] = []
+    crowded: list[float] = []
     with Server() as server:
         url = server.path("ping")
-        alone = await asyncio.to_thread(wrk, url, seconds, 32)
-        clients = [await connect(server.ws) for _ in range(sockets)]
-        try:
-            for i, client in enumerate(clients):
-                topics = [f"nothing{i}.p{j}.*" for j in range(patterns)]
-                await client.send(json.dumps({"type": "subscribe", "id": i, "topics": topics}))
-                assert json.loads(await client.recv())["type"] == "subscribed"
-            crowded = await asyncio.to_thread(wrk, url, seconds, 32)
-        finally:
-            await asyncio.gather(*(c.close() for c in clients))
-    out(f"subscribers: GET ping, wrk -c32 {seconds} s")
-    out(f"  no sockets: {alone['rps']:,.0f} req/s; {sockets} idle sockets x {patterns} patterns: "
-        f"{crowded['rps']:,.0f} req/s ({crowded['rps'] / alone['rps']:.0%})")
+        for _ in range(rounds):  # alternating, so that the machine's drift hits both alike
+            alone.append((await asyncio.to_thread(wrk, url, seconds, 32))["rps"])
+            clients = [await connect(server.ws) for _ in range(sockets)]
+            try:
+                for i, client in enumerate(clients):
+                    topics = [f"nothing{i}.p{j}.*" for j in range(patterns)]
+                    await client.send(json.dumps({"type": "subscribe", "id": i, "topics": topics}))
+                    assert json.loads(await client.recv())["type"] == "subscribed"
+                crowded.append((await asyncio.to_thread(wrk, url, seconds, 32))["rps"])
+            finally:
+                await asyncio.gather(*(c.close() for c in clients))
+
+    def spread(values: list[float]) -> str:
+        ordered = sorted(values)
+        return f"{ordered[0]:,.0f} / {ordered[len(ordered) // 2]:,.0f} / {ordered[-1]:,.0f}"
+
+    ratios = sorted(c / a for c, a in zip(crowded, alone))
+    out(f"subscribers: GET ping, wrk -c32 {seconds} s, {rounds} rounds, req/s min / median / max")
+    out(f"  no sockets: {spread(alone)}; {sockets} idle sockets x {patterns} patterns: {spread(crowded)}; "
+        f"ratio per round {ratios[0]:.0%} / {ratios[len(ratios) // 2]:.0%} / {ratios[-1]:.0%}")
 
 
 async def concurrency(out: Any, connections: int = 200, seconds: int = 5) -> None:

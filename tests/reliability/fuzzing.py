@@ -9,10 +9,12 @@ A 5xx is a failure of the framework unless it is one the caller names in ``expec
 from __future__ import annotations
 
 import collections
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import hypothesis
+import hypothesis.errors
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -91,7 +93,10 @@ def fuzz(
                 f"{where}: {response.status_code}: {failure.title}: {failure.message}; {case.as_curl_command()}"
             )
 
-    (run if seed is None else hypothesis.seed(seed)(run))()
+    with warnings.catch_warnings():
+        # schemathesis's own strategies use the random module; hypothesis warns of it, per run
+        warnings.simplefilter("ignore", hypothesis.errors.HypothesisDeprecationWarning)
+        (run if seed is None else hypothesis.seed(seed)(run))()
     return report
 
 
