@@ -115,3 +115,20 @@ def test_the_bounds_are_options_read_from_the_environment(monkeypatch: pytest.Mo
     assert service.site.limits.header_timeout == 2.5 and service.site.limits.max_connections == 12
     with pytest.raises(ConfigError, match="header_timeout"):
         HttpService(port=0, header_timeout=0)
+
+
+async def test_the_h11_protocol_has_the_same_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uvicorn picks h11 when httptools is not installed: the same deadline, the same cap
+    from bollydog.entrypoint.kit import guard, site
+
+    monkeypatch.setattr(site, "http_protocol", lambda: guard._BoundedH11)
+    async with serving(http={"header_timeout": 1.0, "max_connections": 2}) as served:
+        data, lasted = await trickle(served.http.port, HEAD)
+        assert data.startswith(b"HTTP/1.1 408 ") and lasted < 3.0
+        async with httpx.AsyncClient(base_url=served.http.url) as client:
+            assert (await client.post(served.path("echo"), json={"text": "hi"})).status_code == 200
+        idle = [await asyncio.open_connection("127.0.0.1", served.http.port) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        assert (await answer(served.http.port, HEAD + b"\r\n")).startswith(b"HTTP/1.1 503 ")
+        for _, writer in idle:
+            writer.close()
