@@ -293,6 +293,13 @@ class BaseMessage(BaseModel):
                 cls.name, [{"field": "__root__", "message": "input nested too deeply", "type": "too_deep"}]
             ) from None
         errors = [] if data.keys().isdisjoint(CLIENT_SETTABLE_FIELDS) else _client_setting_errors(cls, message, data)
+        # Lax validation turns JSON true into 1: an integer field given a boolean is refused,
+        # as the OpenAPI document's "type": "integer" says.
+        errors.extend(
+            {"field": key, "message": "must be an integer, not a boolean", "type": "int_type"}
+            for key, given in data.items()
+            if isinstance(given, bool) and type(message.__dict__.get(key)) is int
+        )
         # Only what the client gave can be out of range (defaults are the code's own).
         values = message.__dict__
         for key in data:

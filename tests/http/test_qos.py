@@ -50,6 +50,8 @@ async def test_unknown_outcome_404(client):
 
 async def test_invalid_qos_is_422(client):
     r = await client.get("/demo/svc/ping", headers={"x-bollydog-qos": "7"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "x-bollydog-qos"  # the header named
+    r = await client.get("/demo/svc/ping", params={"qos": "7"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "qos"
 
 

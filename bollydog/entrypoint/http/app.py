@@ -126,7 +126,8 @@ class HttpService(Entrypoint):
         self.site = Site(
             settings.host, settings.port, section="http", env="BOLLYDOG_HTTP_SERVICE_PORT",
             log_level=settings.log_level, access_log=settings.access_log,
-            limit_concurrency=settings.limit_concurrency,
+            limit_concurrency=settings.limit_concurrency, header_timeout=settings.header_timeout,
+            max_connections=settings.max_connections, retry_after=settings.retry_after,
         )
         self._openapi = self._asyncapi = b""
         self._app: _CutAnswered | None = None

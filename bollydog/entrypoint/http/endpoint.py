@@ -33,6 +33,7 @@ from bollydog.entrypoint.http.responses import (
 )
 from bollydog.entrypoint.kit.admission import Call, outcome, run, stream
 from bollydog.encoding import dumps
+from bollydog.errors import InvalidMessageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.entrypoint.http.app import HttpService
@@ -159,6 +160,10 @@ def _sse(event: str, data: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
 
 
+#: What the ``x-bollydog-qos`` header may say.
+_QOS_VALUES = ("0", "1", "2")
+
+
 class MessageEndpoint:
     """Serves one :class:`RouteSpec` (its canonical path and its aliases)."""
 
@@ -182,9 +187,17 @@ class MessageEndpoint:
             # One pass over the raw headers: Starlette's lookup raises and catches a KeyError
             # for each absent one, and most requests carry none of these.
             raw_headers = dict(request.scope["headers"])
-            qos_header = raw_headers.get(b"x-bollydog-qos")
-            if qos_header is not None and "qos" not in fields:
-                fields["qos"] = qos_header.decode("latin-1")
+            raw_qos = raw_headers.get(b"x-bollydog-qos")
+            if raw_qos is not None:
+                qos_header = raw_qos.decode("latin-1")
+                # Checked even when a field gives qos (the field wins): a bad header is a 422,
+                # as the OpenAPI document's enum says, never silently ignored.
+                if qos_header.strip() not in _QOS_VALUES:
+                    raise InvalidMessageError(spec.key, [{
+                        "field": "x-bollydog-qos", "message": f"must be one of {', '.join(_QOS_VALUES)}",
+                        "type": "enum",
+                    }])
+                fields.setdefault("qos", qos_header)
             session_token = current_session.set(session)
             traceparent = raw_headers.get(b"traceparent")
             parent_token = remote_parent.set(parse_traceparent(traceparent.decode("latin-1")) if traceparent else None)

@@ -13,7 +13,9 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from bollydog.entrypoint.kit.settings import EntrypointSettings, JwtSettings, OptionalText, TextList
+from bollydog.entrypoint.kit.settings import (
+    EntrypointSettings, JwtSettings, ListenerSettings, OptionalText, TextList,
+)
 
 
 class RouteOptions(BaseModel):
@@ -47,9 +49,10 @@ class RouteOptions(BaseModel):
         return value
 
 
-class HttpSettings(EntrypointSettings, JwtSettings):
+class HttpSettings(EntrypointSettings, JwtSettings, ListenerSettings):
     """Every option of the ``http`` config section (see docs/http.md); the JWT options are
-    the :class:`~bollydog.entrypoint.kit.settings.JwtSettings` every entrypoint shares."""
+    the :class:`~bollydog.entrypoint.kit.settings.JwtSettings` every entrypoint shares, the
+    head deadline the kit's :class:`~bollydog.entrypoint.kit.settings.ListenerSettings`."""
 
     model_config = SettingsConfigDict(env_prefix="BOLLYDOG_HTTP_SERVICE_", extra="forbid")
     section: ClassVar[str] = "http"
@@ -68,6 +71,9 @@ class HttpSettings(EntrypointSettings, JwtSettings):
     version: str = "0.1.0"
     outcomes_max: int = Field(1024, ge=1, description="qos=0 outcomes kept for GET /_bollydog/messages.")
     limit_concurrency: int | None = Field(None, ge=1, description="uvicorn: 503 beyond this.")
+    max_connections: int = Field(
+        1024, ge=1, description="Open TCP connections, idle and slow ones included; one more gets 503."
+    )
     shutdown_timeout: float | None = Field(
         None, ge=0, description="uvicorn's own bound on stop; default: the hub's grace + compensation + 1 s."
     )

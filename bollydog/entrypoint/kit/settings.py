@@ -22,7 +22,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from bollydog.errors import ConfigError
 
-__all__ = ["DEFAULT_ALGORITHMS", "EntrypointSettings", "JwtSettings", "OptionalText", "TextList"]
+__all__ = [
+    "DEFAULT_ALGORITHMS", "EntrypointSettings", "JwtSettings", "ListenerSettings", "OptionalText", "TextList",
+]
 
 #: What tokens are signed with unless ``jwt_algorithms`` says otherwise.
 DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256",)
@@ -107,3 +109,12 @@ class JwtSettings(BaseModel):
     jwt_audience: OptionalText = None
     jwt_issuer: OptionalText = None
     jwt_leeway: float = Field(0.0, ge=0, description="Seconds of clock skew allowed on exp/nbf.")
+
+
+class ListenerSettings(BaseModel):
+    """The connection bounds of an entrypoint that listens (a mixin; see
+    :mod:`bollydog.entrypoint.kit.guard`)."""
+
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a connection has to send a request head; then 408 and closed."
+    )

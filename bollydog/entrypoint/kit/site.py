@@ -11,6 +11,9 @@ stop the same way:
   delayed ACK, ~40 ms); an IPv6 socket is IPv6 only;
 * uvicorn installs no signal handlers: the process owner (the bollydog CLI) handles
   SIGINT/SIGTERM. There is no ASGI lifespan: the entrypoint's start and stop are the lifespan;
+* every connection is bounded (:mod:`.guard`): ``header_timeout`` seconds to send a request
+  head (then 408 and closed), at most ``max_connections`` open at once (then 503), and a
+  WebSocket handshake the library refuses is answered (431 for a header over 8 KiB);
 * :meth:`Site.start` returns once uvicorn accepts connections; :meth:`Site.stop` stops
   accepting, lets open connections finish within ``shutdown_timeout`` and returns when uvicorn
   is done; :meth:`Site.force_exit` stops waiting for them (a forced shutdown).
@@ -29,6 +32,7 @@ from typing import Any, Protocol
 import uvicorn
 from starlette.types import ASGIApp
 
+from bollydog.entrypoint.kit.guard import Config, Limits, http_protocol, websocket_protocol
 from bollydog.errors import ConfigError
 from bollydog.reload.handoff import announce, inherited_socket
 
@@ -133,8 +137,10 @@ class Site:
 
     ``section`` and ``env`` name the entrypoint's config key and port variable (for errors).
     ``shutdown_timeout`` bounds uvicorn's wait for open connections on stop (whole seconds,
-    at least 1). The other keywords are uvicorn's: ``access_log``, ``limit_concurrency``,
-    ``ws_max_size``.
+    at least 1). ``header_timeout`` (seconds, ``None``: none), ``max_connections`` (open TCP
+    connections, ``None``: no cap) and ``retry_after`` (of the cap's 503) are the
+    :class:`~bollydog.entrypoint.kit.guard.Limits` of every connection. The other keywords are
+    uvicorn's: ``access_log``, ``limit_concurrency``, ``ws_max_size``.
     """
 
     def __init__(
@@ -149,6 +155,9 @@ class Site:
         access_log: bool = False,
         limit_concurrency: int | None = None,
         ws_max_size: int | None = None,
+        header_timeout: float | None = 10.0,
+        max_connections: int | None = None,
+        retry_after: int = 1,
     ) -> None:
         self.host = host
         self.section, self.env = section, env
@@ -157,6 +166,7 @@ class Site:
         self.access_log = access_log
         self.limit_concurrency = limit_concurrency
         self.ws_max_size = ws_max_size
+        self.limits = Limits(header_timeout, max_connections, retry_after)
         self._port = port
         self._bound_port = 0  # 0: not bound (a bound port is never 0)
         self._serving: _Serving = _NotServing()
@@ -218,8 +228,11 @@ class Site:
         options: dict[str, Any] = {}
         if self.ws_max_size is not None:
             options["ws_max_size"] = self.ws_max_size
-        return uvicorn.Config(
+        return Config(
             app,
+            limits=self.limits,
+            http=http_protocol(),
+            ws=websocket_protocol(),
             log_config=None,  # bollydog's logging configuration applies to uvicorn's loggers
             log_level=self.log_level,
             access_log=self.access_log,

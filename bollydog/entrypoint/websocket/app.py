@@ -31,7 +31,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bollydog.entrypoint.kit.admission import InFlight
 from bollydog.entrypoint.kit.auth import authenticator
-from bollydog.entrypoint.kit.settings import EntrypointSettings, JwtSettings, TextList
+from bollydog.entrypoint.kit.settings import EntrypointSettings, JwtSettings, ListenerSettings, TextList
 from bollydog.entrypoint.kit.site import Site
 from bollydog.entrypoint.websocket.connection import Connection
 from bollydog.entrypoint.websocket.protocol import encode, error_frame, topic_of
@@ -53,16 +53,20 @@ CLOSE_TRY_AGAIN_LATER = 1013
 #: Distinct topics whose subscribers are cached at most (topics are registered names, so this
 #: is only reached by a registry of that size; the cache then starts over).
 _INDEX_SIZE = 4096
+#: TCP connections allowed beyond ``max_connections`` (handshakes under way, sockets being
+#: refused with 1013); past them a connection is answered 503 before its handshake.
+_HANDSHAKE_SLACK = 64
 
 
 class SocketServiceError(ConfigError):
     """The WebSocket service cannot start (no hub, ...)."""
 
 
-class SocketSettings(EntrypointSettings, JwtSettings):
+class SocketSettings(EntrypointSettings, JwtSettings, ListenerSettings):
     """Options of :class:`SocketService`; environment variables ``BOLLYDOG_WS_SERVICE_*``. The
     JWT options are the :class:`~bollydog.entrypoint.kit.settings.JwtSettings` every entrypoint
-    shares."""
+    shares, the handshake deadline the kit's
+    :class:`~bollydog.entrypoint.kit.settings.ListenerSettings`."""
 
     model_config = SettingsConfigDict(env_prefix="BOLLYDOG_WS_SERVICE_", extra="forbid")
     section: ClassVar[str] = "websocket"
@@ -79,6 +83,9 @@ class SocketSettings(EntrypointSettings, JwtSettings):
     notify_queue_size: int = Field(1000, ge=1, description="Queued notifications per subscriber.")
     max_topics: int = Field(100, ge=1, description="Subscription patterns per connection.")
     max_connections: int = Field(1000, ge=1, description="Open sockets; one more is closed with 1013.")
+    send_timeout: float = Field(
+        10.0, gt=0, description="Seconds a frame may wait for a client that stopped reading; then it is dropped."
+    )
     max_frame_size: int = Field(1 << 20, ge=1024, description="Largest accepted frame, bytes.")
     shutdown_grace: float | None = Field(None, ge=0, description="Default: the hub's shutdown_grace.")
 
@@ -113,6 +120,7 @@ class SocketService(Entrypoint):
         self.site = Site(
             settings.host, settings.port, section="websocket", env="BOLLYDOG_WS_SERVICE_PORT",
             log_level=settings.log_level, ws_max_size=settings.max_frame_size,
+            header_timeout=settings.header_timeout, max_connections=settings.max_connections + _HANDSHAKE_SLACK,
         )
         self.connections: set[Connection] = set()
         #: topic -> the connections subscribed to it, computed once per topic and kept until a

@@ -6,6 +6,11 @@ which is back-pressure, not an error). Responses are sent by the request's task;
 notifications go through a bounded queue drained by one writer task, so a slow client never
 slows down the hub. A subscriber whose queue overflows is disconnected with code 1013.
 
+A client that stops reading fills its TCP buffer, and a send then waits. Every send has a
+deadline, ``send_timeout``: past it the client is dropped, its connection aborted (a close
+frame cannot be written behind a full buffer; the client sees 1006), and its subscriptions and
+queued notifications are freed. Other sockets never wait for it: each has its own writer.
+
 A client that disconnects does not cancel the work it started: its messages are in the hub and
 complete (and are still announced to other subscribers); only the replies are dropped.
 """
@@ -18,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from bollydog.context import current_session, format_traceparent, parse_traceparent, remote_parent
 from bollydog.entrypoint.kit.admission import stream
+from bollydog.entrypoint.kit.guard import ABORT
 from bollydog.entrypoint.websocket.protocol import (
     PING,
     REQUEST,
@@ -193,14 +199,36 @@ class Connection:
         async with self._send_lock:
             if not self._open():  # closed while this waited for the lock
                 return
-            try:
-                await self.websocket.send_text(text)
-            except Exception as exc:  # the client went away mid-send; the reader sees it too
-                log.debug("websocket send failed: %s: %s", type(exc).__name__, exc)
-                self.closed = True
+            await self._write(text)
 
     def _open(self) -> bool:
         return not self.closed
+
+    async def _write(self, text: str) -> None:
+        """Send ``text`` (the caller holds the send lock) within ``send_timeout``, or drop the
+        client; a failed send means the client went away (the reader sees it too)."""
+        timeout = self.service.settings.send_timeout
+        try:
+            await asyncio.wait_for(self.websocket.send_text(text), timeout)
+        except TimeoutError:
+            log.warning(
+                "websocket client %s took no data for %s s (send_timeout): dropping it", self.session.uid, timeout
+            )
+            self._abort(CLOSE_TOO_SLOW, "client stopped reading")
+        except Exception as exc:
+            log.debug("websocket send failed: %s: %s", type(exc).__name__, exc)
+            self.closed = True
+
+    def _abort(self, code: int, reason: str) -> None:
+        """Drop the connection now, without a closing handshake (its buffer is full)."""
+        self.closed = True
+        while not self._notifications.empty():  # free what it will never read
+            self._notifications.get_nowait()
+        abort = self.websocket.scope.get(ABORT)
+        if abort is not None:
+            abort()
+        else:  # a server without the hook (a test transport): the close is the best there is
+            asyncio.get_running_loop().create_task(self._close_now(code, reason))
 
     def set_topics(self, topics: list[str]) -> None:
         """Replace the subscription patterns (the service re-indexes its subscribers)."""
@@ -232,12 +260,7 @@ class Connection:
             async with self._send_lock:
                 if self.closed:
                     return
-                try:
-                    await self.websocket.send_text(text)
-                except Exception as exc:
-                    log.debug("websocket send failed: %s: %s", type(exc).__name__, exc)
-                    self.closed = True
-                    return
+                await self._write(text)
 
     async def close(self, code: int, reason: str = "") -> None:
         """Close the socket with ``code``; frames sent afterwards are dropped."""
@@ -249,6 +272,10 @@ class Connection:
     async def _close_now(self, code: int, reason: str) -> None:
         async with self._send_lock:
             try:
-                await self.websocket.close(code, reason)
+                await asyncio.wait_for(self.websocket.close(code, reason), self.service.settings.send_timeout)
+            except TimeoutError:  # the close frame cannot be written: the client stopped reading
+                abort = self.websocket.scope.get(ABORT)
+                if abort is not None:
+                    abort()
             except Exception as exc:  # already closed by the client
                 log.debug("websocket close failed: %s: %s", type(exc).__name__, exc)
