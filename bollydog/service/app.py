@@ -50,6 +50,7 @@ from bollydog.hub.middleware import (
 from bollydog.hub.dispatch import Dispatcher
 from bollydog.hub.hooks import Hooks
 from bollydog.hub.transport import InProcessTransport, Transport
+from bollydog.hub.waiting import Waiting
 from bollydog.models.base import BaseMessage
 from bollydog.models.service import AppService
 from bollydog.service.builtins import BollydogService
@@ -94,6 +95,7 @@ class HubService(HubT):
         self.entrypoints: list[Entrypoint] = []
         #: What the hub reports outward: completions, retries, dead letters (see hub/hooks.py).
         self.hooks = Hooks()
+        self.waiting = Waiting(settings.wait_retention, settings.wait_buffer)  # WaitFor (hub/waiting.py)
         # Outermost first: user layers (e.g. telemetry) see retries; each retry gets its own
         # transaction; the deadline bounds the handler inside it, so an expired handler rolls
         # back while a commit is never cut short.
