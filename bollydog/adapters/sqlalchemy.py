@@ -29,7 +29,8 @@ from typing import Any, TypeVar
 
 from bollydog.errors import BollydogError, ConfigError, MissingDependencyError
 from bollydog.models.base import Event
-from bollydog.models.protocol import Protocol, UnitOfWork
+from bollydog.models.protocol import Protocol, UnitOfWork, _ScopeContext
+from bollydog.outbox.relay import Outbox, OutboxRow
 
 try:
     import sqlalchemy as sa
@@ -110,9 +111,12 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         pool_pre_ping: bool | None = None,
         connect_args: dict[str, Any] | None = None,
         connect_timeout: float = 10.0,
+        outbox: bool = False,
         **engine_options: Any,
     ) -> None:
         super().__init__()
+        #: The transactional outbox (``outbox: true``; bollydog.outbox), or None.
+        self.outbox: Outbox | None = Outbox(_SqlOutboxStore(self)) if outbox else None
         if not url:
             raise ConfigError("unit_of_work.url: a database URL is required")
         try:
@@ -165,10 +169,11 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             else:
                 problem = self._describe(exc)
             raise ConfigError(f"cannot connect to database {self.safe_url}: {problem}") from None
-        if self.metadata and self.create_tables:
+        metadatas = [*self.metadata, _OUTBOX_METADATA] if self.outbox is not None else self.metadata
+        if metadatas and (self.create_tables or self.outbox is not None):
             try:
                 async with engine.begin() as conn:
-                    for metadata in self.metadata:
+                    for metadata in metadatas if self.create_tables else [_OUTBOX_METADATA]:
                         await conn.run_sync(metadata.create_all)
             except Exception as exc:
                 await _dispose_quietly(engine)
@@ -207,6 +212,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
 
     async def disconnect(self) -> None:
         """Dispose of the engine: every pooled connection is closed."""
+        if self.outbox is not None:
+            await self.outbox.flush()
         engine, self.engine, self.sessionmaker = self.engine, None, None
         if engine is not None:
             await engine.dispose()
@@ -226,6 +233,13 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         return _PASSWORD_IN_URL.sub(r"\1***@", text)
 
     # -- transactions -----------------------------------------------------------------------------
+
+    def scope(self) -> _ScopeContext:
+        """One handler execution; with an outbox, its events bound for other processes are
+        written in its transaction before the commit."""
+        if self.outbox is None:
+            return super().scope()
+        return _OutboxScope(self, self.outbox)
 
     async def begin(self) -> AsyncSession:
         """A new session with its transaction begun (no connection is taken until first use)."""
@@ -474,3 +488,67 @@ async def _delete(session: AsyncSession, model: type[M], iid: Any) -> bool:
     await session.delete(obj)
     await session.flush()
     return True
+
+
+# -- the transactional outbox (bollydog.outbox) ------------------------------------------------------
+
+_OUTBOX_METADATA = sa.MetaData()
+_OUTBOX = sa.Table(
+    "bollydog_outbox",
+    _OUTBOX_METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("fields", sa.Text, nullable=False),
+)
+
+
+class _SqlOutboxStore:
+    """The ``bollydog_outbox`` table of a :class:`SqlAlchemyUnitOfWork`."""
+
+    def __init__(self, unit_of_work: SqlAlchemyUnitOfWork) -> None:
+        self.unit_of_work = unit_of_work
+
+    def _engine(self) -> AsyncEngine:
+        engine = self.unit_of_work.engine
+        if engine is None:
+            raise RuntimeError(f"{self.unit_of_work!r} is not connected")
+        return engine
+
+    async def write(self, transaction: Any, rows: Iterable[OutboxRow]) -> None:
+        session: AsyncSession = transaction
+        await session.execute(sa.insert(_OUTBOX), [{"message_id": r.message_id, "fields": r.fields} for r in rows])
+
+    async def pending(self) -> builtins.list[OutboxRow]:
+        async with self._engine().connect() as conn:
+            result = await conn.execute(sa.select(_OUTBOX.c.message_id, _OUTBOX.c.fields).order_by(_OUTBOX.c.seq))
+            return [OutboxRow(message_id, fields) for message_id, fields in result]
+
+    async def remove(self, message_ids: Iterable[str]) -> None:
+        async with self._engine().begin() as conn:
+            await conn.execute(sa.delete(_OUTBOX).where(_OUTBOX.c.message_id.in_(builtins.list(message_ids))))
+
+
+class _OutboxScope(_ScopeContext):
+    """A handler's scope whose events bound for other processes go to the outbox, in its
+    transaction, before the commit."""
+
+    __slots__ = ("outbox",)
+
+    def __init__(self, unit_of_work: UnitOfWork, outbox: Outbox) -> None:
+        super().__init__(unit_of_work)
+        self.outbox = outbox
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        staged: builtins.list[Event] = []
+        if exc_type is None:
+            try:
+                staged = await self.outbox.stage(self.scope, self.unit_of_work.transaction)
+            except BaseException as failure:  # the transaction must not commit without its rows
+                await super().__aexit__(type(failure), failure, failure.__traceback__)
+                raise
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        except BaseException:
+            self.outbox.abandoned(staged)
+            raise
+

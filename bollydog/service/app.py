@@ -52,6 +52,7 @@ from bollydog.hub.hooks import Hooks
 from bollydog.hub.transport import InProcessTransport, Transport
 from bollydog.hub.waiting import Waiting
 from bollydog.models.base import BaseMessage
+from bollydog.outbox.relay import recover_outboxes
 from bollydog.models.service import AppService
 from bollydog.service.builtins import BollydogService
 from bollydog.settings import get_settings
@@ -184,6 +185,9 @@ class HubService(HubT):
         self._accepting = True
         self._intake_task = asyncio.create_task(self._intake(), name="bollydog-hub-intake")
         self._adopt_transport()
+
+    async def on_started(self) -> None:
+        await recover_outboxes(self)  # the transport runs now: publish what a crash left (bollydog/outbox)
 
     def _adopt_transport(self) -> None:
         """Make the transport a dependency between the apps and the entrypoints.
