@@ -219,6 +219,19 @@ class WaitTimeoutError(BollydogError, TimeoutError):
         self.waiting_for, self.timeout, self.got, self.received = waiting_for, timeout, got, received
 
 
+class RunMismatchError(BollydogError):
+    """A durable run cannot go on: its handler's code no longer matches its step log (another
+    yield at a recorded step, another ``version``), or the run is not running. The run is
+    parked; ``bollydog sagas`` shows it. ``run_id`` and ``step`` are sent along."""
+
+    status_code = 409
+    fields = ("run_id", "step")
+
+    def __init__(self, message: str, *, run_id: str | None = None, step: int | None = None) -> None:
+        super().__init__(message)
+        self.run_id, self.step = run_id, step
+
+
 class ConcurrentDispatchError(BollydogError, ExceptionGroup[Exception]):
     """Some of the messages yielded together as a list failed.
 

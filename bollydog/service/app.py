@@ -52,6 +52,7 @@ from bollydog.hub.hooks import Hooks
 from bollydog.hub.transport import InProcessTransport, Transport
 from bollydog.hub.waiting import Waiting
 from bollydog.models.base import BaseMessage
+from bollydog.durable.runner import recover_runs
 from bollydog.outbox.relay import recover_outboxes
 from bollydog.models.service import AppService
 from bollydog.service.builtins import BollydogService
@@ -187,7 +188,9 @@ class HubService(HubT):
         self._adopt_transport()
 
     async def on_started(self) -> None:
-        await recover_outboxes(self)  # the transport runs now: publish what a crash left (bollydog/outbox)
+        # The transport runs now: outboxes publish what a crash left, durable runs resume.
+        await recover_outboxes(self)
+        await recover_runs(self)
 
     def _adopt_transport(self) -> None:
         """Make the transport a dependency between the apps and the entrypoints.

@@ -1,0 +1,174 @@
+"""Durable generator handlers: step log, replay, deterministic ids, parking."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bollydog.bootstrap import build
+from bollydog.errors import ConfigError, HandlerRegistrationError, RunMismatchError
+from bollydog.durable import durable
+from bollydog.service.app import HubService
+from tests.orchestration.saga_handlers import Fulfil, StepFailed
+
+
+def config(database: Path, durable_runs: bool = True) -> dict[str, Any]:
+    return {
+        "saga": {
+            "handlers": ["tests.orchestration.saga_handlers"],
+            "unit_of_work": {
+                "module": "bollydog.adapters.sqlalchemy.SqlAlchemyUnitOfWork",
+                "url": f"sqlite+aiosqlite:///{database}",
+                "metadata": "tests.orchestration.saga_handlers.Base",
+                "durable": durable_runs,
+            },
+            "protocol": {"module": "bollydog.adapters.sqlalchemy.SqlAlchemyProtocol"},
+        }
+    }
+
+
+@asynccontextmanager
+async def saga_hub(database: Path, durable_runs: bool = True) -> AsyncIterator[HubService]:
+    async with build(config(database, durable_runs), entrypoints=False).hub as hub:
+        yield hub
+
+
+def effects(database: Path, key: str) -> list[tuple[str, int]]:
+    with sqlite3.connect(database) as db:
+        return [(k, s) for k, s in db.execute("SELECT kind, step FROM saga_effects WHERE key = ? ORDER BY id", (key,))]
+
+
+def runs(database: Path) -> list[tuple[str, str, str | None]]:
+    with sqlite3.connect(database) as db:
+        return list(db.execute("SELECT run_id, status, outcome FROM bollydog_runs ORDER BY created"))
+
+
+def steps(database: Path, run_id: str) -> list[tuple[int, str, str, int]]:
+    with sqlite3.connect(database) as db:
+        return list(db.execute("SELECT step, kind, name, ok FROM bollydog_steps WHERE run_id = ? ORDER BY step", (run_id,)))
+
+
+async def test_a_durable_run_logs_each_step_and_its_result(tmp_path: Path) -> None:
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        command = Fulfil(key="k1")
+        assert await hub.execute(command) == {"key": "k1", "total": 150}
+    assert effects(database, "k1") == [("do", s) for s in range(1, 6)]
+    ((run_id, status, outcome),) = runs(database)
+    assert (run_id, status, json.loads(outcome or "null")) == (command.iid, "done", {"key": "k1", "total": 150})
+    assert steps(database, run_id) == [(i, "command", "saga.effect", 1) for i in range(5)]
+
+
+async def test_child_ids_are_derived_from_the_run_and_the_step(tmp_path: Path) -> None:
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        await hub.execute(Fulfil(key="a", iid="a" * 32))
+        await hub.execute(Fulfil(key="b", iid="b" * 32))
+    with sqlite3.connect(database) as db:
+        ids = [r[0] for r in db.execute("SELECT message_id FROM saga_effects ORDER BY id")]
+    assert len(set(ids)) == 10
+    from bollydog.durable.runner import _child_id
+
+    assert ids[:5] == [_child_id("a" * 32, step) for step in range(5)]
+
+
+async def test_a_failed_step_is_thrown_in_and_compensation_runs(tmp_path: Path) -> None:
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        with pytest.raises(StepFailed):
+            await hub.execute(Fulfil(key="f", fail_at=4))
+    assert effects(database, "f") == [("do", 1), ("do", 2), ("do", 3), ("undo", 3), ("undo", 2), ("undo", 1)]
+    ((run_id, status, outcome),) = runs(database)
+    assert status == "failed" and "StepFailed" in (outcome or "")
+    assert [s[3] for s in steps(database, run_id)] == [1, 1, 1, 0, 1, 1, 1]  # step 3 (0-based) failed
+
+
+async def test_delivered_again_after_it_finished_gives_the_same_answer_without_running(tmp_path: Path) -> None:
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        first = Fulfil(key="k")
+        assert await hub.execute(first) == {"key": "k", "total": 150}
+        again = Fulfil.model_validate(first.model_dump())
+        assert again.iid == first.iid
+        assert await hub.execute(again) == {"key": "k", "total": 150}
+    assert len(effects(database, "k")) == 5
+
+
+async def test_without_a_run_store_a_durable_handler_says_what_to_configure(tmp_path: Path) -> None:
+    async with saga_hub(tmp_path / "saga.db", durable_runs=False) as hub:
+        with pytest.raises(ConfigError, match="durable: true"):
+            await hub.execute(Fulfil(key="k"))
+
+
+def test_durable_applies_to_generators_only() -> None:
+    async def plain(command: Fulfil) -> None: ...
+
+    with pytest.raises(HandlerRegistrationError, match="async-generator"):
+        durable(plain)
+
+
+async def test_a_log_the_code_no_longer_matches_parks_the_run(tmp_path: Path) -> None:
+    database = tmp_path / "saga.db"
+    command = Fulfil(key="m")
+    async with saga_hub(database) as hub:
+        await hub.execute(command)
+    with sqlite3.connect(database) as db:  # as if the run had stopped after step 2 of other code
+        db.execute("UPDATE bollydog_runs SET status = 'running'")
+        db.execute("UPDATE bollydog_steps SET name = 'saga.undo' WHERE step = 1")
+        db.execute("DELETE FROM bollydog_steps WHERE step > 1")
+    async with saga_hub(database) as hub:  # recovery replays it on start
+        await hub.drain(5)
+    ((_, status, outcome),) = runs(database)
+    assert status == "parked" and "step 1 yields command saga.effect, the log has command saga.undo" in (outcome or "")
+    assert len(effects(database, "m")) == 5  # nothing dispatched
+
+
+async def test_a_run_recorded_under_another_version_is_parked(tmp_path: Path) -> None:
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        await hub.execute(Fulfil(key="v"))
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE bollydog_runs SET status = 'running', version = '0'")
+    async with saga_hub(database) as hub:
+        await hub.drain(5)
+    ((_, status, outcome),) = runs(database)
+    assert status == "parked" and "version '0'" in (outcome or "")
+    assert RunMismatchError.status_code == 409
+
+
+@pytest.mark.parametrize("crash", ["after:2", "before:3", "after:5", "before:1"])
+async def test_killed_mid_run_the_run_completes_after_restart_each_effect_once(tmp_path: Path, crash: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    database = tmp_path / "saga.db"
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config(database)))
+    env = {**os.environ, "BOLLYDOG_LOG_LEVEL": "WARNING", "PYTHONPATH": str(root), "SAGA_CRASH": crash}
+    killed = subprocess.run(
+        [sys.executable, "-m", "tests.orchestration.saga_crash", str(config_path), "k9"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    ((run_id, status, _),) = runs(database)
+    assert status == "running"
+    step = int(crash.split(":")[1])
+    committed = step if crash.startswith("after") else step - 1
+    assert effects(database, "k9") == [("do", s) for s in range(1, committed + 1)]
+    assert len(steps(database, run_id)) == committed  # each committed effect has its step row
+
+    async with saga_hub(database) as hub:  # the restart resumes it
+        assert await hub.drain(10)
+    ((_, status, outcome),) = runs(database)
+    assert status == "done" and json.loads(outcome or "null") == {"key": "k9", "total": 150}
+    assert effects(database, "k9") == [("do", s) for s in range(1, 6)]  # each exactly once
+    assert len(steps(database, run_id)) == 5
