@@ -46,6 +46,7 @@ from bollydog.context import current_session, get_app, get_hub
 from bollydog.durable.store import DONE, FAILED, PARKED, RUNNING, RunRecord, RunStore, StepRecord
 from bollydog.encoding import dumps_text, jsonable
 from bollydog.errors import ConfigError, HandlerRegistrationError, RunMismatchError
+from bollydog.hub.steps import LocalStep
 from bollydog.hub.waiting import WaitFor
 from bollydog.models.base import BaseMessage, Event
 from bollydog.transport import wire
@@ -148,10 +149,17 @@ def _replaying(handler: Callable[..., Any], version: str) -> Callable[..., Any]:
                         await runner.park(mismatch)
                         raise mismatch
                     ok, value = runner.answer(recorded)
+                    if isinstance(item, LocalStep):
+                        value = await item.settle(value)
                     if ok:
                         reply = value
                     else:
                         error = value
+                    continue
+                if isinstance(item, LocalStep):  # recorded first: a sleep resumes with its end
+                    value = item.value()
+                    await runner.record(StepRecord(runner.run_id, step, kind, name, True, dumps_text(value)))
+                    reply = await item.settle(value)
                     continue
                 _assign_ids(item, runner.run_id, step)
                 claim = runner.claim(step, kind, name, item)
@@ -179,6 +187,8 @@ def _replaying(handler: Callable[..., Any], version: str) -> Callable[..., Any]:
 
 
 def _kind(item: Any) -> str | None:
+    if isinstance(item, LocalStep):
+        return item.kind
     if isinstance(item, Event):
         return "event"
     if isinstance(item, BaseMessage):
@@ -265,6 +275,8 @@ class _Run:
             log.info("resuming run %s of %s at step %d", self.run_id, self.name, len(steps))
 
     def name_of(self, kind: str, item: Any) -> str:
+        if isinstance(item, LocalStep):
+            return kind
         registry = self.hub.registry
         if kind == "wait":
             return registry.name_of(item.event_type)

@@ -14,9 +14,10 @@ from sqlalchemy import Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bollydog.adapters.sqlalchemy import SqlAlchemyProtocol
-from bollydog.durable import durable
+from bollydog.durable import NewId, Now, Random, Sleep, durable
 from bollydog.errors import DomainError
-from bollydog.models.base import Command
+from bollydog.hub.waiting import WaitFor
+from bollydog.models.base import Command, Event
 
 STEPS = 5
 
@@ -82,3 +83,23 @@ async def fulfil(command: Fulfil) -> Any:
             yield Undo(key=command.key, step=step)
         raise
     yield {"key": command.key, "total": total}
+
+
+class Pinged(Event):
+    key: str
+    n: int
+
+
+class Timed(Command):
+    key: str
+    nap: float = 0.3
+
+
+@durable
+async def timed(command: Timed) -> Any:
+    started = yield Now()
+    token = yield NewId()
+    luck = yield Random()
+    yield Sleep(command.nap)
+    ping = yield WaitFor(Pinged, match={"key": command.key}, timeout=5)
+    yield {"started": started, "token": token, "luck": luck, "ping": ping.n, "ping_id": ping.iid}

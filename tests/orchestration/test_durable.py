@@ -172,3 +172,56 @@ async def test_killed_mid_run_the_run_completes_after_restart_each_effect_once(t
     assert status == "done" and json.loads(outcome or "null") == {"key": "k9", "total": 150}
     assert effects(database, "k9") == [("do", s) for s in range(1, 6)]  # each exactly once
     assert len(steps(database, run_id)) == 5
+
+
+def kill_mid_run(tmp_path: Path, database: Path, crash: str, key: str, fail_at: int = 0) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config(database)))
+    env = {**os.environ, "BOLLYDOG_LOG_LEVEL": "WARNING", "PYTHONPATH": str(root), "SAGA_CRASH": crash}
+    killed = subprocess.run(
+        [sys.executable, "-m", "tests.orchestration.saga_crash", str(config_path), key, str(fail_at)],
+        cwd=root, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+
+async def test_killed_during_compensation_the_compensation_resumes_and_runs_once(tmp_path: Path) -> None:
+    database = tmp_path / "saga.db"
+    kill_mid_run(tmp_path, database, "undo-after:3", "c", fail_at=4)
+    assert effects(database, "c") == [("do", 1), ("do", 2), ("do", 3), ("undo", 3)]
+    async with saga_hub(database) as hub:
+        assert await hub.drain(10)
+    ((_, status, outcome),) = runs(database)
+    assert status == "failed" and "StepFailed" in (outcome or "")
+    assert effects(database, "c") == [("do", 1), ("do", 2), ("do", 3), ("undo", 3), ("undo", 2), ("undo", 1)]
+
+
+async def test_time_ids_randomness_sleep_and_waits_are_recorded_and_replayed(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from tests.orchestration.saga_handlers import Pinged, Timed
+
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        command = Timed(key="t")
+        running = await hub.put_message(command)
+        await asyncio.sleep(0.4)  # past the nap: the wait is registered
+        await hub.execute(Pinged(key="t", n=7))
+        first = await asyncio.wait_for(running.state, 5)
+    assert first["ping"] == 7 and len(first["token"]) == 32
+    assert [s[1] for s in steps(database, command.iid)] == ["now", "id", "random", "sleep", "wait"]
+    with sqlite3.connect(database) as db:  # as if the process had died before the end
+        db.execute("UPDATE bollydog_runs SET status = 'running'")
+    began = time.monotonic()
+    async with saga_hub(database) as hub:
+        assert await hub.drain(5)  # no event this time: the wait is answered from the log
+    assert time.monotonic() - began < 2  # and the nap is not taken again
+    ((_, status, outcome),) = runs(database)
+    assert status == "done" and json.loads(outcome or "null") == first  # same time, id, number, event

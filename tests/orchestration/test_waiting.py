@@ -76,6 +76,16 @@ async def round_trip(command: Round, hub: HubT) -> Any:
     return (await wait).order_id
 
 
+class ShipInSession(Command):
+    order_id: str
+
+
+async def ship_in_session(command: ShipInSession, hub: HubT) -> Any:
+    wait = WaitFor(Shipped, session=True, timeout=1)
+    await hub.execute(Ship(order_id=command.order_id))  # its event is published in this session
+    return (await wait).order_id
+
+
 HANDLERS = (ship, await_shipping, ship_then_wait)
 
 
@@ -179,14 +189,17 @@ async def test_trace_correlation_ignores_the_same_event_from_another_trace() -> 
 
 
 async def test_session_correlation() -> None:
-    async with running_hub(handlers=HANDLERS) as hub:
+    async with running_hub(handlers=(*HANDLERS, ship_in_session)) as hub:
         with as_user("ann"):
-            waiting = await hub.put_message(AwaitShipping(order_id="o-7", session=True, timeout=1))
+            waiting = await hub.put_message(AwaitShipping(order_id="o-7", session=True, timeout=0.3))
         await asyncio.sleep(0.02)
-        with as_user("bob"):
-            await hub.execute(Shipped(order_id="o-7"))
+        with as_user("ann"):
+            await hub.execute(Shipped(order_id="o-7"))  # ann again, but another session
         await asyncio.sleep(0.02)
         assert not waiting.state.done()
+        with as_user("ann"):
+            # The same session: what the waiting handler dispatches, here or in another process.
+            assert await hub.execute(ShipInSession(order_id="o-8")) == "o-8"
 
 
 async def test_a_wait_created_and_never_awaited_is_dropped_at_its_timeout() -> None:
