@@ -661,6 +661,13 @@ class SqlRunStore:
         async with self._engine().connect() as conn:
             return await self._run(conn, run_id)
 
+    async def forget_steps(self, run_id: str, from_step: int) -> int:
+        async with self._engine().begin() as conn:
+            result = await conn.execute(
+                sa.delete(_STEPS).where(_STEPS.c.run_id == run_id, _STEPS.c.step >= from_step)
+            )
+            return int(result.rowcount or 0)
+
     @staticmethod
     async def _run(conn: Any, run_id: str) -> tuple[RunRecord, builtins.list[StepRecord]] | None:
         row = (await conn.execute(sa.select(_RUNS).where(_RUNS.c.run_id == run_id))).mappings().first()

@@ -313,6 +313,11 @@ def deadletters_replay(config: str | None, ids: tuple[str, ...], replay_all: boo
         fail(f"not found among the dead letters: {', '.join(missing)}", EXIT_HANDLER_FAILED)
 
 
+from bollydog.cli.sagas import sagas  # noqa: E402  (the durable-runs verbs: bollydog/cli/sagas.py)
+
+cli.add_command(sagas)
+
+
 def main() -> None:
     cli(prog_name="bollydog")
 

@@ -72,3 +72,7 @@ class RunStore(Protocol):
     async def run(self, run_id: str) -> tuple[RunRecord, list[StepRecord]] | None:
         """A run and its steps, or None."""
         ...
+
+    async def forget_steps(self, run_id: str, from_step: int) -> int:
+        """Delete the steps ``from_step`` on (a resumed run dispatches them again); how many."""
+        ...
