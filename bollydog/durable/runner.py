@@ -31,6 +31,7 @@ the first step not in the log is dispatched for real, and the run goes on.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import inspect
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bollydog.context import current_session, get_app, get_hub
 from bollydog.durable.store import DONE, FAILED, PARKED, RUNNING, RunRecord, RunStore, StepRecord
 from bollydog.encoding import dumps_text, jsonable
-from bollydog.errors import ConfigError, HandlerRegistrationError, RunMismatchError
+from bollydog.errors import ConfigError, HandlerRegistrationError, QueueFullError, RunMismatchError
 from bollydog.hub.steps import LocalStep
 from bollydog.hub.waiting import WaitFor
 from bollydog.models.base import BaseMessage, Event
@@ -342,6 +343,7 @@ async def recover_runs(hub: "HubT") -> int:
     """Once the hub runs: resume every run an earlier process left running; how many."""
     resumed = 0
     done: set[int] = set()
+    overflow: list[BaseMessage] = []
     for app in hub.apps.values():
         store = run_store_of(getattr(app.protocol, "unit_of_work", None))
         if store is None or id(store) in done:
@@ -353,11 +355,33 @@ async def recover_runs(hub: "HubT") -> int:
             except (ValueError, wire.WireError) as exc:
                 log.error("durable run %s of %s cannot be rebuilt, left as it is: %s", run.run_id, run.name, exc)
                 continue
-            await hub.put_message(message)
+            try:
+                await hub.put_message(message)
+            except QueueFullError:
+                overflow.append(message)
             resumed += 1
+    if overflow:  # more than the queue holds: the rest run beside it, a few at a time
+        hub.add_future(_resume_directly(hub, overflow))
     if resumed:
         log.info("resuming %d durable run(s) an earlier process left", resumed)
     return resumed
+
+
+async def _resume_directly(hub: "HubT", messages: list[BaseMessage]) -> None:
+    limit = asyncio.Semaphore(_OVERFLOW_CONCURRENCY)
+
+    async def resume(message: BaseMessage) -> None:
+        async with limit:
+            try:
+                await hub.execute(message)
+            except Exception as exc:  # recorded in the run already; the line says which
+                log.warning("resumed run %s ended with %s: %s", message.iid, type(exc).__name__, exc)
+
+    await asyncio.gather(*(resume(m) for m in messages))
+
+
+#: Runs resumed at once beyond the hub queue's room.
+_OVERFLOW_CONCURRENCY = 16
 
 
 def message_of(hub: "HubT", run: RunRecord) -> BaseMessage:

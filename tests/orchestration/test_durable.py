@@ -225,3 +225,21 @@ async def test_time_ids_randomness_sleep_and_waits_are_recorded_and_replayed(tmp
     assert time.monotonic() - began < 2  # and the nap is not taken again
     ((_, status, outcome),) = runs(database)
     assert status == "done" and json.loads(outcome or "null") == first  # same time, id, number, event
+
+
+async def test_more_runs_to_resume_than_the_queue_holds_all_complete(tmp_path: Path) -> None:
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        for i in range(12):
+            await hub.execute(Fulfil(key=f"q{i}"))
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE bollydog_runs SET status = 'running', outcome = NULL")
+    hub = build(config(database), entrypoints=False, hub_options={"queue_max_size": 5, "concurrency": 1}).hub
+    async with hub:
+        for _ in range(100):
+            if all(status == "done" for _, status, _ in runs(database)):
+                break
+            await hub.drain(0.1)
+    assert [status for _, status, _ in runs(database)] == ["done"] * 12
+    with sqlite3.connect(database) as db:  # replayed from the log: no step ran again
+        assert db.execute("SELECT count(*) FROM saga_effects").fetchone()[0] == 60
