@@ -33,7 +33,7 @@ from typing import Any, Generic, TypeVar
 
 from bollydog.context import current_session, get_hub, get_message
 from bollydog.errors import HubNotRunningError, WaitTimeoutError
-from bollydog.models.base import RESERVED_FIELDS, BaseMessage, Event
+from bollydog.models.base import RESERVED_FIELDS, BaseMessage, Event, Session
 
 __all__ = ["WaitFor", "Waiting", "wait_for"]
 
@@ -243,22 +243,25 @@ class Waiting:
         #: Seconds an event stays in the buffer (0: no buffer, a wait sees only later events).
         self.retention = retention
         self.buffer_size = buffer_size
-        self._recent: dict[type, deque[tuple[float, BaseMessage, str | None]]] = {}
+        # class -> (when seen, event, its session): the session's uid is read only if a wait asks.
+        self._recent: dict[type, deque[tuple[float, BaseMessage, Session | None]]] = {}
         self._waiters: dict[type, list[WaitFor[Any]]] = {}
         self._taken: OrderedDict[str, set[str]] = OrderedDict()
 
     def observe(self, event: BaseMessage) -> None:
         """``event`` is being dispatched in this process: buffer it, hand it to the waits."""
-        session = current_session.get()
-        session_uid = session.uid if session is not None else None
         cls = type(event)
+        waiters = self._waiters.get(cls)
+        if self.retention <= 0 and not waiters:
+            return
+        session = current_session.get()
         if self.retention > 0:
             recent = self._recent.get(cls)
             if recent is None:
                 recent = self._recent[cls] = deque(maxlen=self.buffer_size)
-            recent.append((time.monotonic(), event, session_uid))
-        waiters = self._waiters.get(cls)
+            recent.append((_monotonic(), event, session))
         if waiters:
+            session_uid = session.uid if session is not None else None
             for waiter in tuple(waiters):  # a completed wait leaves the list meanwhile
                 waiter._offer(event, session_uid)
 
@@ -280,9 +283,9 @@ class Waiting:
             if message is not None and message.created_time:
                 since = max(since, time.monotonic() - max(0.0, time.time() - message.created_time))
             taken = self._taken.get(waiter._run) if waiter._run is not None else None
-            for seen, event, session_uid in tuple(recent):
+            for seen, event, session in tuple(recent):
                 if seen >= since and (taken is None or event.iid not in taken):
-                    waiter._offer(event, session_uid)
+                    waiter._offer(event, session.uid if session is not None else None)
 
     def unregister(self, waiter: WaitFor[Any]) -> None:
         waiters = self._waiters.get(waiter.event_type)
@@ -309,4 +312,5 @@ class Waiting:
 
 
 _MISSING = object()
+_monotonic = time.monotonic
 
