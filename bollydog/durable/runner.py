@@ -141,6 +141,8 @@ def _replaying(handler: Callable[..., Any], version: str) -> Callable[..., Any]:
                 name = runner.name_of(kind, item)
                 recorded = runner.steps.get(step)
                 if recorded is not None:
+                    if isinstance(item, WaitFor):
+                        item.cancel()  # answered from the log: it waits for nothing
                     if (recorded.kind, recorded.name) != (kind, name):
                         mismatch = RunMismatchError(
                             f"run {runner.run_id} of {runner.name}: step {step} yields {kind} {name}, "
@@ -258,6 +260,10 @@ class _Run:
         if stored.status == DONE:
             self.completed = json.loads(stored.outcome or "null")
             return
+        if stored.status == FAILED and stored.outcome:  # delivered again (a retry): the same error
+            error = wire.decode_error(json.loads(stored.outcome))
+            error.__notes__ = [f"recorded by durable run {self.run_id}, which failed"]
+            raise error
         if stored.status != RUNNING:
             raise RunMismatchError(
                 f"run {self.run_id} of {self.name} is {stored.status}; only a running run is resumed",

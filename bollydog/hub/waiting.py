@@ -169,6 +169,10 @@ class WaitFor(Generic[E]):
         if self._waiting is not None:
             self._waiting.unregister(self)
 
+    def cancel(self) -> None:
+        """Stop waiting (a wait created and never awaited leaves on its own at its timeout)."""
+        self._close()
+
     async def wait(self) -> Any:
         """The event (or the list collected); :class:`WaitTimeoutError` when the time is up."""
         if self._waiting is None:

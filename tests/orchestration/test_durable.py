@@ -243,3 +243,33 @@ async def test_more_runs_to_resume_than_the_queue_holds_all_complete(tmp_path: P
     assert [status for _, status, _ in runs(database)] == ["done"] * 12
     with sqlite3.connect(database) as db:  # replayed from the log: no step ran again
         assert db.execute("SELECT count(*) FROM saga_effects").fetchone()[0] == 60
+
+
+async def test_delivered_again_after_it_failed_raises_the_recorded_error_without_running(tmp_path: Path) -> None:
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        first = Fulfil(key="r", fail_at=2)
+        with pytest.raises(StepFailed):
+            await hub.execute(first)
+        with pytest.raises(StepFailed) as again:
+            await hub.execute(Fulfil.model_validate(first.model_dump()))
+        assert again.value.step == 2 and "which failed" in again.value.__notes__[0]
+    assert effects(database, "r") == [("do", 1), ("undo", 1)]  # step 2 was refused, rolled back
+
+
+async def test_a_replayed_wait_leaves_no_waiter_behind(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.orchestration.saga_handlers import Pinged, Timed
+
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        running = await hub.put_message(Timed(key="w", nap=0))
+        await asyncio.sleep(0.1)
+        await hub.execute(Pinged(key="w", n=1))
+        await asyncio.wait_for(running.state, 5)
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE bollydog_runs SET status = 'running'")
+    async with saga_hub(database) as hub:
+        assert await hub.drain(5)
+        assert hub.waiting.waiting == 0
