@@ -114,7 +114,8 @@ class Outbox:
             # Nobody to watch: the hub's completion report goes back to costing nothing.
             self._hooked.hooks.completed.disconnect(self._completed)
             self._hooked = None
-        if isinstance(error, TransportError):
+        # A TransportError, or the failure of local handlers that ran after it (its context).
+        if isinstance(error, TransportError) or isinstance(getattr(error, "__context__", None), TransportError):
             log.warning(
                 "%s (%s) stays in the outbox: the transport refused it (%s); the next start publishes it",
                 message.name, message.iid, error,
@@ -147,6 +148,12 @@ class Outbox:
                 event = wire.build(wire.resolve(hub.registry, envelope.name), envelope)
             except (ValueError, wire.WireError) as exc:
                 log.error("outbox row %s cannot be read, left in place: %s", row.message_id, exc)
+                continue
+            if not hub.transport.serves(type(event)):
+                log.warning(
+                    "outbox row %s (%s) left in place: no other process handles it in this "
+                    "deployment (start a hub whose transport serves it)", row.message_id, envelope.name,
+                )
                 continue
             token = current_session.set(envelope.session)
             try:

@@ -52,9 +52,9 @@ from bollydog.hub.hooks import Hooks
 from bollydog.hub.transport import InProcessTransport, Transport
 from bollydog.hub.waiting import Waiting
 from bollydog.models.base import BaseMessage
+from bollydog.models.service import AppService
 from bollydog.durable.runner import recover_runs
 from bollydog.outbox.relay import recover_outboxes
-from bollydog.models.service import AppService
 from bollydog.service.builtins import BollydogService
 from bollydog.settings import get_settings
 from bollydog.types import Entrypoint, HubT

@@ -20,9 +20,13 @@ from bollydog.service.app import HubService
 from bollydog.testing import MemoryBroker
 from tests.distribute.conftest import wait_for
 from tests.orchestration import ship_handlers
-from tests.orchestration.order_handlers import PlaceOrder
+from tests.orchestration.order_handlers import OrderPlaced, PlaceOrder
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+async def broken_on_order_placed(event: OrderPlaced) -> None:
+    raise RuntimeError("a local handler fails too")
 
 
 def sections(database: Path, transport: dict[str, Any], outbox: bool = True) -> dict[str, Any]:
@@ -141,3 +145,36 @@ async def test_an_event_survives_a_kill_between_commit_and_publish_redis(
         assert json.loads(entries[0][1]["payload"])["order_id"] == "crash-1"
     finally:
         await raw.aclose()
+
+
+async def test_a_start_without_a_transport_for_the_event_leaves_its_row(tmp_path: Path) -> None:
+    database = tmp_path / "orders.db"
+    config = sections(database, {"app": "bollydog.testing.MemoryTransport", "broker": MemoryBroker()})
+    async with process(config, ["orders"]) as front:
+
+        async def down(event: Any) -> None:
+            raise TransportError("the broker is down")
+
+        front.transport.publish = down  # type: ignore[method-assign]
+        await front.execute(PlaceOrder(order_id="o-1"))
+        await front.drain(2)
+    (row,) = outbox_rows(database)
+    monolith = {k: v for k, v in config.items() if k != "distribute"}
+    async with process(monolith, ["orders", "ship"]):  # no transport: nobody to relay it to
+        pass
+    assert outbox_rows(database) == [row] and ship_handlers.received == []
+
+
+async def test_local_handlers_failing_after_a_refused_publish_keep_the_row(tmp_path: Path) -> None:
+    database = tmp_path / "orders.db"
+    config = sections(database, {"app": "bollydog.testing.MemoryTransport", "broker": MemoryBroker()})
+    async with process(config, ["orders"]) as front:
+
+        async def down(event: Any) -> None:
+            raise TransportError("the broker is down")
+
+        front.register(broken_on_order_placed, app=front.apps["orders"])
+        front.transport.publish = down  # type: ignore[method-assign]
+        await front.execute(PlaceOrder(order_id="o-1"))
+        await front.drain(2)
+    assert len(outbox_rows(database)) == 1
