@@ -103,3 +103,13 @@ async def timed(command: Timed) -> Any:
     yield Sleep(command.nap)
     ping = yield WaitFor(Pinged, match={"key": command.key}, timeout=5)
     yield {"started": started, "token": token, "luck": luck, "ping": ping.n, "ping_id": ping.iid}
+
+
+class Napper(Command):
+    nap: float
+
+
+@durable
+async def napper(command: Napper) -> Any:
+    yield Sleep(command.nap)
+    yield "woke"

@@ -273,3 +273,25 @@ async def test_a_replayed_wait_leaves_no_waiter_behind(tmp_path: Path) -> None:
     async with saga_hub(database) as hub:
         assert await hub.drain(5)
         assert hub.waiting.waiting == 0
+
+
+async def test_a_run_cut_by_its_deadline_stays_running_and_the_next_start_finishes_it(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from bollydog.errors import HandlerTimeoutError
+    from tests.orchestration.saga_handlers import Napper
+
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        with pytest.raises(HandlerTimeoutError):
+            await hub.execute(Napper(nap=0.5, expire_time=0.2))
+    ((run_id, status, _),) = runs(database)
+    assert status == "running" and [s[1] for s in steps(database, run_id)] == ["sleep"]
+    await asyncio.sleep(0.4)  # past the planned end of the nap
+    began = time.monotonic()
+    async with saga_hub(database) as hub:
+        assert await hub.drain(5)
+    assert time.monotonic() - began < 0.4  # the nap is not taken again from the start
+    ((_, status, outcome),) = runs(database)
+    assert status == "done" and json.loads(outcome or "null") == "woke"
