@@ -110,6 +110,11 @@ def durable(func: F | None = None, *, version: str = "1") -> Any:
 
 
 def _replaying(handler: Callable[..., Any], version: str) -> Callable[..., Any]:
+    """The durable form of ``handler``: an async generator between the handler and the hub's
+    orchestration driver. Recorded steps are answered from the log; the others go out to the
+    driver, and what comes back is recorded before it is sent in. ``functools.wraps`` keeps the
+    handler's name, module and signature, so discovery and injection see the handler itself."""
+
     @functools.wraps(handler)
     async def run(message: BaseMessage, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         runner = _Run(message, version)
