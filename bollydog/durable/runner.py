@@ -38,6 +38,7 @@ import inspect
 import json
 import logging
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -118,80 +119,134 @@ def _replaying(handler: Callable[..., Any], version: str) -> Callable[..., Any]:
     @functools.wraps(handler)
     async def run(message: BaseMessage, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         runner = _Run(message, version)
-        await runner.open()
-        if runner.completed is not _NOT_DONE:  # delivered again after it finished: same answer
-            yield runner.completed
-            return
-        inner = handler(message, *args, **kwargs)
+        active = _active_runs(runner.store)
+        while (running := active.get(runner.run_id)) is not None:
+            # Running in this process already (resumed at start, then delivered again by the
+            # transport): its outcome is this one's.
+            ok, value = await asyncio.shield(running)
+            if ok is True:
+                yield value
+                return
+            if ok is False:
+                raise value
+            # it was cut without an outcome: this delivery runs it
+        outcome: asyncio.Future[tuple[bool | None, Any]] = asyncio.get_running_loop().create_future()
+        active[runner.run_id] = outcome
+        inner = _drive(runner, handler(message, *args, **kwargs))
         reply: Any = None
         error: BaseException | None = None
-        index = 0
         try:
-            while True:
+            while True:  # ``yield from`` for async generators: results and failures go in
                 try:
                     item = await (inner.athrow(error) if error is not None else inner.asend(reply))
                 except StopAsyncIteration:
-                    await runner.finish()
                     return
-                except Exception as exc:
-                    await runner.failed(exc)
-                    raise
                 reply, error = None, None
-                kind = _kind(item)
-                if kind is None:  # a partial result: streamed live and replayed alike
-                    runner.last = item
-                    yield item
-                    continue
-                step, index = index, index + 1
-                name = runner.name_of(kind, item)
-                recorded = runner.steps.get(step)
-                if recorded is not None:
-                    if isinstance(item, WaitFor):
-                        item.cancel()  # answered from the log: it waits for nothing
-                    if (recorded.kind, recorded.name) != (kind, name):
-                        mismatch = RunMismatchError(
-                            f"run {runner.run_id} of {runner.name}: step {step} yields {kind} {name}, "
-                            f"the log has {recorded.kind} {recorded.name}; the run is parked",
-                            run_id=runner.run_id, step=step,
-                        )
-                        await runner.park(mismatch)
-                        raise mismatch
-                    ok, value = runner.answer(recorded)
-                    if isinstance(item, LocalStep):
-                        value = await item.settle(value)
-                    if ok:
-                        reply = value
-                    else:
-                        error = value
-                    continue
-                if isinstance(item, LocalStep):  # recorded first: a sleep resumes with its end
-                    value = item.value()
-                    await runner.record(StepRecord(runner.run_id, step, kind, name, True, dumps_text(value)))
-                    reply = await item.settle(value)
-                    continue
-                _assign_ids(item, runner.run_id, step)
-                claim = runner.claim(step, kind, name, item)
-                token = current_claim.set(claim)
                 try:
-                    outcome = yield item
-                except Exception as exc:  # the step failed: recorded, then thrown into the handler
-                    current_claim.reset(token)
-                    await runner.record(StepRecord(runner.run_id, step, kind, name, False,
-                                                   json.dumps(wire.encode_error(exc))))
+                    reply = yield item
+                except BaseException as exc:  # a failure, a cancellation, a close: for the run
                     error = exc
-                    continue
-                except BaseException as exc:  # cancelled: not a step outcome; the run resumes later
-                    current_claim.reset(token)
-                    error = exc
-                    continue
-                current_claim.reset(token)
-                reply = runner.result(kind, outcome)
-                if claim is None or not claim.recorded:
-                    await runner.record(StepRecord(runner.run_id, step, kind, name, True, runner.encode(kind, outcome)))
         finally:
             await inner.aclose()
+            if active.get(runner.run_id) is outcome:
+                del active[runner.run_id]
+            if not outcome.done():
+                outcome.set_result(runner.outcome)
 
     return run
+
+
+def _active_runs(store: RunStore) -> dict[str, "asyncio.Future[tuple[bool | None, Any]]"]:
+    """The runs of ``store`` running in this process, by id, each with its outcome to come."""
+    active = _ACTIVE.get(store)
+    if active is None:
+        active = _ACTIVE[store] = {}
+    return active
+
+
+#: Per run store (an object of the application's unit of work).
+_ACTIVE: "weakref.WeakKeyDictionary[Any, dict[str, asyncio.Future[tuple[bool | None, Any]]]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _drive(runner: "_Run", inner: AsyncGenerator[Any, Any]) -> AsyncGenerator[Any, Any]:
+    """One execution of a run: answers recorded steps, hands the others to the hub's driver."""
+    await runner.open()
+    if runner.completed is not _NOT_DONE:  # delivered again after it finished: same answer
+        await inner.aclose()
+        runner.outcome = (True, runner.completed)
+        yield runner.completed
+        return
+    reply: Any = None
+    error: BaseException | None = None
+    index = 0
+    try:
+        while True:
+            try:
+                item = await (inner.athrow(error) if error is not None else inner.asend(reply))
+            except StopAsyncIteration:
+                await runner.finish()
+                runner.outcome = (True, json.loads(dumps_text(jsonable(runner.last))))
+                return
+            except Exception as exc:
+                await runner.failed(exc)
+                runner.outcome = (False, exc)
+                raise
+            reply, error = None, None
+            kind = _kind(item)
+            if kind is None:  # a partial result: streamed live and replayed alike
+                runner.last = item
+                yield item
+                continue
+            step, index = index, index + 1
+            name = runner.name_of(kind, item)
+            recorded = runner.steps.get(step)
+            if recorded is not None:
+                if isinstance(item, WaitFor):
+                    item.cancel()  # answered from the log: it waits for nothing
+                if (recorded.kind, recorded.name) != (kind, name):
+                    mismatch = RunMismatchError(
+                        f"run {runner.run_id} of {runner.name}: step {step} yields {kind} {name}, "
+                        f"the log has {recorded.kind} {recorded.name}; the run is parked",
+                        run_id=runner.run_id, step=step,
+                    )
+                    await runner.park(mismatch)
+                    raise mismatch
+                ok, value = runner.answer(recorded)
+                if isinstance(item, LocalStep):
+                    value = await item.settle(value)
+                if ok:
+                    reply = value
+                else:
+                    error = value
+                continue
+            if isinstance(item, LocalStep):  # recorded first: a sleep resumes with its end
+                value = item.value()
+                await runner.record(StepRecord(runner.run_id, step, kind, name, True, dumps_text(value)))
+                reply = await item.settle(value)
+                continue
+            _assign_ids(item, runner.run_id, step)
+            claim = runner.claim(step, kind, name, item)
+            token = current_claim.set(claim)
+            try:
+                outcome = yield item
+            except Exception as exc:  # the step failed: recorded, then thrown into the handler
+                current_claim.reset(token)
+                await runner.record(StepRecord(runner.run_id, step, kind, name, False,
+                                               json.dumps(wire.encode_error(exc))))
+                error = exc
+                continue
+            except BaseException as exc:  # cancelled: not a step outcome; the run resumes later
+                current_claim.reset(token)
+                error = exc
+                continue
+            current_claim.reset(token)
+            reply = runner.result(kind, outcome)
+            if claim is None or not claim.recorded:
+                await runner.record(StepRecord(runner.run_id, step, kind, name, True, runner.encode(kind, outcome)))
+    finally:
+        await inner.aclose()
 
 
 def _kind(item: Any) -> str | None:
@@ -253,6 +308,8 @@ class _Run:
         self.steps: dict[int, StepRecord] = {}
         self.last: Any = None
         self.completed: Any = _NOT_DONE
+        #: ``(True, result)``, ``(False, error)``, or ``(None, None)`` while it has none.
+        self.outcome: tuple[bool | None, Any] = (None, None)
 
     async def open(self) -> None:
         session = current_session.get()

@@ -295,3 +295,15 @@ async def test_a_run_cut_by_its_deadline_stays_running_and_the_next_start_finish
     assert time.monotonic() - began < 0.4  # the nap is not taken again from the start
     ((_, status, outcome),) = runs(database)
     assert status == "done" and json.loads(outcome or "null") == "woke"
+
+
+async def test_the_same_run_delivered_twice_in_one_process_runs_once(tmp_path: Path) -> None:
+    import asyncio
+
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        first = Fulfil(key="twice")
+        copies = [Fulfil.model_validate(first.model_dump()) for _ in range(3)]
+        results = await asyncio.gather(*(hub.execute(m) for m in (first, *copies)))
+    assert results == [{"key": "twice", "total": 150}] * 4
+    assert effects(database, "twice") == [("do", s) for s in range(1, 6)]
