@@ -23,8 +23,9 @@ the first step not in the log is dispatched for real, and the run goes on.
 - A handler receives every step's result in its JSON form (what the log holds), live or
   replayed, so both runs see the same values. WaitFor steps give back the Events themselves.
 - A replay that meets a yield other than the recorded one (another kind or message), or a run
-  recorded under another ``version``, is parked (:class:`~bollydog.errors.RunMismatchError`):
-  it waits for a person (``bollydog sagas``), nothing is dispatched.
+  recorded under another ``version`` (not one the handler ``replays``), is parked
+  (:class:`~bollydog.errors.RunMismatchError`): it waits for a person (``bollydog sagas``),
+  nothing is dispatched.
 - Compensation is plain ``try/except`` in the handler: a failed step's error is thrown back in,
   live and replayed alike.
 """
@@ -39,7 +40,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -90,12 +91,18 @@ class Claim:
 current_claim: ContextVar[Claim | None] = ContextVar("bollydog.durable.claim", default=None)
 
 
-def durable(func: F | None = None, *, version: str = "1") -> Any:
+def durable(func: F | None = None, *, version: str = "1", replays: Iterable[str] = ()) -> Any:
     """Mark an async-generator handler durable (``@durable`` or ``@durable(version="2")``).
 
     ``version`` is stored with each run; change it when a change of the handler's steps would
     not replay an older run's log: runs recorded under another version are parked, not replayed.
+    ``replays`` is the patch marker: older versions whose runs this code replays (its first
+    steps yield what theirs did), e.g. ``@durable(version="2", replays=("1",))``.
     """
+    if not isinstance(version, str) or not version:
+        raise TypeError(f"@durable version= takes a non-empty string, got {version!r}")
+    if isinstance(replays, str) or not all(isinstance(v, str) for v in (replays := tuple(replays))):
+        raise TypeError(f"@durable replays= takes a tuple of version strings, got {replays!r}")
 
     def decorate(handler: F) -> F:
         if not inspect.isasyncgenfunction(handler):
@@ -103,14 +110,14 @@ def durable(func: F | None = None, *, version: str = "1") -> Any:
                 f"@durable applies to async-generator handlers; {handler.__module__}.{handler.__qualname__} is not one"
             )
 
-        run = _replaying(handler, version)
+        run = _replaying(handler, version, frozenset(replays))
         setattr(run, DURABLE_ATTRIBUTE, version)
         return run  # type: ignore[return-value]
 
     return decorate(func) if func is not None else decorate
 
 
-def _replaying(handler: Callable[..., Any], version: str) -> Callable[..., Any]:
+def _replaying(handler: Callable[..., Any], version: str, replays: frozenset[str]) -> Callable[..., Any]:
     """The durable form of ``handler``: an async generator between the handler and the hub's
     orchestration driver. Recorded steps are answered from the log; the others go out to the
     driver, and what comes back is recorded before it is sent in. ``functools.wraps`` keeps the
@@ -118,7 +125,7 @@ def _replaying(handler: Callable[..., Any], version: str) -> Callable[..., Any]:
 
     @functools.wraps(handler)
     async def run(message: BaseMessage, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        runner = _Run(message, version)
+        runner = _Run(message, version, replays)
         active = _active_runs(runner.store)
         while (running := active.get(runner.run_id)) is not None:
             # Running in this process already (resumed at start, then delivered again by the
@@ -286,7 +293,7 @@ def run_store_of(unit_of_work: Any) -> RunStore | None:
 class _Run:
     """One run of a durable handler, as the wrapper drives it."""
 
-    def __init__(self, message: BaseMessage, version: str) -> None:
+    def __init__(self, message: BaseMessage, version: str, replays: frozenset[str] = frozenset()) -> None:
         hub = get_hub()
         app = get_app()
         if hub is None or app is None or app.protocol is None:
@@ -303,6 +310,7 @@ class _Run:
         self.store = store
         self.message = message
         self.version = version
+        self.replays = replays
         self.run_id = message.iid
         self.name = hub.registry.name_of(type(message))
         self.steps: dict[int, StepRecord] = {}
@@ -331,10 +339,10 @@ class _Run:
                 f"run {self.run_id} of {self.name} is {stored.status}; only a running run is resumed",
                 run_id=self.run_id, step=None,
             )
-        if stored.version != self.version:
+        if stored.version != self.version and stored.version not in self.replays:
             mismatch = RunMismatchError(
                 f"run {self.run_id} of {self.name} was recorded by version {stored.version!r} of its "
-                f"handler, this is {self.version!r}; the run is parked",
+                f"handler, this is {self.version!r} (replays={tuple(sorted(self.replays))!r}); the run is parked",
                 run_id=self.run_id, step=None,
             )
             await self.park(mismatch)

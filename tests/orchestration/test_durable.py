@@ -307,3 +307,29 @@ async def test_the_same_run_delivered_twice_in_one_process_runs_once(tmp_path: P
         results = await asyncio.gather(*(hub.execute(m) for m in (first, *copies)))
     assert results == [{"key": "twice", "total": 150}] * 4
     assert effects(database, "twice") == [("do", s) for s in range(1, 6)]
+
+
+async def test_a_patch_marker_lets_new_code_replay_an_older_versions_run(tmp_path: Path) -> None:
+    from tests.orchestration import saga_handlers
+
+    database = tmp_path / "saga.db"
+    async with saga_hub(database) as hub:
+        await hub.execute(Fulfil(key="p"))
+    with sqlite3.connect(database) as db:  # a run of version "0", stopped after three steps
+        db.execute("UPDATE bollydog_runs SET status = 'running', version = '0'")
+        db.execute("DELETE FROM bollydog_steps WHERE step > 2")
+    with pytest.raises(TypeError, match="tuple of version strings"):
+        durable(version="1", replays="0")
+    with pytest.raises(TypeError, match="non-empty string"):
+        durable(version=2)  # type: ignore[arg-type]
+    # The new code, which declares that it replays version "0" runs.
+    patched = durable(version="1", replays=("0",))(saga_handlers.fulfil.__wrapped__)
+    hub = build(config(database), entrypoints=False).hub
+    handler = hub.registry.command_handler(Fulfil)
+    assert handler is not None
+    handler.func = handler.start = patched
+    async with hub:
+        assert await hub.drain(5)
+    ((_, status, outcome),) = runs(database)
+    assert status == "done" and json.loads(outcome or "null") == {"key": "p", "total": 150}
+    assert len(effects(database, "p")) == 7  # steps 4 and 5, forgotten above, ran again
