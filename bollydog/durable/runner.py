@@ -101,7 +101,8 @@ def durable(func: F | None = None, *, version: str = "1", replays: Iterable[str]
     """
     if not isinstance(version, str) or not version:
         raise TypeError(f"@durable version= takes a non-empty string, got {version!r}")
-    if isinstance(replays, str) or not all(isinstance(v, str) for v in (replays := tuple(replays))):
+    accepted = (replays,) if isinstance(replays, str) else tuple(replays)
+    if isinstance(replays, str) or not all(isinstance(v, str) for v in accepted):
         raise TypeError(f"@durable replays= takes a tuple of version strings, got {replays!r}")
 
     def decorate(handler: F) -> F:
@@ -110,7 +111,7 @@ def durable(func: F | None = None, *, version: str = "1", replays: Iterable[str]
                 f"@durable applies to async-generator handlers; {handler.__module__}.{handler.__qualname__} is not one"
             )
 
-        run = _replaying(handler, version, frozenset(replays))
+        run = _replaying(handler, version, frozenset(accepted))
         setattr(run, DURABLE_ATTRIBUTE, version)
         return run  # type: ignore[return-value]
 
