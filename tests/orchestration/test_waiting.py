@@ -200,6 +200,8 @@ async def test_session_correlation() -> None:
         with as_user("ann"):
             # The same session: what the waiting handler dispatches, here or in another process.
             assert await hub.execute(ShipInSession(order_id="o-8")) == "o-8"
+        with pytest.raises(WaitTimeoutError):
+            await waiting.state  # o-7 never came in ann's first session
 
 
 async def test_a_wait_created_and_never_awaited_is_dropped_at_its_timeout() -> None:
