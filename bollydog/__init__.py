@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bollydog.models.protocol import Protocol, UnitOfWork  # noqa: F401
     from bollydog.models.service import AppService  # noqa: F401
     from bollydog.service.app import HubService  # noqa: F401
+    from bollydog.hub.waiting import WaitFor, wait_for  # noqa: F401
 
 #: Public name -> module defining it; imported on first access, so ``import bollydog`` is cheap.
 _EXPORTS: dict[str, str] = {
@@ -33,6 +34,8 @@ _EXPORTS: dict[str, str] = {
     "HubService": "bollydog.service.app",
     "BollydogError": "bollydog.errors",
     "DomainError": "bollydog.errors",
+    "WaitFor": "bollydog.hub.waiting",
+    "wait_for": "bollydog.hub.waiting",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

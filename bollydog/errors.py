@@ -204,6 +204,34 @@ class HandlerTimeoutError(BollydogError, TimeoutError):
     status_code = 504
 
 
+class WaitTimeoutError(BollydogError, TimeoutError):
+    """A :class:`~bollydog.hub.waiting.WaitFor` did not get what it waited for in time.
+
+    ``waiting_for`` names the Event class, ``timeout`` the seconds waited, ``got`` how many
+    events it collected (sent along); ``received`` holds them (not sent: events stay inside).
+    """
+
+    status_code = 504
+    fields = ("waiting_for", "timeout", "got")
+
+    def __init__(self, message: str, *, waiting_for: str, timeout: float, got: int, received: list[Any]) -> None:
+        super().__init__(message)
+        self.waiting_for, self.timeout, self.got, self.received = waiting_for, timeout, got, received
+
+
+class RunMismatchError(BollydogError):
+    """A durable run cannot go on: its handler's code no longer matches its step log (another
+    yield at a recorded step, another ``version``), or the run is not running. The run is
+    parked; ``bollydog sagas`` shows it. ``run_id`` and ``step`` are sent along."""
+
+    status_code = 409
+    fields = ("run_id", "step")
+
+    def __init__(self, message: str, *, run_id: str | None = None, step: int | None = None) -> None:
+        super().__init__(message)
+        self.run_id, self.step = run_id, step
+
+
 class ConcurrentDispatchError(BollydogError, ExceptionGroup[Exception]):
     """Some of the messages yielded together as a list failed.
 

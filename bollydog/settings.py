@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     compensation_grace: float = Field(
         3.0, ge=0, description="Seconds a generator handler cut by shutdown gets to compensate."
     )
+    wait_retention: float = Field(
+        5.0, ge=0, description="Seconds a dispatched Event stays in the buffer a new WaitFor looks back into."
+    )
+    wait_buffer: int = Field(256, ge=1, description="Events per class the WaitFor buffer keeps at most.")
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
         "auto", description="The CLI's event loop: uvloop when installed (auto), or as named."
     )

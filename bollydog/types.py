@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bollydog.hub.hooks import Hooks
     from bollydog.hub.middleware import Middleware
     from bollydog.hub.transport import Transport
+    from bollydog.hub.waiting import Waiting
     from bollydog.models.base import BaseMessage
     from bollydog.models.service import AppService
 
@@ -59,6 +60,8 @@ class HubT(Service):
     apps: Mapping[str, "AppService"]
     #: Reports outward (completions, retries, dead letters): see bollydog.hub.hooks.
     hooks: "Hooks"
+    #: Waits for Events (WaitFor) and the recent-events buffer: see bollydog.hub.waiting.
+    waiting: "Waiting"
     #: Where messages of domains run by other processes go (in-process: nowhere).
     transport: "Transport"
     #: The entrypoints feeding this hub (an entrypoint may look at its siblings' settings).

@@ -23,13 +23,17 @@ import builtins
 import inspect
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from bollydog.errors import BollydogError, ConfigError, MissingDependencyError
 from bollydog.models.base import Event
-from bollydog.models.protocol import Protocol, UnitOfWork
+from bollydog.durable.runner import Claim, current_claim
+from bollydog.durable.store import RunRecord, Status, StepRecord
+from bollydog.models.protocol import Protocol, TransactionScope, UnitOfWork, _ScopeContext
+from bollydog.outbox.relay import Outbox, OutboxRow
 
 try:
     import sqlalchemy as sa
@@ -110,9 +114,15 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         pool_pre_ping: bool | None = None,
         connect_args: dict[str, Any] | None = None,
         connect_timeout: float = 10.0,
+        outbox: bool = False,
+        durable: bool = False,
         **engine_options: Any,
     ) -> None:
         super().__init__()
+        #: The transactional outbox (``outbox: true``; bollydog.outbox), or None.
+        self.outbox: Outbox | None = Outbox(_SqlOutboxStore(self)) if outbox else None
+        #: Where durable handlers keep their runs (``durable: true``; bollydog.durable), or None.
+        self.runs: SqlRunStore | None = SqlRunStore(self) if durable else None
         if not url:
             raise ConfigError("unit_of_work.url: a database URL is required")
         try:
@@ -165,10 +175,13 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             else:
                 problem = self._describe(exc)
             raise ConfigError(f"cannot connect to database {self.safe_url}: {problem}") from None
-        if self.metadata and self.create_tables:
+        # bollydog's own tables (outbox, durable runs) are created whatever create_tables says.
+        own = [m for m, on in ((_OUTBOX_METADATA, self.outbox), (_RUNS_METADATA, self.runs)) if on is not None]
+        metadatas = [*(self.metadata if self.create_tables else []), *own]
+        if metadatas:
             try:
                 async with engine.begin() as conn:
-                    for metadata in self.metadata:
+                    for metadata in metadatas:
                         await conn.run_sync(metadata.create_all)
             except Exception as exc:
                 await _dispose_quietly(engine)
@@ -207,6 +220,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
 
     async def disconnect(self) -> None:
         """Dispose of the engine: every pooled connection is closed."""
+        if self.outbox is not None:
+            await self.outbox.flush()
         engine, self.engine, self.sessionmaker = self.engine, None, None
         if engine is not None:
             await engine.dispose()
@@ -226,6 +241,14 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         return _PASSWORD_IN_URL.sub(r"\1***@", text)
 
     # -- transactions -----------------------------------------------------------------------------
+
+    def scope(self) -> _ScopeContext:
+        """One handler execution; with an outbox, its events bound for other processes are
+        written in its transaction before the commit; with durable runs, so is the step of the
+        durable run that dispatched it."""
+        if self.outbox is None and self.runs is None:
+            return super().scope()
+        return _SqlScope(self, self.outbox)
 
     async def begin(self) -> AsyncSession:
         """A new session with its transaction begun (no connection is taken until first use)."""
@@ -474,3 +497,195 @@ async def _delete(session: AsyncSession, model: type[M], iid: Any) -> bool:
     await session.delete(obj)
     await session.flush()
     return True
+
+
+# -- the transactional outbox (bollydog.outbox) ------------------------------------------------------
+
+_OUTBOX_METADATA = sa.MetaData()
+_OUTBOX = sa.Table(
+    "bollydog_outbox",
+    _OUTBOX_METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("fields", sa.Text, nullable=False),
+)
+
+
+class _SqlOutboxStore:
+    """The ``bollydog_outbox`` table of a :class:`SqlAlchemyUnitOfWork`."""
+
+    def __init__(self, unit_of_work: SqlAlchemyUnitOfWork) -> None:
+        self.unit_of_work = unit_of_work
+
+    def _engine(self) -> AsyncEngine:
+        engine = self.unit_of_work.engine
+        if engine is None:
+            raise RuntimeError(f"{self.unit_of_work!r} is not connected")
+        return engine
+
+    async def write(self, transaction: Any, rows: Iterable[OutboxRow]) -> None:
+        session: AsyncSession = transaction
+        await session.execute(sa.insert(_OUTBOX), [{"message_id": r.message_id, "fields": r.fields} for r in rows])
+
+    async def pending(self) -> builtins.list[OutboxRow]:
+        async with self._engine().connect() as conn:
+            result = await conn.execute(sa.select(_OUTBOX.c.message_id, _OUTBOX.c.fields).order_by(_OUTBOX.c.seq))
+            return [OutboxRow(message_id, fields) for message_id, fields in result]
+
+    async def remove(self, message_ids: Iterable[str]) -> None:
+        async with self._engine().begin() as conn:
+            await conn.execute(sa.delete(_OUTBOX).where(_OUTBOX.c.message_id.in_(builtins.list(message_ids))))
+
+
+class _SqlScope(_ScopeContext):
+    """A handler's scope that writes, in its transaction before the commit, the events bound
+    for other processes (outbox) and the step of a durable run it is (:class:`Claim`)."""
+
+    __slots__ = ("outbox", "claim")
+
+    def __init__(self, unit_of_work: UnitOfWork, outbox: Outbox | None) -> None:
+        super().__init__(unit_of_work)
+        self.outbox = outbox
+        self.claim: Claim | None = None
+
+    async def __aenter__(self) -> TransactionScope:
+        claim = current_claim.get()
+        # The first scope of this unit of work entered for the step is the child's own; its
+        # nested commands and the tasks it spawns come later and see it taken.
+        if claim is not None and not claim.taken and claim.unit_of_work is self.unit_of_work:
+            claim.taken, self.claim = True, claim
+        return await super().__aenter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        staged: builtins.list[Event] = []
+        claim = self.claim
+        if exc_type is None:
+            try:
+                if self.outbox is not None:
+                    staged = await self.outbox.stage(self.scope, self.unit_of_work.transaction)
+                if claim is not None:
+                    await claim.store.record(claim.record(self.scope.result), await self.unit_of_work.transaction())
+            except BaseException as failure:  # the transaction must not commit without its rows
+                if claim is not None:
+                    claim.taken = False
+                await super().__aexit__(type(failure), failure, failure.__traceback__)
+                raise
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        except BaseException:
+            if self.outbox is not None:
+                self.outbox.abandoned(staged)
+            if claim is not None:
+                claim.taken = False
+            raise
+        if claim is not None:
+            if exc_type is None:
+                claim.recorded = True
+            else:  # rolled back: a retry of the step takes it again
+                claim.taken = False
+
+
+# -- durable runs (bollydog.durable) -------------------------------------------------------------------
+
+_RUNS_METADATA = sa.MetaData()
+_RUNS = sa.Table(
+    "bollydog_runs",
+    _RUNS_METADATA,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(400), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+)
+_STEPS = sa.Table(
+    "bollydog_steps",
+    _RUNS_METADATA,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+class SqlRunStore:
+    """The runs and steps of durable handlers in a :class:`SqlAlchemyUnitOfWork`'s database
+    (:class:`~bollydog.durable.store.RunStore`)."""
+
+    def __init__(self, unit_of_work: SqlAlchemyUnitOfWork) -> None:
+        self.unit_of_work = unit_of_work
+
+    def _engine(self) -> AsyncEngine:
+        engine = self.unit_of_work.engine
+        if engine is None:
+            raise RuntimeError(f"{self.unit_of_work!r} is not connected: start its app first")
+        return engine
+
+    async def start(self, run: RunRecord) -> tuple[RunRecord, builtins.list[StepRecord]]:
+        async with self._engine().begin() as conn:
+            found = await self._run(conn, run.run_id)
+            if found is None:
+                await conn.execute(sa.insert(_RUNS), [_run_row(run)])
+                return run, []
+            return found
+
+    async def record(self, step: StepRecord, transaction: Any = None) -> None:
+        row = {"run_id": step.run_id, "step": step.step, "kind": step.kind, "name": step.name,
+               "ok": step.ok, "value": step.value}
+        if transaction is not None:
+            session: AsyncSession = transaction
+            await session.execute(sa.insert(_STEPS), [row])
+            return
+        async with self._engine().begin() as conn:
+            await conn.execute(sa.insert(_STEPS), [row])
+
+    async def finish(self, run_id: str, status: Status, outcome: str | None) -> None:
+        async with self._engine().begin() as conn:
+            await conn.execute(
+                sa.update(_RUNS).where(_RUNS.c.run_id == run_id)
+                .values(status=status, outcome=outcome, updated=time.time())
+            )
+
+    async def runs(self, statuses: Sequence[Status] = ()) -> builtins.list[RunRecord]:
+        query = sa.select(_RUNS).order_by(_RUNS.c.created)
+        if statuses:
+            query = query.where(_RUNS.c.status.in_(builtins.list(statuses)))
+        async with self._engine().connect() as conn:
+            return [_run_record(row) for row in (await conn.execute(query)).mappings()]
+
+    async def run(self, run_id: str) -> tuple[RunRecord, builtins.list[StepRecord]] | None:
+        async with self._engine().connect() as conn:
+            return await self._run(conn, run_id)
+
+    async def forget_steps(self, run_id: str, from_step: int) -> int:
+        async with self._engine().begin() as conn:
+            result = await conn.execute(
+                sa.delete(_STEPS).where(_STEPS.c.run_id == run_id, _STEPS.c.step >= from_step)
+            )
+            return int(result.rowcount or 0)
+
+    @staticmethod
+    async def _run(conn: Any, run_id: str) -> tuple[RunRecord, builtins.list[StepRecord]] | None:
+        row = (await conn.execute(sa.select(_RUNS).where(_RUNS.c.run_id == run_id))).mappings().first()
+        if row is None:
+            return None
+        steps = (await conn.execute(
+            sa.select(_STEPS).where(_STEPS.c.run_id == run_id).order_by(_STEPS.c.step)
+        )).mappings()
+        return _run_record(row), [
+            StepRecord(s["run_id"], s["step"], s["kind"], s["name"], bool(s["ok"]), s["value"]) for s in steps
+        ]
+
+
+def _run_row(run: RunRecord) -> dict[str, Any]:
+    return {"run_id": run.run_id, "name": run.name, "version": run.version, "input": run.input,
+            "status": run.status, "outcome": run.outcome, "created": run.created, "updated": run.updated}
+
+
+def _run_record(row: Any) -> RunRecord:
+    return RunRecord(row["run_id"], row["name"], row["version"], row["input"], row["status"], row["outcome"],
+                     row["created"], row["updated"])

@@ -470,6 +470,9 @@ def deadletters_replay(config: str | None, ids: tuple[str, ...], replay_all: boo
 from bollydog.rules.cli import rules as _rules  # noqa: E402  (its own module: imports at call time)
 
 cli.add_command(_rules)
+from bollydog.cli.sagas import sagas  # noqa: E402  (the durable-runs verbs: bollydog/cli/sagas.py)
+
+cli.add_command(sagas)
 
 
 def main() -> None:

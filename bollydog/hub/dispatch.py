@@ -110,6 +110,7 @@ class Dispatcher:
     async def run_event_handlers(self, event: BaseMessage, handlers: tuple[Handler, ...]) -> list[Any]:
         """Run ``handlers`` of ``event`` concurrently; raise :class:`EventHandlersError` (after
         all ran) when some failed."""
+        self.hub.waiting.observe(event)  # WaitFor: buffer it, hand it to waits (hub/waiting.py)
         if not handlers:
             return []
         if len(handlers) == 1:

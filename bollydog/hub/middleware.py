@@ -186,7 +186,8 @@ class TransactionMiddleware:
 
     async def _in_scope(self, protocol: "Protocol", message: "BaseMessage", handler: "Handler", call_next: Next) -> Any:
         async with protocol.unit_of_work.scope() as scope:
-            result = await call_next(message, handler)
+            # Kept on the scope: a durable run records it in this transaction (bollydog/durable).
+            result = scope.result = await call_next(message, handler)
         for event in scope.collect_events():
             self.publish(event)
         return result

@@ -4,6 +4,10 @@ What a generator handler may yield, and what it gets back:
 
 - a Command: it is dispatched; its result is sent back, its exception thrown back in;
 - an Event: it is published (its handlers run on their own); ``None`` is sent back;
+- a :class:`~bollydog.hub.waiting.WaitFor`: the Event (or the list of Events) it waited for is
+  sent back, or :class:`~bollydog.errors.WaitTimeoutError` thrown in;
+- ``Now()``, ``Random()``, ``NewId()``, ``Sleep(s)`` (:mod:`bollydog.hub.steps`): the time, a
+  random number, a new id are sent back, or the sleep happens (a durable run records them);
 - a list or tuple of messages: they run concurrently; the list of results is sent back, or a
   :class:`~bollydog.errors.ConcurrentDispatchError` (an ExceptionGroup, catch it with
   ``except*``) is thrown back in when some failed;
@@ -23,6 +27,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from bollydog.errors import ConcurrentDispatchError
+from bollydog.hub.steps import LocalStep
+from bollydog.hub.waiting import WaitFor
 from bollydog.models.base import BaseMessage, Event
 
 log = logging.getLogger("bollydog.hub")
@@ -75,6 +81,13 @@ async def _run(
         try:
             if isinstance(item, Event):
                 publish(item)
+            elif isinstance(item, WaitFor):
+                try:
+                    reply = await item.wait()
+                except Exception as exc:
+                    error = exc
+            elif isinstance(item, LocalStep):
+                reply = await item.settle(item.value())
             elif isinstance(item, BaseMessage):
                 try:
                     reply = await execute(item)

@@ -26,10 +26,11 @@ log = logging.getLogger("bollydog.uow")
 class TransactionScope:
     """What one handler execution did through a unit of work."""
 
-    __slots__ = ("transaction", "started", "seen", "events")
+    __slots__ = ("transaction", "started", "seen", "events", "result")
 
     def __init__(self) -> None:
         self.transaction: Any = None
+        self.result: Any = None  # what the handler returned, set before the commit
         self.started = False
         self.seen: list[Any] = []
         self.events: list[Event] = []

@@ -50,8 +50,11 @@ from bollydog.hub.middleware import (
 from bollydog.hub.dispatch import Dispatcher
 from bollydog.hub.hooks import Hooks
 from bollydog.hub.transport import InProcessTransport, Transport
+from bollydog.hub.waiting import Waiting
 from bollydog.models.base import BaseMessage
 from bollydog.models.service import AppService
+from bollydog.durable.runner import recover_runs
+from bollydog.outbox.relay import recover_outboxes
 from bollydog.service.builtins import BollydogService
 from bollydog.settings import get_settings
 from bollydog.types import Entrypoint, HubT
@@ -94,6 +97,7 @@ class HubService(HubT):
         self.entrypoints: list[Entrypoint] = []
         #: What the hub reports outward: completions, retries, dead letters (see hub/hooks.py).
         self.hooks = Hooks()
+        self.waiting = Waiting(settings.wait_retention, settings.wait_buffer)  # WaitFor (hub/waiting.py)
         # Outermost first: user layers (e.g. telemetry) see retries; each retry gets its own
         # transaction; the deadline bounds the handler inside it, so an expired handler rolls
         # back while a commit is never cut short.
@@ -187,6 +191,11 @@ class HubService(HubT):
         self._accepting = True
         self._intake_task = asyncio.create_task(self._intake(), name="bollydog-hub-intake")
         self._adopt_transport()
+
+    async def on_started(self) -> None:
+        # The transport runs now: outboxes publish what a crash left, durable runs resume.
+        await recover_outboxes(self)
+        await recover_runs(self)
 
     def _adopt_transport(self) -> None:
         """Make the transport a dependency between the apps and the entrypoints.
