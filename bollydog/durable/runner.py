@@ -45,7 +45,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bollydog.context import current_session, get_app, get_hub
+from bollydog.context import current_session, get_session, get_app, get_hub
 from bollydog.durable.store import DONE, FAILED, PARKED, RUNNING, RunRecord, RunStore, StepRecord
 from bollydog.encoding import dumps_text, jsonable
 from bollydog.errors import ConfigError, HandlerRegistrationError, QueueFullError, RunMismatchError
@@ -321,7 +321,7 @@ class _Run:
         self.outcome: tuple[bool | None, Any] = (None, None)
 
     async def open(self) -> None:
-        session = current_session.get()
+        session = get_session()
         now = time.time()
         record = RunRecord(
             self.run_id, self.name, self.version,

@@ -31,7 +31,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Mapping
 from typing import Any, Generic, TypeVar
 
-from bollydog.context import current_session, get_hub, get_message
+from bollydog.context import AnonymousSession, current_session, get_hub, get_message
 from bollydog.errors import HubNotRunningError, WaitTimeoutError
 from bollydog.models.base import RESERVED_FIELDS, BaseMessage, Event, Session
 
@@ -248,7 +248,8 @@ class Waiting:
         self.retention = retention
         self.buffer_size = buffer_size
         # class -> (when seen, event, its session): the session's uid is read only if a wait asks.
-        self._recent: dict[type, deque[tuple[float, BaseMessage, Session | None]]] = {}
+        # The session as the context holds it (an anonymous one unresolved): only its uid is read.
+        self._recent: dict[type, deque[tuple[float, BaseMessage, Session | AnonymousSession | None]]] = {}
         self._waiters: dict[type, list[WaitFor[Any]]] = {}
         self._taken: OrderedDict[str, set[str]] = OrderedDict()
 

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bollydog.context import current_session, get_hub
+from bollydog.context import current_session, get_session, get_hub
 from bollydog.errors import TransportError
 from bollydog.models.base import BaseMessage, Event
 from bollydog.transport import wire
@@ -84,7 +84,7 @@ class Outbox:
         remote = [e for e in events if hub.transport.serves(type(e))]
         if not remote:
             return []
-        session = current_session.get()
+        session = get_session()
         rows = [
             OutboxRow(e.iid, json.dumps(wire.encode(e, hub.registry.name_of(type(e)), session=session)))
             for e in remote
