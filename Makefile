@@ -22,8 +22,9 @@ test: $(BIN)/.installed
 
 # The peers (FastAPI, Litestar, FastStream) and uvloop/httptools: the `bench` extra. The load
 # generator and Redis: `apt-get install wrk redis-server`. `make bench`: dispatch, HTTP (-c32,
-# both stacks) and distribute (100 B), a few minutes; `make bench-full` adds the HTTP scaling
-# rows (-c1/-c32/-c256), the 10 KB and 1 MB payloads and the 1M-execute growth check.
+# both stacks), distribute (100 B), telemetry, MCP, hot reload, rules and durable runs, a few
+# minutes; `make bench-full` adds the HTTP scaling rows (-c1/-c32/-c256), the 10 KB and 1 MB
+# payloads, the 1M-execute growth check, 20 swaps and 20 restarts, and the rules' size curve.
 BENCH_DEPS = $(BIN)/python -c "import fastapi, litestar, uvloop, httptools, faststream" 2>/dev/null \
 	|| $(BIN)/pip install --quiet -e '.[dev,bench]'
 
@@ -34,6 +35,9 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/distribute.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/telemetry.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/mcp.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/reload.py --swaps 5 --restarts 5 $(BENCH_ARGS)
+	$(BIN)/python benchmarks/rules.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/durable.py --rounds 3 $(BENCH_ARGS)
 
 bench-full: $(BIN)/.installed
 	@$(BENCH_DEPS)
@@ -42,6 +46,9 @@ bench-full: $(BIN)/.installed
 	$(BIN)/python benchmarks/distribute.py --sizes 100,10000,1000000 $(BENCH_ARGS)
 	$(BIN)/python benchmarks/telemetry.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/mcp.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/reload.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/rules.py --curve 1000,10000,100000 $(BENCH_ARGS)
+	$(BIN)/python benchmarks/durable.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
