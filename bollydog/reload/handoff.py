@@ -15,7 +15,7 @@ import os
 import socket
 from typing import Any
 
-__all__ = ["SUPERVISOR_FD", "LISTEN_FDS", "announce", "inherited_socket", "supervised"]
+__all__ = ["LISTEN_FDS", "RESTART_REASON", "STATUS_FILE", "SUPERVISOR_FD", "announce", "inherited_socket", "restart_status", "supervised"]
 
 log = logging.getLogger("bollydog.reload")
 
@@ -23,6 +23,11 @@ log = logging.getLogger("bollydog.reload")
 SUPERVISOR_FD = "BOLLYDOG_SUPERVISOR_FD"
 #: JSON object: entrypoint section -> listening socket descriptor, for a child to take over.
 LISTEN_FDS = "BOLLYDOG_LISTEN_FDS"
+#: Why the supervisor started this child (a restart's reason); absent for the first child.
+RESTART_REASON = "BOLLYDOG_RELOAD_RESTART_REASON"
+#: A file the supervisor writes what became of a restart into, before it signals SIGUSR1 to the
+#: child still serving (a new process that failed to start).
+STATUS_FILE = "BOLLYDOG_RELOAD_STATUS_FILE"
 
 
 def supervised() -> bool:
@@ -55,3 +60,16 @@ def inherited_socket(section: str) -> socket.socket | None:
     if not isinstance(fd, int):
         return None
     return socket.socket(fileno=os.dup(fd))
+
+
+def restart_status() -> dict[str, Any] | None:
+    """What the supervisor last reported about a restart (see :data:`STATUS_FILE`), if anything."""
+    path = os.environ.get(STATUS_FILE)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            status = json.load(file)
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None

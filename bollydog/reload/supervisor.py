@@ -19,6 +19,7 @@ process exits with the child's status.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,11 +28,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from types import FrameType
 from typing import Any
 
-from bollydog.reload.handoff import LISTEN_FDS, SUPERVISOR_FD
+from bollydog.reload.handoff import LISTEN_FDS, RESTART_REASON, STATUS_FILE, SUPERVISOR_FD
 
 __all__ = ["supervise"]
 
@@ -49,10 +51,17 @@ class _Supervisor:
         self.ready: set[int] = set()
         self.restarts: list[str] = []
         self.signals: list[int] = []
+        status, self.status_file = tempfile.mkstemp(prefix="bollydog-reload-", suffix=".json")
+        os.close(status)
 
-    def spawn(self) -> subprocess.Popen[bytes]:
+    def spawn(self, reason: str | None = None) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env[SUPERVISOR_FD] = str(self.child_end.fileno())
+        env[STATUS_FILE] = self.status_file
+        if reason is not None:
+            env[RESTART_REASON] = reason
+        else:
+            env.pop(RESTART_REASON, None)
         env[LISTEN_FDS] = json.dumps({key: sock.fileno() for key, sock in self.listeners.items()})
         fds = [self.child_end.fileno(), *(sock.fileno() for sock in self.listeners.values())]
         return subprocess.Popen(self.argv, env=env, pass_fds=fds, start_new_session=True)
@@ -110,23 +119,30 @@ class _Supervisor:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            with contextlib.suppress(OSError):
+                os.unlink(self.status_file)
+
+    def report_failure(self, current: subprocess.Popen[bytes], reason: str, error: str) -> None:
+        """Tell the child still serving that its restart failed (its ``/_bollydog/reload``)."""
+        log.error("reload: %s; the running process keeps serving", error)
+        with open(self.status_file, "w", encoding="utf-8") as file:
+            json.dump({"path": "failed", "reason": reason, "error": error}, file)
+        _send(current, signal.SIGUSR1)
 
     def take_over(self, current: subprocess.Popen[bytes], reason: str) -> subprocess.Popen[bytes]:
         log.warning("reload: starting a new process (%s)", reason)
-        successor = self.spawn()
+        successor = self.spawn(reason)
         deadline = time.monotonic() + START_TIMEOUT
         while successor.pid not in self.ready:
             if successor.poll() is not None:
-                log.error(
-                    "reload: the new process exited with status %s; the running one keeps serving",
-                    successor.returncode,
-                )
+                error = f"the new process exited with status {successor.returncode} (its error is in the log above)"
+                self.report_failure(current, reason, error)
                 return current
             if self.signals or time.monotonic() > deadline:
                 _send(successor, signal.SIGTERM)
                 successor.wait()
                 if not self.signals:
-                    log.error("reload: the new process was not ready within %.0fs; the running one keeps serving", START_TIMEOUT)
+                    self.report_failure(current, reason, f"the new process was not ready within {START_TIMEOUT:.0f}s")
                 return current
             self.receive(0.1)
         log.info("reload: new process %d ready; draining process %d", successor.pid, current.pid)

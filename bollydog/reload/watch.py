@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from bollydog.errors import ConfigError
+from bollydog.reload.handoff import RESTART_REASON, restart_status, supervised
 from bollydog.reload.swap import CodeSwap, ReloadError, SwapReport
 
 __all__ = ["apply_change", "watch"]
@@ -82,8 +85,28 @@ async def watch(
     def wanted(_change: Any, path: str) -> bool:
         return path.endswith(".py") or (config is not None and Path(path) == config)
 
-    swap.hub.reload_report = SwapReport("none", swap.version, reason="no change yet").as_dict()
+    restarted_for = os.environ.get(RESTART_REASON)
+    first = SwapReport("restart", swap.version, reason=restarted_for) if restarted_for else None
+    swap.hub.reload_report = (first or SwapReport("none", swap.version, reason="no change yet")).as_dict()
     log.info("reload: watching %s", ", ".join(str(p) for p in folders))
-    async for changes in awatch(*folders, watch_filter=wanted, debounce=debounce_ms, step=50, stop_event=stop_event):
-        changed = {Path(path).resolve() for _, path in changes}
-        apply_change(swap, changed, on_restart)
+    loop = asyncio.get_running_loop()
+    if supervised():  # the supervisor says so when a restart this process asked for failed
+        loop.add_signal_handler(signal.SIGUSR1, _restart_failed, swap)
+    try:
+        async for changes in awatch(*folders, watch_filter=wanted, debounce=debounce_ms, step=50, stop_event=stop_event):
+            changed = {Path(path).resolve() for _, path in changes}
+            apply_change(swap, changed, on_restart)
+    finally:
+        if supervised():
+            loop.remove_signal_handler(signal.SIGUSR1)
+
+
+def _restart_failed(swap: CodeSwap) -> None:
+    status = restart_status() or {}
+    report = SwapReport(
+        "failed", swap.version, reason=str(status.get("reason", "")),
+        error=str(status.get("error", "the new process did not start")),
+    )
+    swap.last = report
+    swap.hub.reload_report = report.as_dict()
+    _reloads.add(1, {"path": report.path})

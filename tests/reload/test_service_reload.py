@@ -203,4 +203,19 @@ def test_a_config_change_restarts_on_the_same_sockets_and_no_request_is_refused(
     assert set(codes) == {200}, {c: codes.count(c) for c in set(codes)}
     log = service.log.read_text()
     assert "restart path: the config file config.yaml changed" in log
-    assert service.status()["path"] == "none"  # a new process, watching afresh
+    status = service.status()  # the new process says why it started
+    assert (status["path"], status["reason"]) == ("restart", "the config file config.yaml changed")
+
+
+def test_a_new_process_that_fails_to_start_leaves_the_old_one_serving_and_says_so(service):
+    config = service.root / "config.yaml"
+    good = config.read_text()
+    config.write_text(good.replace("  port:", "  no_such_option: 1\n  port:", 1))
+    report = _wait(lambda: (s := service.status())["path"] == "failed" and s, what="the failed restart")
+    assert report["reason"] == "the config file config.yaml changed"
+    assert "exited with status 2" in report["error"]
+    assert service.get("/front/appservice/greet?who=ann") == (200, "hello ann")
+    assert "no_such_option" in service.log.read_text()  # the new process's error, in the log
+    config.write_text(good + "# fixed\n")
+    _wait(lambda: service.status()["path"] == "restart", what="the next restart")
+    assert service.get("/front/appservice/greet?who=ann") == (200, "hello ann")
