@@ -267,6 +267,20 @@ def explicit_uvicorn_stack(loop: str, http: str) -> list:
             built.append(self)
 
     uvicorn.Config = Config  # type: ignore[misc]
+
+    # bollydog's sites build a Config of their own (with connection limits) and pass their
+    # bounded protocol classes: the same stack, on bollydog's subclasses of uvicorn's protocols.
+    from bollydog.entrypoint.kit import guard, site
+
+    bounded = guard._BoundedH11 if http == "h11" else guard.http_protocol()
+
+    class GuardedConfig(guard.Config):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs["loop"], kwargs["http"] = loop, bounded
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    site.Config = GuardedConfig  # type: ignore[misc]
     return built
 
 

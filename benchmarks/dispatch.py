@@ -250,10 +250,14 @@ async def main(args) -> None:
 INTRO = """In one process: `await hub.execute(cmd)` and `put_message` + `await cmd.state` for a trivial
 command (`a + b`), against a raw baseline (a plain pydantic model with the same two int fields,
 its handler awaited directly), rounds alternating raw / path, the process pinned to one CPU.
-Where the time goes for `execute`: building the message (twelve framework fields, ids drawn
-from one random number, trace inheritance) and the dispatch layers (retry pass-through, the
-deadline registration, the context frame, the result slot). The concurrent rows pay one asyncio
-task per message (`gather` for `execute`, the hub's own task for the queue)."""
+The concurrent rows pay one asyncio task per message (`gather` for `execute`, the hub's own
+task for the queue). The last block takes `execute` apart, one layer per row, on messages built
+beforehand: what stands between it and the 0.25 target is building the message (pydantic
+validates the two fields and fills twelve framework fields; a model hook draws the ids and
+inherits trace, session and priority: 2.1 us against 0.5 for the plain model) and the layers
+(context frame, the hub's anonymous session, retry and deadline layers, shutdown tracking and
+the result slot: about 2.6 us), against 0.7 us for the whole raw path. A queued message adds a
+task and a loop turn of asyncio's pure-Python loop per message."""
 
 
 if __name__ == "__main__":

@@ -99,7 +99,9 @@ def uvicorn_options(stack: str) -> dict[str, Any]:
 def _ready(config: Any) -> None:
     """Tell the parent which event loop and protocol this server actually runs."""
     loop = asyncio.get_running_loop()
-    protocol = config.http_protocol_class
+    # uvicorn's protocol class, or the one bollydog's subclass (read timeout, connection cap)
+    # is built on: the parser is uvicorn's either way.
+    protocol = next(c for c in config.http_protocol_class.__mro__ if c.__module__.startswith("uvicorn."))
     print(json.dumps({"pid": os.getpid(), "loop": f"{type(loop).__module__}.{type(loop).__name__}",
                       "http": f"{protocol.__module__}.{protocol.__name__}"}), flush=True)
 

@@ -63,7 +63,7 @@ send requests back to back (half on keep-alive connections, half on a new connec
 handler edits swapped in place, then config edits that take the restart path (a new process on
 the same listening sockets, the old one drained). "save -> served" is the time from the write
 of the file to the first response carrying the new code (swaps) or coming from the new process
-(restarts); it includes the 0.3 s debounce of the watcher. Every request is counted; a status
+(restarts); it includes the watcher's grouping of saves (50 ms of quiet). Every request is counted; a status
 other than 200, a refused or reset connection or a timeout is a failure, except a reset of an
 idle keep-alive connection closed by the old process just as its client reused it (the race of
 any server closing idle connections, which RFC 9112 9.3.1 lets a client retry): counted apart."""

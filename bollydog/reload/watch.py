@@ -32,8 +32,9 @@ _reloads = metrics.get_meter("bollydog").create_counter(
     "bollydog.reloads", unit="{reload}", description="Code changes applied, by path (swap, restart, failed)"
 )
 
-#: Milliseconds of quiet after a save before the change is applied (a burst is one change).
+#: Saves less than STEP_MS apart are one change, grouped for DEBOUNCE_MS at most.
 DEBOUNCE_MS = 300
+STEP_MS = 50
 
 
 def apply_change(swap: CodeSwap, changed: set[Path], on_restart: Callable[[str], None]) -> SwapReport:
@@ -93,7 +94,7 @@ async def watch(
     if supervised():  # the supervisor says so when a restart this process asked for failed
         loop.add_signal_handler(signal.SIGUSR1, _restart_failed, swap)
     try:
-        async for changes in awatch(*folders, watch_filter=wanted, debounce=debounce_ms, step=50, stop_event=stop_event):
+        async for changes in awatch(*folders, watch_filter=wanted, debounce=debounce_ms, step=STEP_MS, stop_event=stop_event):
             changed = {Path(path).resolve() for _, path in changes}
             apply_change(swap, changed, on_restart)
     finally:
