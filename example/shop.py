@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from bollydog.adapters.memory import MemoryProtocol
+from bollydog.errors import DomainError
 from bollydog.models.base import BaseDomain, Command, Event
 
 
@@ -75,8 +76,10 @@ class OrderPlaced(Event):
     units: int
 
 
-class OutOfStock(Exception):
-    """Not enough units of a SKU."""
+class OutOfStock(DomainError):
+    """Not enough units of a SKU: a refusal the client can act on (HTTP 409, exit status 1)."""
+
+    status_code = 409
 
 
 # -- handlers -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pydantic import Field
 
 # First: without SQLAlchemy installed it fails with the pip line to run ('bollydog[sql]').
 from bollydog.adapters.sqlalchemy import DomainEvents, SqlAlchemyProtocol  # isort: skip
+from bollydog.errors import DomainError
 from bollydog.models.base import Command, Event
 from bollydog.models.service import AppService
 from sqlalchemy import String, func
@@ -62,8 +63,10 @@ class TaskCompleted(Event):
     title: str
 
 
-class UnknownTask(LookupError):
-    """No task has that id."""
+class UnknownTask(DomainError, LookupError):
+    """No task has that id (HTTP 404, exit status 1)."""
+
+    status_code = 404
 
 
 # -- handlers -----------------------------------------------------------------------------------

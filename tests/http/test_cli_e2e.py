@@ -59,7 +59,7 @@ def test_service_serves_the_seed_url_and_stops_on_sigterm():
         invalid = httpx.post(f"{todo}/addtask", json={"title": ""}, timeout=5)
         assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "title"
         unknown = httpx.get(f"{todo}/completetask", params={"task_id": 999999}, timeout=5)
-        assert unknown.status_code == 500 and unknown.json()["error"] == "UnknownTask"
+        assert unknown.status_code == 404 and unknown.json()["error"] == "UnknownTask"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=8) == 0, process.stdout.read().decode(errors="replace")
     finally:

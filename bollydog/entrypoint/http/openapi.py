@@ -162,6 +162,8 @@ def build_openapi(
                     "content": {"application/json": {"schema": _ref("BollydogAccepted")}}},
             "400": _error("Malformed request body."),
             "422": _error("Invalid or missing fields.", "BollydogValidationError"),
+            # The handler's own refusals: a DomainError answers its class's status_code.
+            "4XX": _error("Refused by the handler: a domain error, answered with its status code."),
             "500": _error("The handler failed."),
             "503": _error("The hub is full or stopping; see Retry-After."),
             "504": _error("The handler did not finish within expire_time."),
