@@ -475,7 +475,9 @@ def _int_range_errors(value: Any, path: tuple[Any, ...]) -> list[dict[str, Any]]
 
 def _decode_text(cls: type[BaseModel], key: str, value: Any) -> Any:
     """A text value for a field: JSON for a list/dict field; for a list/set/tuple field, text
-    that is not a JSON list is its one element (``?plates=A``); scalars rely on lax validation."""
+    that does not open JSON is its one element (``?plates=A``); scalars rely on lax validation.
+    Text opening a JSON list or object that does not parse is left as is: a field error, rather
+    than a list of one malformed item."""
     if not isinstance(value, str):  # the common cases, decided first
         return value
     many = key in _collection_fields(cls)
@@ -487,7 +489,7 @@ def _decode_text(cls: type[BaseModel], key: str, value: Any) -> Any:
     try:
         decoded = json.loads(value)
     except (ValueError, RecursionError):  # not JSON, or nested beyond what json follows
-        return [value] if many else value
+        return value
     return [decoded] if many and not isinstance(decoded, list) else decoded
 
 

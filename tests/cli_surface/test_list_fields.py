@@ -44,7 +44,10 @@ def test_one_value_is_a_one_element_collection() -> None:
 def test_json_text_keeps_its_meaning() -> None:
     park = Park.from_input({"plates": '["A", "B"]', "spots": "[1, 2]", "note": "[x"}, strings=True)
     assert park.plates == ["A", "B"] and park.spots == {1, 2} and park.note == "[x"
-    assert Park.from_input({"plates": "[A"}, strings=True).plates == ["[A"]  # not JSON: one plate
+    with pytest.raises(InvalidMessageError) as malformed:  # opens a JSON list: never one odd plate
+        Park.from_input({"plates": "[A, B]"}, strings=True)
+    assert [e["field"] for e in malformed.value.errors] == ["plates"]
+    assert Park.from_input({"plates": "A]"}, strings=True).plates == ["A]"]
     assert Shapes.from_input({"table": '{"a": 1}'}, strings=True).table == {"a": 1}
     with pytest.raises(InvalidMessageError) as caught:
         Shapes.from_input({"table": "a"}, strings=True)
