@@ -356,7 +356,9 @@ def graph(config: str | None, include: str, exclude: str, traces: str | None) ->
         if traces is not None:
             with open(traces, encoding="utf-8") as lines:
                 observed = observed_sends(lines)
-        composition = build(config, include=_split(include), exclude=_split(exclude), entrypoints=False)
+        composition = build(
+            config, include=_split(include), exclude=_split(exclude), entrypoints=False, consumers=False
+        )
         hub = composition.hub
         declared = hub.registry.domains()
         elsewhere: dict[str, list[Handler]] = {}
