@@ -91,3 +91,24 @@ def test_execute_with_redis_down(tmp_path: Path) -> None:
     local = invoke("execute", "--config", str(config), "--message", "fees.quote", "--hours=2")
     assert local.exit_code == 0, local.output
     assert json.loads(local.stdout) == 4
+
+
+async def test_a_client_only_composition_consumes_nothing() -> None:
+    """What execute, shell and sagas build (consumers=False), on the in-memory transport."""
+    from bollydog.testing import MemoryBroker
+
+    broker = MemoryBroker()
+    config = {
+        "lots": {"handlers": ["tests.cli_surface.lots_handlers"]},
+        "distribute": {"app": "bollydog.testing.MemoryTransport", "broker": broker},
+    }
+    client = build(config, entrypoints=False, consumers=False).hub
+    front = build(config, exclude=["lots"], entrypoints=False).hub
+    async with client, front:
+        assert "lots" in client.apps and client.transport.consumers == ()
+        assert await client.execute(Ping()) == os.getpid()  # its own domains run locally
+        with pytest.raises(NoConsumerError):
+            await front.execute(Ping())
+        async with build(config, include=["lots"], entrypoints=False).hub as worker:
+            assert worker.transport.consumers
+            assert await front.execute(Ping()) == os.getpid()
