@@ -59,6 +59,7 @@ def build(
     exclude: Iterable[str] | None = None,
     hub_options: Mapping[str, Any] | None = None,
     entrypoints: bool = True,
+    consumers: bool = True,
 ) -> Composition:
     """Build a hub from a config file or dict; ``BOLLYDOG_HANDLERS`` adds config-less handlers.
 
@@ -66,6 +67,9 @@ def build(
     constructed (their ``app`` class is imported to recognise transports and plugins, which run
     everywhere; with a transport, their handler modules are imported to route their messages).
     ``entrypoints=False`` builds the apps only (``bollydog execute`` and ``ls`` serve nothing).
+    ``consumers=False`` makes the transport a client only (one-shot runs: ``bollydog execute``,
+    ``shell``): it sends messages of the domains run elsewhere and takes their replies, but joins
+    no consumer group, so no other process's work is delivered to this one.
     """
     if config is None:
         add_import_roots(None)  # BOLLYDOG_HANDLERS modules are found from the current folder
@@ -109,6 +113,7 @@ def build(
             entrypoint = _construct(key, sections[key], target)
             hub.add_entrypoint(entrypoint)
             composition.entrypoints.append(entrypoint)
+    hub.transport.consume = consumers
     if not isinstance(hub.transport, InProcessTransport):
         # Domains run by other processes: their handler modules say which messages go there.
         for key, section in sections.items():
@@ -145,15 +150,26 @@ def _add_schedulers(composition: Composition, entrypoints: bool) -> None:
 def select(
     sections: Mapping[str, Any], include: Iterable[str] | None, exclude: Iterable[str] | None
 ) -> dict[str, Any]:
-    """The sections to run here: ``include`` (all when empty) minus ``exclude``."""
-    names = list(sections)
+    """The sections to run here: ``include`` (all when empty) minus ``exclude``.
+
+    Only domains and entrypoints can be picked: transports and plugins (``distribute``,
+    ``telemetry``, a scheduler) run in every process, so naming one is an error, as is a name
+    that is not in the config."""
     wanted = [n for n in (include or []) if n]
     unwanted = [n for n in (exclude or []) if n]
-    for name in [*wanted, *unwanted]:
-        if name not in sections:
-            raise ConfigError(
-                f"--include/--exclude name '{name}' is not in the config (known: {', '.join(names)})"
-            )
+    if wanted or unwanted:
+        infrastructure = {k for k, v in sections.items() if _is_infrastructure(v)}
+        names = [k for k in sections if k not in infrastructure]
+        for name in [*wanted, *unwanted]:
+            if name in infrastructure:
+                raise ConfigError(
+                    f"--include/--exclude name '{name}' is an infrastructure section (a transport or "
+                    f"plugin): it runs in every process and cannot be picked; pick among: {', '.join(names)}"
+                )
+            if name not in sections:
+                raise ConfigError(
+                    f"--include/--exclude name '{name}' is not in the config (known: {', '.join(names)})"
+                )
     return {
         k: v for k, v in sections.items() if (not wanted or k in wanted) and k not in unwanted
     }

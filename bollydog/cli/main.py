@@ -22,8 +22,8 @@ import click
 
 from bollydog.context import current_session
 from bollydog.encoding import dumps_text
-from bollydog.errors import BollydogError, InvalidMessageError, UnknownMessageError
-from bollydog.models.base import BaseMessage, Session
+from bollydog.errors import BollydogError, InvalidMessageError, TransportError, UnknownMessageError
+from bollydog.models.base import BaseMessage, Event, Session
 from bollydog.cli.exits import EXIT_BAD_INPUT, EXIT_HANDLER_FAILED, fail, fail_with, run
 from bollydog.settings import get_settings, reload_settings
 
@@ -93,19 +93,28 @@ def parse_fields(args: list[str]) -> dict[str, Any]:
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @_config_option
 @click.option("--message", "message_ref", required=True, help="Message class path or registered name.")
+@_include_option
+@_exclude_option
 @click.pass_context
-def execute(ctx: click.Context, config: str | None, message_ref: str) -> None:
-    """Run one message and print its result as JSON. Extra --field=value set its fields."""
+def execute(ctx: click.Context, config: str | None, message_ref: str, include: str, exclude: str) -> None:
+    """Run one message and print its result as JSON. Extra --field=value set its fields.
+
+    Its domain runs in this process unless --include/--exclude leave it out; then the message
+    goes through the config's transport to a service running that domain. Either way this
+    process only sends: it never consumes other processes' messages."""
     from bollydog.bootstrap import build
 
     async def main() -> None:
         fields = parse_fields(ctx.args)
-        composition = build(config, entrypoints=False)
+        composition = build(
+            config, include=_split(include), exclude=_split(exclude), entrypoints=False, consumers=False
+        )
         hub = composition.hub
         async with hub:
             message_class = _resolve_for_cli(hub, message_ref, config)
             current_session.set(Session.local_user())
             message = message_class.from_input(fields, strings=True)
+            await _check_remote_route(hub, message_class)
             try:
                 result = await hub.execute(message)
             except Exception as exc:  # the handler's own errors too, with their exit status
@@ -116,6 +125,22 @@ def execute(ctx: click.Context, config: str | None, message_ref: str) -> None:
             sys.stdout.flush()
 
     run(main)
+
+
+async def _check_remote_route(hub: HubT, message_class: type[BaseMessage]) -> None:
+    """A message that leaves this process needs its broker: one that is down is a
+    :class:`TransportError` naming both, before anything is sent."""
+    transport = hub.transport
+    local = not issubclass(message_class, Event) and hub.registry.command_handler(message_class) is not None
+    if local or not transport.serves(message_class):
+        return
+    problem = await transport.probe()
+    if problem is not None:
+        name = hub.registry.name_of(message_class)
+        raise TransportError(
+            f"{name} is handled by {', '.join(transport.domains_for(message_class))}, which runs in "
+            f"another process (left out by --include/--exclude), and {problem}"
+        )
 
 
 def _resolve_for_cli(hub: HubT, reference: str, config: str | None) -> type[BaseMessage]:
@@ -243,14 +268,17 @@ def shell(config: str | None, include: str, exclude: str, reload: bool) -> None:
 
 @cli.command(name="ls")
 @_config_option
+@_include_option
+@_exclude_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_command(config: str | None, as_json: bool) -> None:
-    """List domains, messages and their handlers, entrypoints and schedules."""
+def list_command(config: str | None, include: str, exclude: str, as_json: bool) -> None:
+    """List domains, messages and their handlers, entrypoints and schedules.
+    --include/--exclude: what the process started with them would run."""
     from bollydog.bootstrap import build
     from bollydog.service.builtins import describe_messages
 
     try:
-        composition = build(config)
+        composition = build(config, include=_split(include), exclude=_split(exclude), consumers=False)
         entrypoints = [_describe_entrypoint(e) for e in composition.entrypoints]
     except BollydogError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
@@ -328,7 +356,9 @@ def graph(config: str | None, include: str, exclude: str, traces: str | None) ->
         if traces is not None:
             with open(traces, encoding="utf-8") as lines:
                 observed = observed_sends(lines)
-        composition = build(config, include=_split(include), exclude=_split(exclude), entrypoints=False)
+        composition = build(
+            config, include=_split(include), exclude=_split(exclude), entrypoints=False, consumers=False
+        )
         hub = composition.hub
         declared = hub.registry.domains()
         elsewhere: dict[str, list[Handler]] = {}
@@ -351,15 +381,20 @@ def docs() -> None:
 
 @docs.command(name="asyncapi")
 @_config_option
+@_include_option
+@_exclude_option
 @click.option("--title", default="bollydog", show_default=True, help="info.title of the document.")
 @click.option("--version", "doc_version", default="0.1.0", show_default=True, help="info.version of the document.")
-def docs_asyncapi(config: str | None, title: str, doc_version: str) -> None:
+def docs_asyncapi(config: str | None, include: str, exclude: str, title: str, doc_version: str) -> None:
     """The AsyncAPI 3.0 document of the transport's streams and messages (see docs/flow.md)."""
     from bollydog.bootstrap import build
     from bollydog.entrypoint.kit.asyncapi import build_asyncapi
 
     try:
-        document = build_asyncapi(build(config, entrypoints=False).hub, title=title, version=doc_version)
+        composition = build(
+            config, include=_split(include), exclude=_split(exclude), entrypoints=False, consumers=False
+        )
+        document = build_asyncapi(composition.hub, title=title, version=doc_version)
     except BollydogError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     click.echo(json.dumps(document, indent=2, ensure_ascii=False))
@@ -367,14 +402,16 @@ def docs_asyncapi(config: str | None, title: str, doc_version: str) -> None:
 
 @docs.command(name="openapi")
 @_config_option
-def docs_openapi(config: str | None) -> None:
+@_include_option
+@_exclude_option
+def docs_openapi(config: str | None, include: str, exclude: str) -> None:
     """The OpenAPI 3.1 document the config's HTTP section serves at /openapi.json."""
     from bollydog.bootstrap import build
     from bollydog.entrypoint.http.openapi import build_openapi
     from bollydog.entrypoint.http.routes import build_routes
 
     try:
-        composition = build(config)
+        composition = build(config, include=_split(include), exclude=_split(exclude), consumers=False)
         http = [e for e in composition.entrypoints if hasattr(getattr(e, "settings", None), "router_mapping")]
         if not http:
             fail("the config has no HTTP section: add one with 'app: !module bollydog.entrypoint.http.app.HttpService'",

@@ -35,7 +35,8 @@ def _stores(config: str | None) -> tuple[Any, list[tuple[Any, Any]]]:
     from bollydog.durable.runner import run_store_of
 
     try:
-        hub = build(config, entrypoints=False).hub
+        # A client of the transport, as execute is: resume --now runs here, never others' work.
+        hub = build(config, entrypoints=False, consumers=False).hub
     except BollydogError as exc:
         fail_with(exc)
     found: list[tuple[Any, Any]] = []

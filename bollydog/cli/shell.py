@@ -55,7 +55,11 @@ async def shell_session(
     embed = _load_embed()
     from bollydog.bootstrap import build
 
-    composition = build(config, include=list(include), exclude=list(exclude), entrypoints=False)
+    # A client of the transport, as execute is: an interactive session never consumes other
+    # processes' messages (the domains it runs are run for the REPL's own messages).
+    composition = build(
+        config, include=list(include), exclude=list(exclude), entrypoints=False, consumers=False
+    )
     hub = composition.hub
     namespace = shell_namespace(hub)
     async with hub:

@@ -108,9 +108,15 @@ class Transport(Service):
     this process does not run, before the hub starts. The hub then binds the transport
     (:meth:`bind`) and starts it as one of its services; from its start on, the transport
     consumes the messages of the domains this process runs (``hub.apps``), until it stops.
+
+    :attr:`consume` False makes it a client only (``bollydog execute``, ``shell``: one-shot
+    runs): it sends and takes replies, but consumes no stream and announces no consumer, so
+    other processes' work never lands in it.
     """
 
     mundane_level = "debug"
+    #: Whether starting consumes the hub's domains (see above); the composition root sets it.
+    consume: bool = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__()

@@ -14,10 +14,14 @@ validation of untrusted input and the result slot all read the same private clas
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import getpass
 import json
 import random
 import time
+import types
+import typing
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -470,16 +474,52 @@ def _int_range_errors(value: Any, path: tuple[Any, ...]) -> list[dict[str, Any]]
 
 
 def _decode_text(cls: type[BaseModel], key: str, value: Any) -> Any:
-    """JSON-decode a text value meant for a list/dict field; scalars rely on lax validation."""
-    if not isinstance(value, str) or value[:1] not in "[{":  # the common case, decided first
+    """A text value for a field: JSON for a list/dict field; for a list/set/tuple field, text
+    that does not open JSON is its one element (``?plates=A``); scalars rely on lax validation.
+    Text opening a JSON list or object that does not parse is left as is: a field error, rather
+    than a list of one malformed item."""
+    if not isinstance(value, str):  # the common cases, decided first
         return value
+    many = key in _collection_fields(cls)
+    if value[:1] not in "[{":
+        return [value] if many else value
     field = cls.__pydantic_fields__.get(key)
     if field is None or field.annotation is str:
         return value
     try:
-        return json.loads(value)
+        decoded = json.loads(value)
     except (ValueError, RecursionError):  # not JSON, or nested beyond what json follows
         return value
+    return [decoded] if many and not isinstance(decoded, list) else decoded
+
+
+#: Per message class, the fields whose type is a list, set or tuple (computed once a class).
+_COLLECTION_FIELDS: "weakref.WeakKeyDictionary[type[BaseModel], frozenset[str]]" = weakref.WeakKeyDictionary()
+
+
+def _collection_fields(cls: type[BaseModel]) -> frozenset[str]:
+    names = _COLLECTION_FIELDS.get(cls)
+    if names is None:
+        names = _COLLECTION_FIELDS[cls] = frozenset(
+            name for name, field in cls.__pydantic_fields__.items() if _is_collection(field.annotation)
+        )
+    return names
+
+
+def _is_collection(annotation: Any) -> bool:
+    """``list[str]``, ``set[int] | None``, ``Sequence[str]``...: not text, not a mapping."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_collection(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        arms = [arm for arm in typing.get_args(annotation) if arm is not type(None)]
+        return bool(arms) and all(_is_collection(arm) for arm in arms)
+    kind = origin or annotation
+    return (
+        isinstance(kind, type)
+        and issubclass(kind, (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.Set))
+        and not issubclass(kind, (str, bytes, bytearray))
+    )
 
 
 def validation_errors(exc: ValidationError) -> list[dict[str, Any]]:

@@ -6,7 +6,8 @@ in-memory broker differ in storage only; this base class is the rest, once:
 
 - **start**: check ``accept``/``reject`` against the hub's names; take requests; announce this
   process as a consumer of the hub's domains (before any read: once it is up, producers send
-  it work); then one consumer service per domain starts, as a dependency of the transport;
+  it work); then one consumer service per domain starts, as a dependency of the transport.
+  A client only (``consume`` False, one-shot CLI runs) stops after taking requests;
 - **stop**: withdraw the heartbeats (producers refuse new requests unless another consumer
   lives); stop the consumers' reads; give the deliveries still running ``grace`` seconds (the
   hub's ``shutdown_grace`` by default), then cancel them: unacknowledged, another consumer
@@ -92,7 +93,8 @@ class StreamTransport(Transport, Generic[ProducerT, DeliveryT]):
         hub = self.hub
         if self.settings.filters:
             self.settings.message_filter().check(hub.registry.names(), "distribute", hub.registry.unloaded_domains())
-        self.hosted = [d for d in hub.apps if d != "bollydog"]
+        # A client only (consume False) hosts nothing: no announce, no consumer group read.
+        self.hosted = [d for d in hub.apps if d != "bollydog"] if self.consume else []
         self.producer.open()
         await self.announce(self.hosted)
         delivery = self.delivery()
