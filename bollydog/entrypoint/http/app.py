@@ -37,7 +37,7 @@ from bollydog.entrypoint.http.openapi import build_openapi
 from bollydog.entrypoint.kit.asyncapi import build_asyncapi
 from bollydog.entrypoint.http.qos import OutcomeStore, describe_outcome
 from bollydog.entrypoint.http.responses import JSON, error_response, http_exception, json_response
-from bollydog.entrypoint.http.routes import RouteSpec, build_routes
+from bollydog.entrypoint.http.routes import MessageRoute, RouteSpec, build_routes
 from bollydog.entrypoint.http.settings import HttpSettings
 from bollydog.entrypoint.kit.admission import InFlight
 from bollydog.entrypoint.kit.auth import authenticator, load_private_key
@@ -169,7 +169,7 @@ class HttpService(Entrypoint):
         for spec in self.routes:
             endpoint = MessageEndpoint(spec, self)
             for path in spec.paths:
-                routes.append(Route(path, endpoint.handle, methods=list(spec.methods), name=f"{spec.key}:{path}"))
+                routes.append(MessageRoute(path, endpoint.handle, methods=spec.methods, name=f"{spec.key}:{path}"))
         routes.append(Route("/_bollydog/messages/{iid}", self._outcome, methods=["GET"]))
         routes.append(Route("/_bollydog/reload", self._reload_status, methods=["GET"]))
         if self.settings.openapi:
@@ -187,10 +187,13 @@ class HttpService(Entrypoint):
             self.mcp = mcp if mcp is not None else mount(self)
             routes.append(Route(mcp_path, endpoint=self.mcp))
         self._openapi = self._asyncapi = b""
-        return Starlette(
+        app = Starlette(
             routes=routes,
             exception_handlers={HTTPException: http_exception, Exception: self._server_error},
         )
+        # A path with a trailing slash is a JSON 404 naming the route, not an empty 307.
+        app.router.redirect_slashes = False
+        return app
 
     def _probe_routes(self, routes: list[Route]) -> list[Route]:
         """/livez, /readyz, /metrics (kit/health.py), unless a message route took the path."""
