@@ -129,7 +129,9 @@ class HttpService(Entrypoint):
             limit_concurrency=settings.limit_concurrency, header_timeout=settings.header_timeout,
             max_connections=settings.max_connections, retry_after=settings.retry_after,
         )
-        self._openapi = self._asyncapi = b""
+        #: The OpenAPI document by the ``root_path`` it is served under (its ``servers`` entry).
+        self._openapi: dict[str, bytes] = {}
+        self._asyncapi = b""
         self._app: _CutAnswered | None = None
         self.serves_metrics = settings.probes
         #: The MCP endpoint at ``mcp_path`` (None when not configured), see docs/mcp.md.
@@ -186,7 +188,7 @@ class HttpService(Entrypoint):
                 raise ConfigError(f"http.mcp_path: {mcp_path} is taken or reserved; choose another path like /mcp")
             self.mcp = mcp if mcp is not None else mount(self)
             routes.append(Route(mcp_path, endpoint=self.mcp))
-        self._openapi = self._asyncapi = b""
+        self._openapi, self._asyncapi = {}, b""
         app = Starlette(
             routes=routes,
             exception_handlers={HTTPException: http_exception, Exception: self._server_error},
@@ -206,10 +208,13 @@ class HttpService(Entrypoint):
             )
         return probe_routes(self.hub)
 
-    def openapi(self) -> dict[str, Any]:
-        """The OpenAPI 3.1 document of the served routes."""
+    def openapi(self, root_path: str = "") -> dict[str, Any]:
+        """The OpenAPI 3.1 document of the served routes; ``root_path``: the mount point they
+        are served under (a host app's ``app.mount``), its ``servers`` URL."""
         s = self.settings
-        return build_openapi(self.routes, title=s.title, version=s.version, auth=self.auth.enabled)
+        return build_openapi(
+            self.routes, title=s.title, version=s.version, auth=self.auth.enabled, root_path=root_path
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -277,9 +282,11 @@ class HttpService(Entrypoint):
         return Response(self._asyncapi, 200, media_type=JSON)
 
     async def _openapi_endpoint(self, request: Request) -> Response:
-        if not self._openapi:
-            self._openapi = bytes(json_response(self.openapi()).body)
-        return Response(self._openapi, 200, media_type=JSON)
+        root_path: str = request.scope.get("root_path", "")
+        document = self._openapi.get(root_path)
+        if document is None:
+            document = self._openapi[root_path] = bytes(json_response(self.openapi(root_path)).body)
+        return Response(document, 200, media_type=JSON)
 
     async def _outcome(self, request: Request) -> Response:
         try:

@@ -141,8 +141,10 @@ def build_openapi(
     title: str = "bollydog",
     version: str = "0.1.0",
     auth: bool = False,
+    root_path: str = "",
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for ``specs``."""
+    """The OpenAPI 3.1 document for ``specs``; ``root_path`` (a mount point) is its server URL,
+    the paths being below it."""
     names, schemas = message_schemas([s.message for s in specs], REF, _HIDDEN)
     paths: dict[str, Any] = {}
     for spec in specs:
@@ -222,6 +224,8 @@ def build_openapi(
         "paths": paths,
         "components": {"schemas": schemas},
     }
+    if root_path:
+        document["servers"] = [{"url": root_path}]
     if auth:
         document["components"]["securitySchemes"] = {
             "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
