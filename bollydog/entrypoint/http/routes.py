@@ -57,11 +57,11 @@ class MessageRoute(Route):
 
     def __init__(self, path: str, endpoint: Any, *, methods: tuple[str, ...], name: str) -> None:
         super().__init__(path, endpoint, methods=list(methods), name=name)
-        self.methods = set(methods)
+        self.methods = self.exact = set(methods)  # `methods` is what Route.matches reads
         self.allow = ", ".join(methods)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] not in self.methods:
+        if scope["method"] not in self.exact:
             raise HTTPException(405, headers={"Allow": self.allow})
         await self.app(scope, receive, send)
 
