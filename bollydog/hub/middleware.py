@@ -131,7 +131,7 @@ class TimeoutMiddleware:
                 self._expired.discard(key)
                 if task.uncancel() == 0:
                     raise HandlerTimeoutError(
-                        f"{message.name} ({message.iid}) did not finish within {limit}s "
+                        f"{message.domain}.{message.name} ({message.iid}) did not finish within {limit}s "
                         f"(handler {handler.qualname})"
                     ) from None
             raise

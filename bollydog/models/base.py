@@ -275,7 +275,8 @@ class BaseMessage(BaseModel):
     def from_input(cls, data: dict[str, Any], *, strings: bool = False) -> "BaseMessage":
         """Build a message from untrusted input (HTTP, WebSocket, CLI, agent).
 
-        Identity and trace fields are refused; field errors become :class:`InvalidMessageError`.
+        Identity and trace fields are refused; field errors become :class:`InvalidMessageError`,
+        naming the message ``domain.name`` (the registry binds ``domain`` to the canonical one).
         ``strings=True`` accepts values given as text (query strings, command lines): ``"3"``
         for an int, ``"2024-01-01"`` for a date, JSON for list and dict fields.
         """
@@ -285,16 +286,16 @@ class BaseMessage(BaseModel):
             if key in RESERVED_FIELDS and key not in CLIENT_SETTABLE_FIELDS
         ]
         if errors:
-            raise InvalidMessageError(cls.name, errors)
+            raise InvalidMessageError(f"{cls.domain}.{cls.name}", errors)
         if strings:
             data = {key: _decode_text(cls, key, value) for key, value in data.items()}
         try:
             message = cls(**data)
         except ValidationError as exc:
-            raise InvalidMessageError(cls.name, validation_errors(exc)) from None
+            raise InvalidMessageError(f"{cls.domain}.{cls.name}", validation_errors(exc)) from None
         except RecursionError:  # a value nested deeper than the interpreter follows
             raise InvalidMessageError(
-                cls.name, [{"field": "__root__", "message": "input nested too deeply", "type": "too_deep"}]
+                f"{cls.domain}.{cls.name}", [{"field": "__root__", "message": "input nested too deeply", "type": "too_deep"}]
             ) from None
         errors = [] if data.keys().isdisjoint(CLIENT_SETTABLE_FIELDS) else _client_setting_errors(cls, message, data)
         # Lax validation turns JSON true into 1: an integer field given a boolean is refused,
@@ -310,7 +311,7 @@ class BaseMessage(BaseModel):
             if key in values:
                 errors.extend(_int_range_errors(values[key], (key,)))
         if errors:
-            raise InvalidMessageError(cls.name, errors)
+            raise InvalidMessageError(f"{cls.domain}.{cls.name}", errors)
         return message
 
     @classmethod

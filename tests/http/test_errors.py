@@ -95,6 +95,16 @@ async def test_timeout_504(client):
     r = await client.get("/demo/svc/slow", params={"delay": "1", "expire_time": "0.05"})
     assert r.status_code == 504
     assert r.json()["error"] == "HandlerTimeoutError"
+    # The canonical name, as every surface prints it.
+    assert r.json()["message"].startswith(f"demo.slow ({r.headers['x-bollydog-message-id']}) did not finish")
+
+
+async def test_invalid_fields_name_the_message_canonically(client):
+    r = await client.post("/demo/svc/add", json={"a": 1})
+    assert r.status_code == 422
+    assert r.json()["message"] == "invalid demo.add: b: Field required"
+    r = await client.post("/demo/svc/add", json={"a": 1, "b": 2, "iid": "x"})  # the reserved check
+    assert r.json()["message"].startswith("invalid demo.add: iid: reserved field")
 
 
 async def test_queue_full_503_with_retry_after():

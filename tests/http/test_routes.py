@@ -77,3 +77,42 @@ async def test_include_exclude():
         assert (await client.get("/bollydog/bollydogservice/taskcount")).status_code == 404
         served = {spec.key for spec in http.routes}
         assert "demo.echo" in served and "demo.fail" not in served
+
+
+async def test_head_is_refused_unless_the_route_lists_it(client):
+    import http_sample_app
+
+    before = http_sample_app.CALLS.get("head", 0)
+    r = await client.head("/demo/svc/tally", params={"key": "head"})
+    assert r.status_code == 405, r.status_code
+    assert r.headers["allow"] == "GET, POST"  # exactly the route's methods, in their order
+    r = await client.post("/ping")
+    assert r.headers["allow"] == "GET"
+    assert http_sample_app.CALLS.get("head", 0) == before  # the command did not run
+
+
+async def test_head_listed_in_methods_runs_the_command():
+    import http_sample_app
+
+    mapping = {"demo.tally": {"methods": ["get", "HEAD"]}}
+    async with serve(router_mapping=mapping) as (_, http, client):
+        before = http_sample_app.CALLS.get("listed", 0)
+        r = await client.head("/demo/svc/tally", params={"key": "listed"})
+        assert r.status_code == 200 and r.content == b""
+        assert http_sample_app.CALLS["listed"] == before + 1
+        r = await client.post("/demo/svc/tally", json={"key": "listed"})
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+        operations = (await client.get("/openapi.json")).json()["paths"]["/demo/svc/tally"]
+        assert set(operations) == {"get", "head"}
+        assert "key" in [p["name"] for p in operations["head"]["parameters"]]
+        assert "content" not in operations["head"]["responses"]["200"]  # HEAD answers no body
+
+
+async def test_a_trailing_slash_is_a_json_404_naming_the_route(client):
+    r = await client.get("/demo/svc/ping/", follow_redirects=False)
+    assert r.status_code == 404, (r.status_code, r.headers)
+    body = r.json()
+    assert body["error"] == "NotFound" and "/demo/svc/ping" in body["message"]
+    assert "without the trailing slash" in body["message"]
+    r = await client.get("/demo/svc/nothing/", follow_redirects=False)
+    assert r.status_code == 404 and "trailing slash" not in r.json()["message"]

@@ -53,3 +53,34 @@ async def test_validation_errors_are_plain_json(client):
 async def test_without_accept_header_the_result_is_json(client):
     r = await client.get("/demo/svc/progress", params={"steps": "2"})
     assert r.json() == {"done": 2}
+
+
+async def test_the_documented_stream_is_what_the_example_sends(monkeypatch, tmp_path):
+    """docs/http.md's SSE example, event for event, against example/config.yaml's placeorder."""
+    import re
+    from pathlib import Path
+
+    import httpx
+
+    from bollydog.bootstrap import build
+    from bollydog.entrypoint.http.app import HttpService
+
+    root = Path(__file__).parents[2]
+    page = (root / "docs/http.md").read_text()
+    shown = parse(re.search(r"## Streaming \(SSE\).*?```text\n(.*?)```", page, re.S).group(1).replace("...", ""))
+    for name, value in {
+        "BOLLYDOG_HTTP_SERVICE_PORT": "0", "BOLLYDOG_WS_SERVICE_PORT": "0",
+        "BOLLYDOG_EXAMPLE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/example.db",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.syspath_prepend(str(root))
+    hub = build(str(root / "example/config.yaml")).hub
+    http = next(e for e in hub.entrypoints if isinstance(e, HttpService))
+    order = {"customer": "bob", "lines": [{"sku": "apple", "quantity": 2}]}
+    async with hub:
+        async with httpx.AsyncClient(base_url=http.url, timeout=10) as client:
+            r = await client.post("/example/exampleservice/placeorder", json=order, headers=SSE)
+    sent = parse(r.text)
+    assert [(kind, sorted(data)) for kind, data in sent] == [(kind, sorted(data)) for kind, data in shown]
+    assert [data["status"] for _, data in sent] == [data["status"] for _, data in shown]
+    assert sent[-2][1] == sent[-1][1]  # the last value yielded: a partial, then the result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -134,3 +135,42 @@ async def test_a_hub_built_in_code_is_mounted_with_http_and_websocket() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             assert (await client.post("/shop/appservice/add", json={"a": 5, "b": 5})).json() == 10
     assert {type(e).__name__ for e in bolly.hub.entrypoints} == {"HttpService", "SocketService"}
+
+
+async def test_urls_bollydog_answers_under_a_mount_carry_the_prefix() -> None:
+    """Location of a qos=0 message, the OpenAPI servers entry and the 404 hint: below the
+    mount point (the ASGI root_path), so a client can follow them as given."""
+    bolly = asgi_app(CONFIG, mcp=False)
+    app = FastAPI(lifespan=bolly.lifespan)
+    app.mount("/bollydog", bolly)
+    async with uvicorn_serving(app) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            accepted = await client.post("/bollydog/shop/appservice/add", json={"a": 1, "b": 2, "qos": 0})
+            assert accepted.status_code == 202, accepted.text
+            location = accepted.headers["location"]
+            assert location == f"/bollydog/_bollydog/messages/{accepted.json()['iid']}"
+            assert accepted.json()["location"] == location
+            for _ in range(100):
+                outcome = (await client.get(location)).json()
+                if outcome["status"] != "pending":
+                    break
+                await asyncio.sleep(0.01)
+            assert outcome["status"] == "done" and outcome["result"] == 3
+
+            document = (await client.get("/bollydog/openapi.json")).json()
+            assert document["servers"] == [{"url": "/bollydog"}]
+            assert "/shop/appservice/add" in document["paths"]  # paths are below the server URL
+
+            missing = await client.get("/bollydog/shop/appservice/nothing")
+            assert missing.status_code == 404
+            assert "see /bollydog/openapi.json" in missing.json()["message"]
+
+
+async def test_served_on_its_own_the_urls_have_no_prefix() -> None:
+    bolly = asgi_app(CONFIG, mcp=False)
+    async with uvicorn_serving(bolly) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            accepted = await client.post("/shop/appservice/add", json={"a": 1, "b": 2, "qos": 0})
+            assert accepted.headers["location"] == f"/_bollydog/messages/{accepted.json()['iid']}"
+            assert "servers" not in (await client.get("/openapi.json")).json()
+            assert "see /openapi.json" in (await client.get("/nothing")).json()["message"]

@@ -37,7 +37,7 @@ from bollydog.entrypoint.http.openapi import build_openapi
 from bollydog.entrypoint.kit.asyncapi import build_asyncapi
 from bollydog.entrypoint.http.qos import OutcomeStore, describe_outcome
 from bollydog.entrypoint.http.responses import JSON, error_response, http_exception, json_response
-from bollydog.entrypoint.http.routes import RouteSpec, build_routes
+from bollydog.entrypoint.http.routes import MessageRoute, RouteSpec, build_routes
 from bollydog.entrypoint.http.settings import HttpSettings
 from bollydog.entrypoint.kit.admission import InFlight
 from bollydog.entrypoint.kit.auth import authenticator, load_private_key
@@ -129,7 +129,9 @@ class HttpService(Entrypoint):
             limit_concurrency=settings.limit_concurrency, header_timeout=settings.header_timeout,
             max_connections=settings.max_connections, retry_after=settings.retry_after,
         )
-        self._openapi = self._asyncapi = b""
+        #: The OpenAPI document by the ``root_path`` it is served under (its ``servers`` entry).
+        self._openapi: dict[str, bytes] = {}
+        self._asyncapi = b""
         self._app: _CutAnswered | None = None
         self.serves_metrics = settings.probes
         #: The MCP endpoint at ``mcp_path`` (None when not configured), see docs/mcp.md.
@@ -169,7 +171,7 @@ class HttpService(Entrypoint):
         for spec in self.routes:
             endpoint = MessageEndpoint(spec, self)
             for path in spec.paths:
-                routes.append(Route(path, endpoint.handle, methods=list(spec.methods), name=f"{spec.key}:{path}"))
+                routes.append(MessageRoute(path, endpoint.handle, methods=spec.methods, name=f"{spec.key}:{path}"))
         routes.append(Route("/_bollydog/messages/{iid}", self._outcome, methods=["GET"]))
         routes.append(Route("/_bollydog/reload", self._reload_status, methods=["GET"]))
         if self.settings.openapi:
@@ -186,11 +188,14 @@ class HttpService(Entrypoint):
                 raise ConfigError(f"http.mcp_path: {mcp_path} is taken or reserved; choose another path like /mcp")
             self.mcp = mcp if mcp is not None else mount(self)
             routes.append(Route(mcp_path, endpoint=self.mcp))
-        self._openapi = self._asyncapi = b""
-        return Starlette(
+        self._openapi, self._asyncapi = {}, b""
+        app = Starlette(
             routes=routes,
             exception_handlers={HTTPException: http_exception, Exception: self._server_error},
         )
+        # A path with a trailing slash is a JSON 404 naming the route, not an empty 307.
+        app.router.redirect_slashes = False
+        return app
 
     def _probe_routes(self, routes: list[Route]) -> list[Route]:
         """/livez, /readyz, /metrics (kit/health.py), unless a message route took the path."""
@@ -203,10 +208,13 @@ class HttpService(Entrypoint):
             )
         return probe_routes(self.hub)
 
-    def openapi(self) -> dict[str, Any]:
-        """The OpenAPI 3.1 document of the served routes."""
+    def openapi(self, root_path: str = "") -> dict[str, Any]:
+        """The OpenAPI 3.1 document of the served routes; ``root_path``: the mount point they
+        are served under (a host app's ``app.mount``), its ``servers`` URL."""
         s = self.settings
-        return build_openapi(self.routes, title=s.title, version=s.version, auth=self.auth.enabled)
+        return build_openapi(
+            self.routes, title=s.title, version=s.version, auth=self.auth.enabled, root_path=root_path
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -274,9 +282,11 @@ class HttpService(Entrypoint):
         return Response(self._asyncapi, 200, media_type=JSON)
 
     async def _openapi_endpoint(self, request: Request) -> Response:
-        if not self._openapi:
-            self._openapi = bytes(json_response(self.openapi()).body)
-        return Response(self._openapi, 200, media_type=JSON)
+        root_path: str = request.scope.get("root_path", "")
+        document = self._openapi.get(root_path)
+        if document is None:
+            document = self._openapi[root_path] = bytes(json_response(self.openapi(root_path)).body)
+        return Response(document, 200, media_type=JSON)
 
     async def _outcome(self, request: Request) -> Response:
         try:

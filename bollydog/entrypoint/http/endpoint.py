@@ -209,7 +209,7 @@ class MessageEndpoint:
             # failure is logged once, by the hub); a refusal is answered, not logged.
             admitted = True
             if message.qos == 0:
-                return await self._fire_and_forget(message)
+                return await self._fire_and_forget(message, request.scope.get("root_path", ""))
             if b"text/event-stream" in raw_headers.get(b"accept", b""):
                 return await self._stream(message)
             if spec.debouncer is not None:
@@ -226,10 +226,10 @@ class MessageEndpoint:
             if session_token is not None:
                 current_session.reset(session_token)
 
-    async def _fire_and_forget(self, message: "BaseMessage") -> Response:
+    async def _fire_and_forget(self, message: "BaseMessage", root_path: str) -> Response:
         await self.service.hub.put_message(message)
         self.service.outcomes.add(message)
-        location = f"/_bollydog/messages/{message.iid}"
+        location = f"{root_path}/_bollydog/messages/{message.iid}"  # below a host's mount point
         headers = message_headers(message)
         headers["location"] = location
         body = {"iid": message.iid, "trace_id": message.trace_id, "status": "accepted", "location": location}

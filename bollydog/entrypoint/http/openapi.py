@@ -1,7 +1,7 @@
 """OpenAPI 3.1 description of the served routes, generated from the message models.
 
 Request schemas hold the user fields of each message plus the client-settable delivery fields
-(``expire_time``, ``priority``, ``qos``); identity and trace fields never appear. GET (and
+(``expire_time``, ``priority``, ``qos``); identity and trace fields never appear. GET (HEAD,
 DELETE) take the fields as query parameters (list/object fields as JSON text); other methods
 take a JSON or form body. Response schemas come from the handler's return annotation when
 pydantic can describe it.
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 REF = "#/components/schemas/{model}"
 _HIDDEN = RESERVED_FIELDS - CLIENT_SETTABLE_FIELDS
 _SCALARS = {"string", "integer", "number", "boolean", "null"}
-_QUERY_METHODS = {"GET", "DELETE"}
+_QUERY_METHODS = {"GET", "HEAD", "DELETE"}
 
 _ERROR = {
     "type": "object",
@@ -124,6 +124,8 @@ def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
     return params
 
 
+_HEAD_OK = {"description": "The handler ran; a HEAD response has no body."}
+
 _HEADERS = [
     {"name": "traceparent", "in": "header", "required": False, "schema": {"type": "string"},
      "description": "W3C trace context: the message joins this trace."},
@@ -139,8 +141,10 @@ def build_openapi(
     title: str = "bollydog",
     version: str = "0.1.0",
     auth: bool = False,
+    root_path: str = "",
 ) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for ``specs``."""
+    """The OpenAPI 3.1 document for ``specs``; ``root_path`` (a mount point) is its server URL,
+    the paths being below it."""
     names, schemas = message_schemas([s.message for s in specs], REF, _HIDDEN)
     paths: dict[str, Any] = {}
     for spec in specs:
@@ -180,7 +184,7 @@ def build_openapi(
                     "summary": doc.splitlines()[0] if doc else spec.key,
                     "tags": [spec.key.rpartition(".")[0]],
                     "parameters": list(_HEADERS),
-                    "responses": responses,
+                    "responses": responses if method != "HEAD" else {**responses, "200": _HEAD_OK},
                 }
                 if doc:
                     operation["description"] = doc
@@ -222,6 +226,8 @@ def build_openapi(
         "paths": paths,
         "components": {"schemas": schemas},
     }
+    if root_path:
+        document["servers"] = [{"url": root_path}]
     if auth:
         document["components"]["securitySchemes"] = {
             "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},

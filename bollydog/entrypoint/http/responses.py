@@ -17,6 +17,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Router
 
 from bollydog.entrypoint.kit.admission import retry_after as retry_seconds
 from bollydog.encoding import dumps
@@ -73,8 +74,21 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own errors (404 no route, 405 method not allowed) as JSON."""
     assert isinstance(exc, HTTPException)  # registered for HTTPException only
     error = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
-    message = {
-        404: f"no route for {request.url.path}; see /openapi.json for the routes",
-        405: f"{request.method} is not allowed on {request.url.path}",
-    }.get(exc.status_code, str(exc.detail))
+    path = request.url.path
+    if exc.status_code == 404:
+        # Under a mount (FastAPI app.mount) the documents are below the mount point too.
+        message = f"no route for {path}; see {request.scope.get('root_path', '')}/openapi.json for the routes"
+        if path.endswith("/") and _routed(request, path.rstrip("/")):
+            message += f" (without the trailing slash: {path.rstrip('/')})"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {path}"
+    else:
+        message = str(exc.detail)
     return json_response({"error": error, "message": message}, exc.status_code, exc.headers)
+
+
+def _routed(request: Request, path: str) -> bool:
+    """Whether a route of the request's app serves ``path`` (with any method)."""
+    scope = {**request.scope, "path": path}
+    router: Router = request.app.router
+    return any(route.matches(scope)[0] is not Match.NONE for route in router.routes)

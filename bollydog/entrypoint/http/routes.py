@@ -1,7 +1,7 @@
 """The route table: which Commands are served, at which paths, with which methods and limits.
 
 Every Command registered in the hub with an app is served at
-``/{app.domain}/{app.name}/{message.name}``, GET and POST, unless the ``include``/``exclude``
+``/{app.domain}/{app.name}/{message.name}``, GET and POST (HEAD only when listed), unless the ``include``/``exclude``
 patterns (fnmatch on ``domain.name``) leave it out. ``router_mapping`` entries, keyed by
 ``domain.name`` (fnmatch patterns allowed), change the methods and add aliases, a debounce
 window or a rate limit; entries apply in order, an exact key after every pattern.
@@ -12,7 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from bollydog.entrypoint.http.qos import Debouncer, RateLimiter
 from bollydog.entrypoint.http.settings import HttpSettings, RouteOptions
@@ -44,6 +48,22 @@ class RouteSpec:
     @property
     def paths(self) -> list[str]:
         return [self.path, *self.aliases]
+
+
+class MessageRoute(Route):
+    """A Starlette route answering exactly ``methods``: Starlette adds HEAD to every GET route,
+    which would run the command for a request that wants no answer. Any other method is a 405
+    whose ``Allow`` lists the route's methods, in their configured order."""
+
+    def __init__(self, path: str, endpoint: Any, *, methods: tuple[str, ...], name: str) -> None:
+        super().__init__(path, endpoint, methods=list(methods), name=name)
+        self.methods = self.exact = set(methods)  # `methods` is what Route.matches reads
+        self.allow = ", ".join(methods)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in self.exact:
+            raise HTTPException(405, headers={"Allow": self.allow})
+        await self.app(scope, receive, send)
 
 
 def build_routes(registry: "HandlerRegistry", settings: HttpSettings) -> list[RouteSpec]:

@@ -23,7 +23,7 @@ class RouteOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    methods: list[str] | None = Field(None, description="HTTP methods; default GET and POST.")
+    methods: list[str] | None = Field(None, description="HTTP methods; default GET and POST (HEAD only when listed).")
     aliases: list[str] = Field(default_factory=list, description="Extra absolute paths.")
     debounce: float | None = Field(None, gt=0, description="Seconds identical requests share a run.")
     rate_limit: str | None = Field(None, description="'N/s', 'N/m' or 'N/h' per client.")
@@ -33,7 +33,7 @@ class RouteOptions(BaseModel):
     def _methods(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
-        allowed = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+        allowed = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
         methods = [m.upper() for m in value]
         bad = [m for m in methods if m not in allowed]
         if bad or not methods:

@@ -207,7 +207,7 @@ class ToolServer:
             if key in RESERVED_FIELDS
         ]
         if reserved:
-            raise InvalidMessageError(message_class.name, reserved)
+            raise InvalidMessageError(f"{message_class.domain}.{message_class.name}", reserved)
         return message_class.from_input(arguments)
 
     async def _run(self, ctx: ServerRequestContext[Any, Any], spec: ToolSpec, message: BaseMessage) -> Any:
