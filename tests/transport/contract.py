@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -338,6 +339,18 @@ class TransportContract:
             assert await worker.transport.replay([dead[0]["dl_id"]]) == [dead[0]["dl_id"]]
             again = await eventually(lambda: _count(worker.transport.dead_letters(), len(bad), newer=dead[0]["dl_id"]))
             assert again and again[-1]["payload"] == dead[0]["payload"]
+
+    async def test_the_dead_letter_log_names_the_id_deadletters_lists(
+        self, deployment: Deployment, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with deployment.process(["calc"]) as worker:
+            with caplog.at_level(logging.ERROR, logger="bollydog.transport"):
+                source = await deployment.inject("calc", {"name": "calc.nosuch", "payload": "{}"})
+                (letter,) = await eventually(lambda: _count(worker.transport.dead_letters(), 1))
+        assert letter["dl_entry"] == source and letter["dl_id"] != source
+        (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter ")]
+        assert line.startswith(f"dead letter {letter['dl_id']} (was entry {source} of ")
+        assert await worker.transport.replay([letter["dl_id"]]) == [letter["dl_id"]]
 
     async def test_an_entry_that_is_not_utf8_is_dead_lettered_naming_the_field(self, deployment: Deployment) -> None:
         calc.RECORDED.clear()

@@ -88,12 +88,12 @@ class MemoryDelivery(Deliverer):
 
     async def store_dead_letter(
         self, entry: Entry, letter: dict[str, str], reply_to: str | None, reply: dict[str, str] | None
-    ) -> bool:
-        self.broker.add_dead_letter(letter)
+    ) -> str | None:
+        dead_letter_id = self.broker.add_dead_letter(letter)
         if reply_to and reply is not None:
             self.broker.reply(reply_to, reply)
         self.broker.ack(entry.stream, entry.domain, entry.entry_id)
-        return True
+        return dead_letter_id
 
     def reply_writer(self, reply_to: str) -> Write:
         broker = self.broker
