@@ -61,6 +61,7 @@ class NoticeFeed(Service):
         self.published = 0
         self.dropped = 0
         self._ready = asyncio.Event()
+        self._failing = False
 
     # -- what each storage fills in --------------------------------------------------------------
 
@@ -84,7 +85,6 @@ class NoticeFeed(Service):
 
     async def on_start(self) -> None:
         self.hub.hooks.completed.connect(self.completed)
-        await self.refresh()
 
     async def on_stop(self) -> None:
         self.hub.hooks.completed.disconnect(self.completed)
@@ -95,10 +95,10 @@ class NoticeFeed(Service):
 
     @Service.task
     async def _upkeep(self) -> None:
+        # In a task, not in on_start: an unreachable server must not hold up the start.
         while not self.should_stop:
+            await self.refresh()
             await self.sleep(self.interval)
-            if not self.should_stop:
-                await self.refresh()
 
     async def refresh(self) -> None:
         """Listen or not (a ``remote_completed`` listener?), and learn whether anyone else does."""
@@ -112,7 +112,12 @@ class NoticeFeed(Service):
                 await self.unlisten()
             self.wanted = await self.listeners() - (1 if self.listening else 0) > 0
         except Exception as exc:  # the storage is unreachable: try again at the next check
-            log.warning("completion notices: %s: %s", type(exc).__name__, exc)
+            if not self._failing:  # once per outage, not every interval
+                log.warning("completion notices: %s: %s; checking again every %ss",
+                            type(exc).__name__, exc, self.interval)
+            self._failing = True
+        else:
+            self._failing = False
 
     # -- publishing ------------------------------------------------------------------------------
 
