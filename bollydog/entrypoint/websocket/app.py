@@ -264,6 +264,8 @@ class SocketService(Entrypoint):
     def _first_time(self, message_id: str) -> bool:
         """Whether ``message_id`` was not announced lately (remembered from now on)."""
         recent = self._recent
+        if not message_id:  # nothing to recognise it by
+            return True
         if message_id in recent:
             return False
         recent[message_id] = None
