@@ -454,7 +454,9 @@ def _dead_letter_transport(config: str | None) -> Any:
 @click.option("--count", default=100, show_default=True, help="At most this many, oldest first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, every field.")
 def deadletters_list(config: str | None, count: int, as_json: bool) -> None:
-    """List dead letters: id, time, reason, message name, stream."""
+    """List dead letters, one a line: id, time, message name, stream, reason. The id is the
+    dead letter's own (what 'replay --id' takes), not the id the entry had on its stream
+    (that one is the dl_entry field of --json)."""
     import datetime
 
     transport = _dead_letter_transport(config)
@@ -482,7 +484,10 @@ def deadletters_list(config: str | None, count: int, as_json: bool) -> None:
 
 @deadletters.command(name="replay")
 @_config_option
-@click.option("--id", "ids", multiple=True, help="Dead letter id (from 'list'); repeat for several.")
+@click.option(
+    "--id", "ids", multiple=True,
+    help="Dead letter id (from 'list'; the entry's former id on its stream, dl_entry, works too); repeat for several.",
+)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
 def deadletters_replay(config: str | None, ids: tuple[str, ...], replay_all: bool) -> None:
     """Put dead letters back on the stream they came from, and remove them from the dead letters."""
@@ -490,18 +495,58 @@ def deadletters_replay(config: str | None, ids: tuple[str, ...], replay_all: boo
         fail("give --id ID (repeatable) or --all", EXIT_BAD_INPUT)
     transport = _dead_letter_transport(config)
 
-    async def main() -> list[str]:
+    async def main() -> tuple[list[str], dict[str, list[str]]]:
         try:
-            replayed: list[str] = await transport.replay(None if replay_all else list(ids))
-            return replayed
+            if replay_all:
+                done: list[str] = await transport.replay(None)
+                return done, {}
+            letters: list[dict[str, str]] = await transport.dead_letters(_EVERY_DEAD_LETTER)
+            wanted, sources = _dead_letter_ids(ids, letters)
+            done = await transport.replay(wanted) if wanted else []
+            return done, sources
         finally:
             await transport.close()
 
-    replayed = run(main)
-    missing = sorted(set(ids) - set(replayed))
+    replayed, sources = run(main)
     click.echo(f"replayed {len(replayed)} dead letter(s)")
-    if missing:
-        fail(f"not found among the dead letters: {', '.join(missing)}", EXIT_HANDLER_FAILED)
+    for source, letters in sources.items():
+        if len(letters) == 1 and letters[0] in replayed:
+            click.echo(f"{source} was the entry's id on its stream; its dead letter was {letters[0]}", err=True)
+    problems = []
+    for wanted in ids:
+        letters = sources.get(wanted, [wanted])
+        if len(letters) > 1:
+            problems.append(f"{wanted} was the id of several entries (on different streams): "
+                            f"give one of the dead letter ids {', '.join(letters)}")
+        elif letters[0] not in replayed:
+            problems.append(f"not found among the dead letters: {wanted} "
+                            "(ids are those of 'bollydog deadletters list')")
+    if problems:
+        fail("; ".join(problems), EXIT_HANDLER_FAILED)
+
+
+#: How many dead letters ``replay --id`` looks through for an entry's former id (more than the
+#: default ``deadletter_maxlen``).
+_EVERY_DEAD_LETTER = 1_000_000
+
+
+def _dead_letter_ids(ids: tuple[str, ...], letters: list[dict[str, str]]) -> tuple[list[str], dict[str, list[str]]]:
+    """The dead letter ids to replay for ``ids``, each a dead letter's id or the id its entry had
+    on its stream (``dl_entry``, what the worker's log also names); and, for the latter, the
+    dead letters it names (several: an ambiguous id, replayed only by a dead letter id)."""
+    own = {letter["dl_id"] for letter in letters}
+    wanted: list[str] = []
+    sources: dict[str, list[str]] = {}
+    for given in ids:
+        if given in own:
+            wanted.append(given)
+            continue
+        matches = [letter["dl_id"] for letter in letters if letter.get("dl_entry") == given]
+        if matches:
+            sources[given] = matches
+            if len(matches) == 1:
+                wanted.append(matches[0])
+    return wanted, sources
 
 
 from bollydog.rules.cli import rules as _rules  # noqa: E402  (its own module: imports at call time)

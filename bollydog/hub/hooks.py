@@ -1,7 +1,7 @@
 """Hooks: how the hub (and its transport) tell outer layers what happened.
 
-One mechanism for every report that goes outward: a message completed (WebSocket
-subscriptions), a delivery is about to be retried (telemetry), a message went to a dead-letter
+One mechanism for every report that goes outward: a message completed, here or in another
+process of a split deployment (WebSocket subscriptions), a delivery is about to be retried (telemetry), a message went to a dead-letter
 store (telemetry, a transport). Listeners are called synchronously, on the loop, in the order
 they connected: keep them short (hand work to a queue). A listener that raises is logged and
 otherwise ignored, so an observer can never break dispatch.
@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bollydog.handlers import Handler
     from bollydog.models.base import BaseMessage
 
-__all__ = ["DeadLetter", "Hook", "Hooks"]
+__all__ = ["Completion", "DeadLetter", "Hook", "Hooks"]
 
 log = logging.getLogger("bollydog.hub")
 
@@ -67,18 +67,36 @@ class DeadLetter:
     message: "BaseMessage | None" = None
 
 
+@dataclass(slots=True, frozen=True)
+class Completion:
+    """A message completed by another process of the deployment, as its transport reported it:
+    its canonical name (``topic``), its id, the message and the result as JSON values, the error
+    (``{"error": code, "message": ...}``) when it failed, and the reporting process's consumer name."""
+
+    topic: str
+    id: str
+    message: Any
+    result: Any
+    error: dict[str, Any] | None
+    origin: str
+
+
 class Hooks:
     """The hub's reports.
 
     - ``completed(message, result, error)``: a message completed (``error`` None on success);
     - ``retrying(message, handler, attempt, error, delay)``: delivery ``attempt`` failed and is
       retried after ``delay`` seconds;
-    - ``dead_lettered(dead_letter)``: a transport gave up on a message (:class:`DeadLetter`).
+    - ``dead_lettered(dead_letter)``: a transport gave up on a message (:class:`DeadLetter`);
+    - ``remote_completed(completion)``: another process completed a message (:class:`Completion`);
+      a stream transport listens for those only while this hook has a listener
+      (:mod:`bollydog.transport.notices`).
     """
 
-    __slots__ = ("completed", "retrying", "dead_lettered")
+    __slots__ = ("completed", "retrying", "dead_lettered", "remote_completed")
 
     def __init__(self) -> None:
         self.completed: Hook[["BaseMessage", Any, BaseException | None]] = Hook("completed")
         self.retrying: Hook[["BaseMessage", "Handler", int, BaseException, float]] = Hook("retrying")
         self.dead_lettered: Hook[[DeadLetter]] = Hook("dead_lettered")
+        self.remote_completed: Hook[[Completion]] = Hook("remote_completed")

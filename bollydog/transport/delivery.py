@@ -90,9 +90,10 @@ class Deliverer(abc.ABC):
     @abc.abstractmethod
     async def store_dead_letter(
         self, entry: Entry, letter: dict[str, str], reply_to: str | None, reply: dict[str, str] | None
-    ) -> bool:
+    ) -> str | None:
         """Add ``letter`` to the dead letters, send ``reply`` (when given) and acknowledge the
-        entry, together; False (logged) when that failed and the entry stays pending."""
+        entry, together; the dead letter's id (what ``bollydog deadletters`` lists and
+        replays), or None (logged) when that failed and the entry stays pending."""
 
     @abc.abstractmethod
     def reply_writer(self, reply_to: str) -> Write:
@@ -201,7 +202,6 @@ class Deliverer(abc.ABC):
     async def dead_letter(self, entry: Entry, reason: str, error: BaseException | None = None) -> None:
         """Set ``entry`` aside with ``reason``; its caller, if any, gets ``error`` as the reply.
         Reported through ``hub.hooks.dead_lettered`` once stored."""
-        log.error("dead letter %s %s: %s", entry.stream, entry.entry_id, reason)
         fields = entry.fields
         letter = {k: v for k, v in fields.items() if not k.startswith("dl_")}
         letter.update(
@@ -212,8 +212,12 @@ class Deliverer(abc.ABC):
         reply = None
         if reply_to and error is not None:
             reply = wire.encode_reply(fields.get("id") or "", entry.entry_id, error=error)
-        if not await self.store_dead_letter(entry, letter, reply_to, reply):
+        dead_letter_id = await self.store_dead_letter(entry, letter, reply_to, reply)
+        if dead_letter_id is None:
             return
+        # The dead letter's id first: it is the one ``bollydog deadletters list`` shows and
+        # ``replay --id`` takes; the source entry's id is gone from its stream once acknowledged.
+        log.error("dead letter %s (was entry %s of %s): %s", dead_letter_id, entry.entry_id, entry.stream, reason)
         hooks = self.hub.hooks
         if hooks.dead_lettered:
             hooks.dead_lettered(DeadLetter(self._known_name(fields.get("name")), entry.domain, reason))

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from bollydog.errors import ConfigError
 from bollydog.names import MessageFilter
@@ -73,6 +73,10 @@ class StreamOptions(BaseModel):
     grace: float | None = None
     consumer_ttl: float = 5.0
     wait_for_consumer: bool = False
+    #: Seconds between checks of who listens to completion notices (bollydog.transport.notices).
+    notice_interval: float = Field(0.5, gt=0)
+    #: Completion notices waiting to be sent at most; beyond, the oldest are dropped.
+    notice_buffer: int = Field(1000, ge=1)
 
     @field_validator("accept", "reject", mode="before")
     @classmethod

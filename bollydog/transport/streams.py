@@ -11,7 +11,8 @@ in-memory broker differ in storage only; this base class is the rest, once:
 - **stop**: withdraw the heartbeats (producers refuse new requests unless another consumer
   lives); stop the consumers' reads; give the deliveries still running ``grace`` seconds (the
   hub's ``shutdown_grace`` by default), then cancel them: unacknowledged, another consumer
-  reclaims them. mode then stops the transport's other dependencies (a reply reader);
+  reclaims them. mode then stops the transport's other dependencies (a reply reader, the
+  completion notices of :mod:`bollydog.transport.notices`, started with the consumers);
 - **shutdown**: requests still waiting get a :class:`TransportError`; the consumers are
   dropped (a restart makes new ones); the storage closes (:meth:`StreamTransport.close`).
 """
@@ -29,6 +30,7 @@ from bollydog.hub.transport import Transport
 from bollydog.models.base import BaseMessage
 from bollydog.transport.delivery import Acceptance, Deliverer
 from bollydog.transport.inflight import Inflight
+from bollydog.transport.notices import NoticeFeed
 from bollydog.transport.options import StreamOptions
 from bollydog.transport.requests import Requester
 
@@ -51,6 +53,8 @@ class StreamTransport(Transport, Generic[ProducerT, DeliveryT]):
         self.accepts = Acceptance(settings.message_filter())
         self.hosted: list[str] = []  # the domains consumed here: the hub's, from start on
         self._consumers: list[Service] = []
+        #: This process's completion notices (from start on).
+        self.notices: NoticeFeed | None = None
 
     @property
     def consumer(self) -> str:
@@ -71,6 +75,10 @@ class StreamTransport(Transport, Generic[ProducerT, DeliveryT]):
     @abc.abstractmethod
     def consumer_of(self, domain: str, delivery: DeliveryT) -> Service:
         """The service consuming ``domain``'s streams."""
+
+    @abc.abstractmethod
+    def notice_feed(self) -> NoticeFeed:
+        """The completion notices of this process (made at each start)."""
 
     @abc.abstractmethod
     async def announce(self, domains: list[str]) -> None:
@@ -102,6 +110,8 @@ class StreamTransport(Transport, Generic[ProducerT, DeliveryT]):
             consumer = self.consumer_of(domain, delivery)
             self._consumers.append(consumer)
             self.add_dependency(consumer)
+        self.notices = self.notice_feed()
+        self.add_dependency(self.notices)
 
     async def on_stop(self) -> None:
         await self.withdraw(self.hosted)
@@ -114,6 +124,8 @@ class StreamTransport(Transport, Generic[ProducerT, DeliveryT]):
         for consumer in self._consumers:
             await self.remove_dependency(consumer)
         self._consumers.clear()
+        if self.notices is not None:
+            await self.remove_dependency(self.notices)
         await self.close()
 
     # -- sending ---------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_list_and_replay(setup):
     ids = [
         client.xadd(f"{prefix}:deadletter", {
             "name": "calc.add", "payload": json.dumps({"a": i}), "dl_reason": f"invalid calc.add: b: missing {i}",
-            "dl_stream": stream, "dl_entry": "1-0", "dl_time": "1700000000.0",
+            "dl_stream": stream, "dl_entry": f"{i + 1}-0", "dl_time": "1700000000.0",
         })
         for i in range(3)
     ]
@@ -46,6 +46,11 @@ def test_list_and_replay(setup):
     listed = runner.invoke(cli, ["deadletters", "list", "--config", config])
     assert listed.exit_code == 0, listed.output
     assert all(i in listed.output for i in ids) and "invalid calc.add: b: missing 1" in listed.output
+    # The columns in the order the help gives them.
+    line = next(x for x in listed.stdout.splitlines() if x.startswith(ids[1]))
+    assert line.split()[2:] == ["calc.add", stream, "invalid", "calc.add:", "b:", "missing", "1"]
+    usage = runner.invoke(cli, ["deadletters", "list", "--help"]).output
+    assert "id, time, message name, stream, reason" in " ".join(usage.split())
     as_json = runner.invoke(cli, ["deadletters", "list", "--config", config, "--json"])
     assert [json.loads(line)["dl_id"] for line in as_json.stdout.splitlines()] == ids
 
@@ -57,10 +62,31 @@ def test_list_and_replay(setup):
 
     assert runner.invoke(cli, ["deadletters", "replay", "--config", config]).exit_code == 2
     missing = runner.invoke(cli, ["deadletters", "replay", "--config", config, "--id", "9-9"])
-    assert missing.exit_code == 1 and "9-9" in missing.output
+    assert missing.exit_code == 1 and "not found among the dead letters: 9-9" in missing.output
+    # The id the entry had on its stream (dl_entry, the one the worker logs) replays it too.
+    by_source = runner.invoke(cli, ["deadletters", "replay", "--config", config, "--id", "3-0"])
+    assert by_source.exit_code == 0 and "replayed 1" in by_source.output, by_source.output
+    assert f"its dead letter was {ids[2]}" in by_source.output
+    assert [e[0] for e in client.xrange(f"{prefix}:deadletter")] == [ids[0]]
+    assert client.xlen(stream) == 2
     everything = runner.invoke(cli, ["deadletters", "replay", "--config", config, "--all"])
-    assert everything.exit_code == 0 and "replayed 2" in everything.output
+    assert everything.exit_code == 0 and "replayed 1" in everything.output
     assert client.xlen(f"{prefix}:deadletter") == 0 and client.xlen(stream) == 3
+
+
+def test_replay_of_an_id_several_entries_had_names_the_dead_letters(setup):
+    client, prefix, config = setup
+    ids = [
+        client.xadd(f"{prefix}:deadletter", {
+            "name": "calc.add", "payload": "{}", "dl_reason": "x", "dl_stream": f"{prefix}:stream:calc:{band}",
+            "dl_entry": "7-0", "dl_time": "1700000000.0",
+        })
+        for band in ("high", "normal")
+    ]
+    result = CliRunner().invoke(cli, ["deadletters", "replay", "--config", config, "--id", "7-0"])
+    assert result.exit_code == 1 and "replayed 0" in result.output
+    assert f"give one of the dead letter ids {ids[0]}, {ids[1]}" in result.output
+    assert client.xlen(f"{prefix}:deadletter") == 2
 
 
 def test_config_without_redis_transport(tmp_path):

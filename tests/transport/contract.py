@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -25,7 +26,7 @@ from bollydog.errors import (
     TransportError,
     describe,
 )
-from bollydog.hub.hooks import DeadLetter
+from bollydog.hub.hooks import Completion, DeadLetter
 from bollydog.models.base import Session
 from bollydog.transport import wire
 from tests.distribute import calc_handlers as calc
@@ -156,6 +157,40 @@ class TransportContract:
         assert result["nested"]["username"] == "bob"
         assert result["nested"]["trace_id"] == command.trace_id
         assert result["nested"]["parent_span_id"] == command.span_id
+
+    async def test_completions_reach_the_processes_that_listen(self, deployment: Deployment) -> None:
+        domains = ["calc", "orch"]
+        fast = {"notice_interval": 0.05}
+        seen: list[Completion] = []
+        async with (
+            deployment.process(["calc"], domains, **fast) as worker,
+            deployment.process(["orch"], domains, **fast) as orchestrator,
+            deployment.process([], domains, **fast) as front,
+        ):
+            feeds = [p.transport.notices for p in (worker, orchestrator, front)]
+            await front.execute(calc.Add(a=1, b=1))
+            await asyncio.sleep(0.2)
+            assert [f.published for f in feeds] == [0, 0, 0]  # nobody listens: nothing sent
+
+            front.hooks.remote_completed.connect(seen.append)
+            assert await eventually(lambda: _true(all(f.wanted for f in feeds[:2]) and feeds[2].listening))
+            assert not feeds[2].wanted  # only the front listens: it sends nothing
+            command = Orchestrate(a=2, b=3)
+            await front.execute(command)
+            assert await eventually(lambda: _true(any(c.topic == "orch.orchestrate" for c in seen)))
+            front.hooks.remote_completed.disconnect(seen.append)
+            assert await eventually(lambda: _true(not any(f.wanted for f in feeds)))
+            assert feeds[2].published == 0
+        by_origin = {(c.origin, c.topic) for c in seen}
+        assert {(worker.transport.consumer, "calc.add"), (worker.transport.consumer, "calc.whoami"),
+                (orchestrator.transport.consumer, "orch.orchestrate")} <= by_origin, by_origin
+        assert front.transport.consumer not in {c.origin for c in seen}
+        (add,) = [c for c in seen if c.topic == "calc.add" and c.origin == worker.transport.consumer]
+        assert add.result == 5 and add.message["a"] == 2 and add.error is None
+        (fail,) = [c for c in seen if c.topic == "calc.fail" and c.origin == worker.transport.consumer]
+        assert fail.error is not None and "inner" in fail.error["message"]
+        (orchestrated,) = [c for c in seen if c.topic == "orch.orchestrate"]
+        assert orchestrated.id == command.iid and orchestrated.result["total"] == 5
 
     async def test_the_same_message_sent_twice_at_once_runs_once(self, deployment: Deployment) -> None:
         calc.RECORDED.clear()
@@ -339,6 +374,18 @@ class TransportContract:
             again = await eventually(lambda: _count(worker.transport.dead_letters(), len(bad), newer=dead[0]["dl_id"]))
             assert again and again[-1]["payload"] == dead[0]["payload"]
 
+    async def test_the_dead_letter_log_names_the_id_deadletters_lists(
+        self, deployment: Deployment, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async with deployment.process(["calc"]) as worker:
+            with caplog.at_level(logging.ERROR, logger="bollydog.transport"):
+                source = await deployment.inject("calc", {"name": "calc.nosuch", "payload": "{}"})
+                (letter,) = await eventually(lambda: _count(worker.transport.dead_letters(), 1))
+        assert letter["dl_entry"] == source and letter["dl_id"] != source
+        (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter ")]
+        assert line.startswith(f"dead letter {letter['dl_id']} (was entry {source} of ")
+        assert await worker.transport.replay([letter["dl_id"]]) == [letter["dl_id"]]
+
     async def test_an_entry_that_is_not_utf8_is_dead_lettered_naming_the_field(self, deployment: Deployment) -> None:
         calc.RECORDED.clear()
         key = deployment.reply_key
@@ -468,6 +515,10 @@ class TransportContract:
         with pytest.raises(ConfigError, match="max_delivery"):
             async with deployment.process([], max_delivery=3):
                 pass
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def _zero(count: Any) -> bool:

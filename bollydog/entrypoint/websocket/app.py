@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -36,6 +37,7 @@ from bollydog.entrypoint.kit.site import Site
 from bollydog.entrypoint.websocket.connection import Connection
 from bollydog.entrypoint.websocket.protocol import encode, error_frame, topic_of
 from bollydog.errors import BollydogError, ConfigError, MissingDependencyError, describe
+from bollydog.hub.hooks import Completion
 from bollydog.models.base import BaseMessage, Session
 from bollydog.names import MessageFilter
 from bollydog.types import Entrypoint, HubT
@@ -53,6 +55,9 @@ CLOSE_TRY_AGAIN_LATER = 1013
 #: Distinct topics whose subscribers are cached at most (topics are registered names, so this
 #: is only reached by a registry of that size; the cache then starts over).
 _INDEX_SIZE = 4096
+#: Ids of the messages announced lately, kept while other processes' completions are watched:
+#: the process that sent a command and the one that ran it both report it.
+_RECENT_IDS = 4096
 #: TCP connections allowed beyond ``max_connections`` (handshakes under way, sockets being
 #: refused with 1013); past them a connection is answered 503 before its handshake.
 _HANDSHAKE_SLACK = 64
@@ -130,6 +135,10 @@ class SocketService(Entrypoint):
         #: The requests in flight, on every socket: what stopping waits for and then cuts.
         self.requests = InFlight()
         self._observing = False
+        #: Whether the transport's reports of other processes' completions are taken (only
+        #: while some connection subscribes: a transport listens for them only then).
+        self._watching = False
+        self._recent: OrderedDict[str, None] = OrderedDict()
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -171,6 +180,7 @@ class SocketService(Entrypoint):
         if self._observing:
             self.hub.hooks.completed.disconnect(self.notify)
             self._observing = False
+        self._watch(False)
         # Requests answer when the hub finishes their messages or, past its grace period, cuts
         # them (an error frame each). Only an explicit shutdown_grace of our own cuts them
         # here, sooner or later than the hub.
@@ -237,6 +247,31 @@ class SocketService(Entrypoint):
     def subscriptions_changed(self) -> None:
         """Forget which connections each topic reaches (a subscription was added or removed)."""
         self._subscribers.clear()
+        self._watch(self._observing and any(c.topics for c in self.connections))
+
+    def _watch(self, on: bool) -> None:
+        """Take (or stop taking) the completions other processes report, through the transport."""
+        if on == self._watching:
+            return
+        remote = self.hub.hooks.remote_completed
+        if on:
+            remote.connect(self.notify_remote)
+        else:
+            remote.disconnect(self.notify_remote)
+            self._recent.clear()
+        self._watching = on
+
+    def _first_time(self, message_id: str) -> bool:
+        """Whether ``message_id`` was not announced lately (remembered from now on)."""
+        recent = self._recent
+        if not message_id:  # nothing to recognise it by
+            return True
+        if message_id in recent:
+            return False
+        recent[message_id] = None
+        if len(recent) > _RECENT_IDS:
+            recent.popitem(last=False)
+        return True
 
     def subscribers(self, topic: str) -> tuple[Connection, ...]:
         """The connections subscribed to ``topic``: matched once, then cached."""
@@ -257,10 +292,29 @@ class SocketService(Entrypoint):
         subscribers = self.subscribers(topic)
         if not subscribers or not self.filter.allows(topic):
             return
+        if self._watching and not self._first_time(message.iid):
+            return
         frame: dict[str, Any] = {"type": "message", "topic": topic, "data": message, "result": result}
         if error is not None:
             info = describe(error)
             frame["error"] = {"error": info.code, "message": info.message}
+        text = encode(frame)
+        for connection in subscribers:
+            connection.notify(text)
+
+    def notify_remote(self, completion: Completion) -> None:
+        """Announce a message another process completed (``hub.hooks.remote_completed``), as
+        :meth:`notify` does one of ours; once, whichever processes report it."""
+        if not self.connections:
+            return
+        topic = completion.topic
+        subscribers = self.subscribers(topic)
+        if not subscribers or not self.filter.allows(topic) or not self._first_time(completion.id):
+            return
+        frame: dict[str, Any] = {"type": "message", "topic": topic, "data": completion.message,
+                                 "result": completion.result}
+        if completion.error is not None:
+            frame["error"] = completion.error
         text = encode(frame)
         for connection in subscribers:
             connection.notify(text)

@@ -14,7 +14,9 @@ transport relies on, with the same semantics:
 - **reply streams**, one per caller, read by a listener (the caller's transport) or kept until
   one comes (what a test standing for a foreign producer reads with :meth:`MemoryBroker.replies`);
 - **dead letters**, with ids, listed and replayed as ``bollydog deadletters`` does;
-- **liveness**: consumers' heartbeats per domain, expiring after their ttl.
+- **liveness**: consumers' heartbeats per domain, expiring after their ttl;
+- **a notice channel** (publish/subscribe, what the Redis transport's ``{prefix}:notices`` is):
+  what is sent reaches the processes watching at that moment, nobody else.
 
 Everything is synchronous except waiting for new entries (:meth:`MemoryBroker.read_group`), so
 no step can be cut half-done by a cancellation.
@@ -73,6 +75,7 @@ class MemoryBroker:
         self._streams: dict[str, _Stream] = {}
         self._seq = itertools.count(1)
         self._dead: dict[str, dict[str, str]] = {}
+        self._watchers: dict[str, Callable[[str], None]] = {}
         self._listeners: dict[str, Listener] = {}
         self._replies: dict[str, list[dict[str, str]]] = {}  # reply streams nobody listens to
         self._heartbeats: dict[str, dict[str, float]] = {}  # domain -> consumer -> expiry
@@ -282,6 +285,26 @@ class MemoryBroker:
             del self._dead[entry_id]
             replayed.append(entry_id)
         return replayed
+
+    # -- the notice channel ----------------------------------------------------------------------
+
+    def watch(self, name: str, receive: Callable[[str], None]) -> None:
+        """Hand what is sent on the notice channel from now on to ``receive``."""
+        self._watchers[name] = receive
+
+    def unwatch(self, name: str) -> None:
+        self._watchers.pop(name, None)
+
+    def watchers(self) -> int:
+        """How many watch the notice channel."""
+        return len(self._watchers)
+
+    def notify(self, notices: Iterable[str]) -> None:
+        """Send ``notices`` to the watchers, soon (on the loop, as a network would)."""
+        loop = asyncio.get_running_loop()
+        for notice in notices:
+            for receive in tuple(self._watchers.values()):
+                loop.call_soon(receive, notice)
 
     # -- liveness ------------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ as JSON and errors are rebuilt as across processes), the handling of an entry
 (:mod:`bollydog.transport.delivery`), request/reply (:mod:`bollydog.transport.requests`),
 partial results, the bound on deliveries in flight, and the options and their meaning:
 ``consumer``, ``concurrency``, ``batch``, ``claim_idle``, ``claim_interval``,
-``max_deliveries``, ``high_priority``, ``accept``/``reject``, ``grace``, ``consumer_ttl`` and
-``wait_for_consumer``. The passing of time is real (``claim_idle: 0.2`` in a test).
+``max_deliveries``, ``high_priority``, ``accept``/``reject``, ``grace``, ``consumer_ttl``,
+``wait_for_consumer``, ``notice_interval`` and ``notice_buffer``. The passing of time is real
+(``claim_idle: 0.2`` in a test).
 
 Lifecycle as the Redis transport's: a :class:`MemoryConsumer` per hosted domain (its read loop
 and its upkeep are tasks of the service), replies taken from start to the very end.
@@ -29,6 +30,7 @@ from bollydog.transport import wire
 from bollydog.transport.delivery import Acceptance, Deliverer, Entry
 from bollydog.transport.inflight import Inflight
 from bollydog.transport.memory.broker import MemoryBroker
+from bollydog.transport.notices import NoticeFeed
 from bollydog.transport.options import HIGH, NORMAL, StreamOptions, parse
 from bollydog.transport.partials import Write
 from bollydog.transport.requests import Requester
@@ -37,7 +39,9 @@ from bollydog.transport.streams import StreamTransport
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.hub.transport import TransportHost
 
-__all__ = ["MemoryConsumer", "MemoryDelivery", "MemoryOptions", "MemoryProducer", "MemoryTransport"]
+__all__ = [
+    "MemoryConsumer", "MemoryDelivery", "MemoryNotices", "MemoryOptions", "MemoryProducer", "MemoryTransport",
+]
 
 log = logging.getLogger("bollydog.transport.memory")
 
@@ -88,12 +92,12 @@ class MemoryDelivery(Deliverer):
 
     async def store_dead_letter(
         self, entry: Entry, letter: dict[str, str], reply_to: str | None, reply: dict[str, str] | None
-    ) -> bool:
-        self.broker.add_dead_letter(letter)
+    ) -> str | None:
+        dead_letter_id = self.broker.add_dead_letter(letter)
         if reply_to and reply is not None:
             self.broker.reply(reply_to, reply)
         self.broker.ack(entry.stream, entry.domain, entry.entry_id)
-        return True
+        return dead_letter_id
 
     def reply_writer(self, reply_to: str) -> Write:
         broker = self.broker
@@ -103,6 +107,26 @@ class MemoryDelivery(Deliverer):
                 broker.reply(reply_to, entry)
 
         return write
+
+
+class MemoryNotices(NoticeFeed):
+    """Completion notices over the broker's notice channel."""
+
+    def __init__(self, hub: "TransportHost", broker: MemoryBroker, options: MemoryOptions) -> None:
+        super().__init__(hub, options.consumer, options.notice_interval, options.notice_buffer)
+        self.broker = broker
+
+    async def listeners(self) -> int:
+        return self.broker.watchers()
+
+    async def send(self, notices: list[str]) -> None:
+        self.broker.notify(notices)
+
+    async def listen(self) -> None:
+        self.broker.watch(self.origin, self.receive)
+
+    async def unlisten(self) -> None:
+        self.broker.unwatch(self.origin)
 
 
 class MemoryConsumer(Service):
@@ -219,6 +243,9 @@ class MemoryTransport(StreamTransport[MemoryProducer, MemoryDelivery]):
 
     def consumer_of(self, domain: str, delivery: MemoryDelivery) -> MemoryConsumer:
         return MemoryConsumer(self.hub, domain, self.broker, self.settings, self.inflight, delivery)
+
+    def notice_feed(self) -> MemoryNotices:
+        return MemoryNotices(self.hub, self.broker, self.settings)
 
     async def on_start(self) -> None:
         self.broker.listen(self.producer.reply_to, self.producer.receive)

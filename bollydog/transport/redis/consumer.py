@@ -82,7 +82,7 @@ class RedisDelivery(Deliverer):
 
     async def store_dead_letter(
         self, entry: Entry, letter: dict[str, str], reply_to: str | None, reply: dict[str, str] | None
-    ) -> bool:
+    ) -> str | None:
         return await self.dead_letters.add(entry, letter, reply_to, reply)
 
     def reply_writer(self, reply_to: str) -> Write:

@@ -32,9 +32,9 @@ class RedisDeadLetters:
 
     async def add(
         self, entry: Entry, letter: dict[str, str], reply_to: str | None, reply: dict[str, str] | None
-    ) -> bool:
+    ) -> str | None:
         """Move ``entry`` to the dead letters as ``letter``, answering its caller with ``reply``;
-        False when Redis could not be reached (the entry stays pending)."""
+        the dead letter's id, or None when Redis could not be reached (the entry stays pending)."""
         options = self.options
         try:
             async with self.connections.client.pipeline(transaction=False) as pipe:
@@ -44,11 +44,11 @@ class RedisDeadLetters:
                 pipe.xack(entry.stream, entry.domain, entry.entry_id)
                 if options.delete_acked:
                     pipe.xdel(entry.stream, entry.entry_id)
-                await pipe.execute()
+                results = await pipe.execute()
         except NETWORK_ERRORS as exc:
             log.error("could not dead-letter %s %s (%s); it stays pending", entry.stream, entry.entry_id, exc)
-            return False
-        return True
+            return None
+        return str(results[0])  # the XADD to the dead-letter stream came first
 
     async def read(self, count: int = 100) -> list[dict[str, str]]:
         """The oldest ``count`` dead letters: their fields plus ``dl_id`` (the entry id)."""

@@ -101,6 +101,11 @@ class Keys:
     def deadletter(self) -> str:
         return f"{self.prefix}:deadletter"
 
+    @property
+    def notices(self) -> str:
+        """The pub/sub channel of completion notices (bollydog.transport.notices)."""
+        return f"{self.prefix}:notices"
+
     def claim(self, key: str) -> str:
         """A once-per-deployment claim (a schedule's tick), see ``Transport.claim_once``."""
         return f"{self.prefix}:claim:{key}"

@@ -15,7 +15,8 @@ reply, when the caller listens to them (partials.py). See docs/distribute.md.
 The parts, each a module of this package: ``options`` (the options, the key layout),
 ``connections`` (clients, blocking readers, backoff), ``producer`` (requests, replies, events),
 ``consumer`` (a domain's read loop, what a delivery writes), ``reclaimer`` (heartbeat, keeping
-entries alive, taking over a dead consumer's), ``deadletters`` (the dead-letter stream).
+entries alive, taking over a dead consumer's), ``deadletters`` (the dead-letter stream),
+``notices`` (completion notices on a pub/sub channel, for WebSocket subscribers elsewhere).
 
 Lifecycle (a ``mode`` service the hub starts after its apps, see :mod:`bollydog.hub.transport`
 and :mod:`bollydog.transport.streams`): the reply reader runs from start to the very end;
@@ -42,6 +43,7 @@ from bollydog.transport.options import parse
 from bollydog.transport.redis.connections import NETWORK_ERRORS, Connections
 from bollydog.transport.redis.consumer import DomainConsumer, RedisDelivery
 from bollydog.transport.redis.deadletters import RedisDeadLetters
+from bollydog.transport.redis.notices import RedisNotices
 from bollydog.transport.redis.options import Keys, RedisOptions
 from bollydog.transport.redis.producer import RedisProducer, ReplyReader
 from bollydog.transport.streams import StreamTransport
@@ -64,7 +66,8 @@ class RedisTransport(StreamTransport[RedisProducer, RedisDelivery]):
     ``max_connections`` (command connections; blocking readers have their own),
     ``consumer_ttl`` (seconds a consumer's heartbeat lasts), ``liveness_cache`` (seconds a
     producer trusts "this domain has a live consumer"), ``wait_for_consumer`` (queue every
-    command even when its domain has no live consumer, as if each class set it).
+    command even when its domain has no live consumer, as if each class set it),
+    ``notice_interval`` and ``notice_buffer`` (completion notices, :mod:`bollydog.transport.notices`).
     Parsed into :class:`RedisOptions` (:attr:`settings`); a bad one is a ``ConfigError``.
     """
 
@@ -107,6 +110,9 @@ class RedisTransport(StreamTransport[RedisProducer, RedisDelivery]):
         return RedisDelivery(
             self.hub, self.connections, self.keys, self.settings, self.deadletters, self.accepts, lambda: self.should_stop
         )
+
+    def notice_feed(self) -> RedisNotices:
+        return RedisNotices(self.hub, self.connections, self.keys, self.settings)
 
     def consumer_of(self, domain: str, delivery: RedisDelivery) -> DomainConsumer:
         return DomainConsumer(
