@@ -215,8 +215,8 @@ def _where(exc: BaseException) -> str:
         if not f.filename.startswith("<") and not _resolved(f.filename).startswith(_FRAMEWORK)
     ]
     own = [f for f in frames if not _resolved(f.filename).startswith(_LIBRARIES)]
-    frame = (own or frames or [None])[-1]
-    return f"{frame.filename}:{frame.lineno}: " if frame is not None else ""
+    chosen = own or frames
+    return f"{chosen[-1].filename}:{chosen[-1].lineno}: " if chosen else ""
 
 
 def _resolved(filename: str) -> str:
