@@ -70,3 +70,15 @@ async def test_rules_without_a_state_domain_are_a_start_up_error(tmp_path):
     with pytest.raises(ConfigError, match="rules: the rules service needs a StateService domain and this hub has none"):
         async with hub:
             pass
+
+
+def test_rules_explain_from_the_command_line_with_a_store_domain(tmp_path):
+    from tests.rules.test_cli import bollydog
+
+    good = bollydog("rules", "explain", f"--config={_config(tmp_path)}", cwd=tmp_path)
+    assert good.returncode == 0, good.stderr
+    assert "rule overstay (salience 0): 0 match(es) now" in good.stdout
+    misnamed = _config(tmp_path, state="  state: stor\n")
+    bad = bollydog("rules", "explain", f"--config={misnamed}", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "rules.state: 'stor' is not a StateService domain; state domains: store" in bad.stderr
