@@ -7,7 +7,8 @@ Configuration format (YAML or JSON), one top-level key per domain or entrypoint:
       handlers: [example.handler]              # modules searched for handlers
       unit_of_work: {module: !module bollydog.adapters.memory.MemoryUnitOfWork}
       protocol: {module: !module bollydog.adapters.memory.MemoryProtocol}
-      any_other_key: passed to the app's constructor
+      name: exampleservice                     # other keys: the app class's constructor
+                                               # options; any other is an error
     http:
       app: !module bollydog.entrypoint.http.app.HttpService   # an entrypoint
       port: 8000                                               # constructor options
@@ -26,8 +27,8 @@ from typing import Any
 
 from mode import Service
 
-from bollydog.builder import ServiceBuilder, construct, resolve_ref
-from bollydog.config import ModuleRef, load_config
+from bollydog.builder import ServiceBuilder, check_section, construct, resolve_ref
+from bollydog.config import ModuleRef, load_config, location
 from bollydog.errors import ConfigError
 from bollydog.handlers import discover, messages_in
 from bollydog.hub.transport import InProcessTransport, Transport
@@ -87,6 +88,10 @@ def build(
     # which domain names a message claimed by several, identically in every process.
     for key, section in sections.items():
         if _is_remote_domain(section):
+            # Every domain section is checked, run here or not: a misspelt key fails everywhere.
+            check_section(
+                key, section, _resolve(section.get("app"), f"{key}.app") or AppService, at=location(sections, key)
+            )
             hub.registry.declare_domain(section.get("domain", key), _handler_modules(section))
     targets = {
         key: _target(key, section)

@@ -17,24 +17,33 @@ A domain given no persistence gets an in-memory protocol.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
 from bollydog.errors import BollydogError, ConfigError
+from bollydog.handlers import import_handler_module
 from bollydog.models.protocol import Protocol, UnitOfWork
 from bollydog.models.service import AppService
 
-__all__ = ["ServiceBuilder", "construct", "resolve_ref"]
+__all__ = ["ServiceBuilder", "check_section", "construct", "resolve_ref"]
 
-#: Config keys of a domain section that the builder reads itself; any other key is an option
-#: of the AppService's constructor.
-_SECTION_KEYS = frozenset({"app", "handlers", "unit_of_work", "protocol"})
+#: Config keys of a domain section that the builder reads itself; any other key must be an
+#: option of the AppService's constructor (:meth:`AppService.accepted_options`).
+_SECTION_KEYS = ("app", "handlers", "unit_of_work", "protocol")
+#: Section names and keys that belong to an entrypoint: such a section without ``app:`` is an
+#: entrypoint whose class was forgotten, not a domain.
+_ENTRYPOINT_NAMES = ("http", "websocket", "mcp", "shell", "scheduler", "transport", "telemetry", "redis")
+_ENTRYPOINT_KEYS = frozenset({"host", "port"})
 
 
 class ServiceBuilder:
     """Collects a domain's parts, then :meth:`build` checks them and makes the AppService."""
 
-    def __init__(self, domain: str, app: type[AppService] = AppService, *, where: str | None = None) -> None:
+    def __init__(
+        self, domain: str, app: type[AppService] = AppService, *, where: str | None = None,
+        locations: Mapping[str, str] | None = None,
+    ) -> None:
         if not (isinstance(app, type) and issubclass(app, AppService)):
             raise ConfigError(f"{where or domain}.app: {app!r} is not an AppService class")
         self.domain = domain
@@ -44,6 +53,7 @@ class ServiceBuilder:
         self._unit_of_work: Any = None
         self._protocol: Any = None
         self._options: dict[str, Any] = {}
+        self._locations = dict(locations or {})  # config key -> file:line, for error messages
 
     # -- parts ----------------------------------------------------------------------------------
 
@@ -67,7 +77,9 @@ class ServiceBuilder:
         return self
 
     def options(self, **options: Any) -> "ServiceBuilder":
-        """Other keyword arguments of the AppService (``name``, your subclass's own, ...)."""
+        """Other keyword arguments of the AppService (``name``, your subclass's own, ...); one
+        it does not take is a :class:`ConfigError` listing those it does."""
+        _check_options(self.app_class, options, self._where, self._locations)
         self._options.update(options)
         return self
 
@@ -83,6 +95,9 @@ class ServiceBuilder:
             if unit_of_work is not None:
                 options = {"unit_of_work": unit_of_work, **options}
             protocol = construct(cls, options, where=f"{self._where}.protocol")
+        for index, module in enumerate(self._handlers):
+            # Imported now, where the config line of the entry is known; the hub finds them loaded.
+            import_handler_module(module, where=self._locations.get(f"handlers[{index}]"))
         try:
             return self.app_class(
                 domain=self.domain, handlers=self._handlers, protocol=protocol, unit_of_work=unit_of_work,
@@ -98,8 +113,9 @@ class ServiceBuilder:
     @classmethod
     def from_section(cls, key: str, section: Mapping[str, Any], app: type[AppService] = AppService) -> "ServiceBuilder":
         """The builder a config section describes (``key`` is the domain unless it sets one)."""
+        check_section(key, section, app)
         options = {k: v for k, v in section.items() if k not in _SECTION_KEYS}
-        builder = cls(str(options.pop("domain", key)), app, where=key)
+        builder = cls(str(options.pop("domain", key)), app, where=key, locations=getattr(section, "lines", None))
         handlers = section.get("handlers") or []
         if isinstance(handlers, str) or not isinstance(handlers, list):
             raise ConfigError(f"{key}.handlers: expected a list of module paths, got {handlers!r}")
@@ -111,6 +127,50 @@ class ServiceBuilder:
             target, part_options = _section_part(spec, f"{key}.{part}", base)
             getattr(builder, part)(target, **part_options)
         return builder.options(**options)
+
+
+def check_section(
+    key: str, section: Mapping[str, Any], app: type[AppService] = AppService, *, at: str | None = None
+) -> None:
+    """Refuse what a domain section cannot mean: a key that is no option of ``app``, or an
+    entrypoint section whose ``app:`` is missing (it would become an empty domain). ``at`` is
+    ``file:line`` of the section's key, when known."""
+    lines: Mapping[str, str] = getattr(section, "lines", None) or {}
+    if section.get("app") is None and not section.get("handlers"):
+        entrypoint_keys = sorted(_ENTRYPOINT_KEYS & set(section))
+        named = difflib.get_close_matches(key.lower(), _ENTRYPOINT_NAMES, n=1, cutoff=0.7)
+        if entrypoint_keys or named:
+            if entrypoint_keys:
+                at = lines.get(entrypoint_keys[0], at)
+                why = f"its key(s) {', '.join(entrypoint_keys)} belong to an entrypoint"
+            else:
+                why = f"its name looks like an entrypoint's ({named[0]})"
+            raise ConfigError(
+                f"{at + ': ' if at else ''}{key}: a section without 'app:' is a domain, but {why}; "
+                "add 'app: !module ...' naming the entrypoint class "
+                "(HTTP: app: !module bollydog.entrypoint.http.app.HttpService)"
+            )
+    options = {k: v for k, v in section.items() if k not in _SECTION_KEYS}
+    _check_options(app, options, key, lines)
+
+
+def _check_options(
+    app: type[AppService], options: Mapping[str, Any], where: str, locations: Mapping[str, str]
+) -> None:
+    accepted = [k for k in app.accepted_options() if k not in _SECTION_KEYS]
+    known = [*_SECTION_KEYS, *accepted]
+    problems = []
+    for name in options:
+        if name in accepted:
+            continue
+        at = locations.get(name)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        problems.append(
+            f"{at + ': ' if at else ''}{where}.{name}: unknown key"
+            + (f" (did you mean '{close[0]}'?)" if close else "")
+        )
+    if problems:
+        raise ConfigError(f"{'; '.join(problems)}; {app.__name__} takes {', '.join(known)}")
 
 
 def _part(value: Any, options: dict[str, Any], base: type, where: str) -> Any:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sysconfig
 import traceback
 import types
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Union
 
 from bollydog.context import get_app, get_hub, get_protocol, get_session
@@ -168,23 +171,59 @@ def handler_of(obj: Any, *, strict: bool = False) -> Handler | None:
     return Handler(obj, message_types) if message_types else None
 
 
-def import_handler_module(module: str | types.ModuleType) -> types.ModuleType:
+def import_handler_module(module: str | types.ModuleType, *, where: str | None = None) -> types.ModuleType:
+    """Import a handler module. ``where`` (``file:line`` of the config entry naming it) starts
+    the error when no module has that name; an error raised while importing it names the
+    user's line instead."""
     if not isinstance(module, str):
         return module
     try:
         return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module == missing or module.startswith(missing + ".")):
+            raise HandlerRegistrationError(
+                f"{where + ': ' if where else ''}cannot import handler module '{module}': "
+                f"no module named '{missing}'"
+            ) from None
+        raise _import_error(module, exc) from exc
     except Exception as exc:  # a user module may fail in any way while importing
-        raise HandlerRegistrationError(
-            f"cannot import handler module '{module}'{_where(exc)}: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise _import_error(module, exc) from exc
+
+
+def _import_error(module: str, exc: BaseException) -> HandlerRegistrationError:
+    return HandlerRegistrationError(
+        f"{_where(exc)}cannot import handler module '{module}': {type(exc).__name__}: {exc}"
+    )
+
+
+#: Frames of these files are the machinery of an import, not the line that made it fail.
+_FRAMEWORK = (str(Path(__file__).resolve().parent) + os.sep, str(Path(importlib.__file__).resolve().parent) + os.sep)
+_LIBRARIES = tuple(
+    str(Path(p).resolve()) + os.sep for p in {sysconfig.get_path(n) for n in ("stdlib", "purelib", "platlib")} if p
+)
 
 
 def _where(exc: BaseException) -> str:
-    """`` (file:line)`` of the user's line that failed to import, when it is known."""
+    """``file:line: `` of the user's line that failed to import, when it is known: the
+    innermost frame outside bollydog, importlib and installed libraries (a reserved field
+    refused by bollydog is the user's class statement, not bollydog's check)."""
     if isinstance(exc, SyntaxError) and exc.filename:
-        return f" ({exc.filename}:{exc.lineno})"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
-    return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+        return f"{exc.filename}:{exc.lineno}: "
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith("<") and not _resolved(f.filename).startswith(_FRAMEWORK)
+    ]
+    own = [f for f in frames if not _resolved(f.filename).startswith(_LIBRARIES)]
+    chosen = own or frames
+    return f"{chosen[-1].filename}:{chosen[-1].lineno}: " if chosen else ""
+
+
+def _resolved(filename: str) -> str:
+    try:
+        return str(Path(filename).resolve())
+    except OSError:
+        return filename
 
 
 def messages_in(module: str | types.ModuleType) -> list[type[BaseMessage]]:

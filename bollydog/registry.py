@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bollydog.errors import DuplicateHandlerError, HandlerRegistrationError, UnknownMessageError
+from bollydog.errors import ConfigError, DuplicateHandlerError, HandlerRegistrationError, UnknownMessageError
 from bollydog.models.base import BaseMessage, Command, Event
 from bollydog.names import MessageFilter, known_list, suggest
 
@@ -82,7 +82,16 @@ class HandlerRegistry:
         root declares every domain of the config in file order first.
         """
         known_modules, packages = self._domains.get(domain, (frozenset(), frozenset()))
-        modules = frozenset(modules) | known_modules
+        modules = frozenset(modules)
+        for other, (taken, _) in self._domains.items():
+            shared = sorted(modules & taken) if other != domain else []
+            if shared:
+                # The first domain would keep every message of the module: the second serves nothing.
+                raise ConfigError(
+                    f"handler module '{shared[0]}' is listed by domains '{other}' and '{domain}'; "
+                    "a module belongs to one domain (move the handlers, or list it once)"
+                )
+        modules |= known_modules
         self._domains[domain] = (modules, frozenset(m.split(".")[0] for m in modules))
         self._renamed()
 

@@ -12,7 +12,7 @@ The convention (also summed up in ``tests/test_docs.py``):
   ``stub=mod.a,mod.b`` (empty modules the page names but does not show),
   ``needs=redis|otlp`` (Redis: skipped without ``BOLLYDOG_TEST_REDIS_URL``; OTLP: a receiver is
   started in the test and must get data), ``into=FILE#SECTION`` (a yaml fragment merged into
-  that section of FILE, then built) and ``transcript`` (a ``text`` block of ``>``/``<``
+  that section of FILE, then built; a fragment showing the section under its key is unwrapped) and ``transcript`` (a ``text`` block of ``>``/``<``
   WebSocket frames, sent to and matched against the ``serve=`` service; ``…`` matches anything).
 * A page is a small project in a fresh folder (the working directory of its blocks, first on
   ``sys.path``), with ``example/`` linked from the repository. A block whose first line is a
@@ -528,6 +528,8 @@ def run_yaml(block: Block, page: Page) -> None:
         file, _, section = block.options["into"].partition("#")
         base = loads_config(page.translate(_read(file, page)), source=file)
         fragment = loads_config(page.translate(block.text), source=block.id)
+        if list(fragment) == [section]:  # the block shows the whole section, key included
+            fragment = fragment[section]
         base[section] = _merge(base.get(section) or {}, fragment)
         config = base
     elif header and (ROOT / header).exists():

@@ -25,7 +25,7 @@ import yaml
 
 from bollydog.errors import ConfigError
 
-__all__ = ["ModuleRef", "load_config", "loads_config"]
+__all__ = ["ModuleRef", "Section", "load_config", "loads_config", "location"]
 
 _MODULE_TAG = "!module"
 _JSON_MODULE_PREFIX = "!module "
@@ -152,6 +152,26 @@ def loads_config(
     return data
 
 
+class Section(dict[str, Any]):
+    """A mapping read from a YAML file: a plain dict that also knows where its keys were written.
+
+    ``lines`` maps a key (and ``key[i]`` for the items of a list value) to ``file:line``, so
+    errors found after loading (an unknown option, a missing handler module) can point there.
+    """
+
+    lines: dict[str, str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lines = {}
+
+
+def location(section: Any, key: str) -> str | None:
+    """``file:line`` where ``key`` of ``section`` was written, when the loader recorded it."""
+    lines = getattr(section, "lines", None)
+    return lines.get(key) if isinstance(lines, dict) else None
+
+
 # -- environment substitution ------------------------------------------------------------------
 
 
@@ -209,7 +229,24 @@ class _PyConfigLoader(yaml.SafeLoader):
     pass
 
 
+def _construct_section(loader: Any, node: yaml.MappingNode) -> Any:
+    data = Section()
+    yield data  # first, so anchors and aliases of this mapping resolve (as PyYAML's own does)
+    data.update(loader.construct_mapping(node))
+    source = getattr(node, "bollydog_source", None)
+    if source is None:
+        return
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue
+        data.lines[key_node.value] = f"{source}:{key_node.start_mark.line + 1}"
+        if isinstance(value_node, yaml.SequenceNode):
+            for index, item in enumerate(value_node.value):
+                data.lines[f"{key_node.value}[{index}]"] = f"{source}:{item.start_mark.line + 1}"
+
+
 _PyConfigLoader.add_constructor(_MODULE_TAG, _construct_module)
+_PyConfigLoader.add_constructor("tag:yaml.org,2002:map", _construct_section)
 _ConfigLoader: type[yaml.SafeLoader | yaml.CSafeLoader] = _PyConfigLoader
 if getattr(yaml, "CSafeLoader", None) is not None:
 
@@ -217,6 +254,7 @@ if getattr(yaml, "CSafeLoader", None) is not None:
         pass
 
     _CConfigLoader.add_constructor(_MODULE_TAG, _construct_module)
+    _CConfigLoader.add_constructor("tag:yaml.org,2002:map", _construct_section)
     _ConfigLoader = _CConfigLoader
 
 
@@ -255,6 +293,7 @@ def _prepare_yaml_node(
         return
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
+        setattr(node, "bollydog_source", source)  # read back by _construct_section
         for key_node, value_node in node.value:
             part = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
             _prepare_yaml_node(loader, value_node, _join(key, part), source, env, seen)

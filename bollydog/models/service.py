@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -18,6 +19,10 @@ class AppService(Service):
     ``app: !module bollydog.models.service.AppService`` in config), or subclass it to add
     start/stop behaviour. Its ``name`` (default: the lowercased class name) is the middle part
     of HTTP routes ``/{domain}/{name}/{message}``.
+
+    The options a subclass takes are its constructor's keyword parameters (a config section
+    gives them as keys); a ``**options`` parameter passes the rest on to the parent class, whose
+    keywords are accepted too. Any other key is an error: see :meth:`accepted_options`.
     """
 
     mundane_level = "debug"  # mode logs every start/stop at INFO otherwise
@@ -45,7 +50,6 @@ class AppService(Service):
         handlers: Iterable[str] = (),
         protocol: Protocol | None = None,
         unit_of_work: UnitOfWork | None = None,
-        **options: Any,
     ) -> None:
         super().__init__()
         cls = type(self)
@@ -59,7 +63,6 @@ class AppService(Service):
         elif protocol is None:
             protocol = _default_protocol()
         self.protocol: Protocol = protocol
-        self.options = options
         #: The hub this app was added to (``hub.add_app``); until then, one that says so.
         self.hub: HubT = _NoHub("this app", "add it with hub.add_app(app)")
 
@@ -78,6 +81,26 @@ class AppService(Service):
         :class:`bollydog.builder.ServiceBuilder`.
         """
         return cls(domain=domain, handlers=handlers, protocol=protocol, unit_of_work=unit_of_work, **options)
+
+    @classmethod
+    def accepted_options(cls) -> list[str]:
+        """The keyword arguments the constructor takes: those of each ``__init__`` up the class
+        hierarchy, for as long as one passes ``**options`` on to its parent."""
+        accepted: list[str] = []
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            if klass is Service or not issubclass(klass, AppService):
+                break
+            params = inspect.signature(init).parameters.values()
+            accepted.extend(
+                p.name for p in params
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self" and p.name not in accepted
+            )
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return accepted
 
     @property
     def unit_of_work(self) -> UnitOfWork:

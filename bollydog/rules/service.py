@@ -4,7 +4,7 @@ Config::
 
     rules:
       app: !module bollydog.rules.service.RulesService
-      state: state                 # the domain of the StateService (default: state)
+      state: store                 # the StateService's domain (default: the hub's only one)
       rulesets: [myapp.rules.rules]  # RuleSet objects declared in Python
       rules:                       # and/or rules written here (see bollydog.rules.declare)
         - name: overheating
@@ -22,17 +22,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bollydog.builder import resolve_ref
+from bollydog.errors import ConfigError
 from bollydog.models.base import BaseMessage, Command, Event
 from bollydog.models.protocol import Protocol, UnitOfWork
 from bollydog.models.service import AppService
 from bollydog.rules.declare import MessageTemplate, RuleSet, rule_from_config
 from bollydog.rules.network import Activation, ReteNetwork
 from bollydog.rules.patterns import Rule, RuleError
-from bollydog.state.messages import StateChanged
+from bollydog.state.messages import ListObjects, StateChanged
 from bollydog.state.objects import StateObject
 
 __all__ = ["RulesService"]
@@ -55,7 +56,7 @@ class RulesService(AppService):
         unit_of_work: UnitOfWork | None = None,
         rules: Iterable[Any] = (),
         rulesets: Iterable[Any] = (),
-        state: str = "state",
+        state: str | None = None,
         history: int = 1000,
         **options: Any,
     ) -> None:
@@ -72,16 +73,45 @@ class RulesService(AppService):
         for index, item in enumerate(rules):
             declared.append(item if isinstance(item, Rule) else rule_from_config(item, f"{where}.rules[{index}]"))
         self.network = ReteNetwork(declared, history=history)
-        self.state_domain = state
+        self._state_option = state
+        #: The domain of the StateService whose changes feed the network (settled at start).
+        self.state_domain = state or ""
         self._seen: dict[tuple[str, str], int] = {}  # last version applied per object (deletes too)
         self._loaded = False
         self._lock = asyncio.Lock()
 
     async def on_start(self) -> None:
         await super().on_start()
+        self.state_domain = self._find_state_domain()
         for rule in self.network.rules:
             if isinstance(rule.then, MessageTemplate):
                 rule.then.bind(self.hub.registry)
+
+    def _find_state_domain(self) -> str:
+        """The hub's StateService domain (served here or, through a transport, elsewhere): the
+        ``state`` option, checked, or the only one there is."""
+        registry = self.hub.registry
+        # A StateService domain is one whose handler modules name the state messages.
+        domains = [d for d in registry.domains() if registry.names().get(f"{d}.list".lower()) is ListObjects]
+        option = self._state_option
+        if option is not None:
+            if option not in domains:
+                raise ConfigError(
+                    f"{self.domain}.state: '{option}' is not a StateService domain; "
+                    f"state domains: {', '.join(domains) or 'none'}"
+                )
+            return option
+        if len(domains) == 1:
+            return domains[0]
+        if not domains:
+            raise ConfigError(
+                f"{self.domain}: the rules service needs a StateService domain and this hub has "
+                "none; add one (app: !module bollydog.state.service.StateService)"
+            )
+        raise ConfigError(
+            f"{self.domain}: several StateService domains ({', '.join(domains)}); "
+            "say which one feeds the rules with 'state: <domain>'"
+        )
 
     # -- feeding the network ------------------------------------------------------------------
 
@@ -97,7 +127,7 @@ class RulesService(AppService):
     async def _load(self) -> None:
         if self._loaded:
             return
-        listing = await self.hub.execute(self.hub.registry.resolve(f"{self.state_domain}.list")())
+        listing = await self.hub.execute(ListObjects())
         for item in listing["items"]:
             # From another process the listing comes as JSON.
             self._apply(StateObject.model_validate(item), deleted=False)
@@ -127,6 +157,7 @@ class RulesService(AppService):
             rule = activation.rule
             if rule.then is None:
                 continue
+            objects = ", ".join(f"{f.kind}/{f.key}@{f.version}" for f in activation.match().matched)
             try:
                 result = rule.then(activation.match())
                 if inspect.isawaitable(result):
@@ -135,12 +166,23 @@ class RulesService(AppService):
                     if isinstance(message, Event):
                         self.hub.publish_nowait(message)
                     else:
+                        # Queued: it fails later, where only this callback knows the rule.
+                        message.state.add_done_callback(self._report(rule.name, objects, message))
                         await self.hub.put_message(message)
             except Exception:
                 # One failing action must not keep the others from firing.
-                log.exception("rule %r: its action failed on %s", rule.name,
-                              [f"{f.kind}/{f.key}@{f.version}" for f in activation.match().matched])
+                log.exception("rule %r: its action failed on %s", rule.name, objects)
         return fired
+
+    def _report(self, rule: str, objects: str, message: BaseMessage) -> Callable[[asyncio.Future[Any]], None]:
+        def report(state: asyncio.Future[Any]) -> None:
+            error = None if state.cancelled() else state.exception()
+            if error is not None:
+                log.warning(
+                    "rule %r: its action %s failed on %s: %s: %s",
+                    rule, self.hub.registry.name_of(type(message)), objects, type(error).__name__, error,
+                )
+        return report
 
 
 def _messages(result: Any, rule: str) -> list[BaseMessage]:
