@@ -1,6 +1,6 @@
 """Durable runs: the cost of a durable step over a plain one, and recovery of many runs.
 
-    python benchmarks/durable.py [--rounds 7] [--steps 20] [--runs 1000] [--write-docs]
+    python benchmarks/durable.py [--rounds 7] [--steps 20] [--runs 1000] [--cpu 0] [--write-docs]
 
 - step overhead: one generator handler yields ``--steps`` Commands that each insert a row, run
   plain and ``@durable`` (same database, same handlers), rounds alternating between the two;
@@ -159,10 +159,14 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--cpu", type=int, default=H.SERVER_CPU, help="the CPU this process (both sides) is pinned to")
     parser.add_argument("--write-docs", action="store_true", help="replace the Durable runs section of docs/benchmarks.md")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    H.pin_self(args.cpu)
     OUT(H.machine(["sqlalchemy", "aiosqlite", "asyncpg"]))
+    OUT(f"{H.pinning_note({'this process (plain and durable sides)': args.cpu})}; asyncio loop; "
+        f"{args.rounds} rounds alternating plain / durable (the order reversed every other round)")
     with tempfile.TemporaryDirectory() as folder:
         await bench("SQLite", f"sqlite+aiosqlite:///{folder}/bench.db", {}, args)
     url = os.environ.get("BOLLYDOG_TEST_POSTGRES_URL", "").strip()

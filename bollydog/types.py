@@ -222,6 +222,15 @@ class Entrypoint(Service):
         can return. ``forced``: a second signal; stop waiting for clients too.
         """
 
+    def stop_accepting(self) -> None:
+        """Called by the stopping hub first, before it refuses work: a server takes no new
+        connection from now on and ends its idle ones (under ``--reload`` the process taking
+        over gets them); requests it already read are still admitted. Default: nothing."""
+
+    def registry_changed(self) -> None:
+        """The hub's registry was swapped by a hot reload: rebuild what was derived from it
+        (routes, OpenAPI, tool lists). Default: nothing (names resolved per request)."""
+
 
 class HubPlugin(Service):
     """A service that extends the hub itself (telemetry, ...), in every process.

@@ -9,7 +9,7 @@ A change to the source of handler and message modules is applied in one step on 
 3. a new registry is built from the apps' handler modules, and validated as at start
    (a Command with two handlers, a domain declared twice);
 4. only then is it swapped in (:meth:`HandlerRegistry.replace_with`), and the entrypoints are
-   told (:meth:`~bollydog.types.Entrypoint` ``registry_changed``): HTTP rebuilds its routes and
+   told (:meth:`Entrypoint.registry_changed <bollydog.types.Entrypoint.registry_changed>`): HTTP rebuilds its routes and
    OpenAPI, MCP its tool list (clients get ``tools/list_changed``).
 
 Messages already running finish on the old code; every message dispatched after the swap runs the
@@ -217,9 +217,7 @@ class CodeSwap:
         self.version += 1
         self.hub.code_version = self.version
         for entrypoint in self.hub.entrypoints:
-            changed_hook = getattr(entrypoint, "registry_changed", None)
-            if changed_hook is not None:
-                changed_hook()
+            entrypoint.registry_changed()
         for listener in self.listeners:
             listener()
         return SwapReport("swap", self.version, order)

@@ -221,10 +221,9 @@ class HubService(HubT):
         # requests their servers already read are admitted as in-flight work, not refused.
         # Two loop turns: a read callback queued behind this one still delivers a request (its
         # task starts a turn later).
-        stopping = [e.stop_accepting for e in self.entrypoints if hasattr(e, "stop_accepting")]
-        for stop_accepting in stopping:
-            stop_accepting()
-        if stopping:
+        for entrypoint in self.entrypoints:
+            entrypoint.stop_accepting()
+        if self.entrypoints:
             await asyncio.sleep(0)
             await asyncio.sleep(0)
         self._accepting = False
@@ -375,9 +374,7 @@ class HubService(HubT):
 
     def _abort_entrypoints(self) -> None:
         for entrypoint in self.entrypoints:
-            abort = getattr(entrypoint, "abort_inflight", None)
-            if abort is not None:
-                abort(forced=self._forced.is_set())
+            entrypoint.abort_inflight(forced=self._forced.is_set())
 
     # -- public dispatch -----------------------------------------------------------------------
 
@@ -538,12 +535,7 @@ class HubService(HubT):
 
     async def _run_queued(self, message: BaseMessage, counted: bool) -> None:
         try:
-            # The route fast path of execute: a Command with a local handler skips dispatch().
-            handler, pipeline = self._routes.get(type(message)) or self.dispatcher.route(type(message))
-            if pipeline is not None:
-                result = await pipeline(message, handler)  # type: ignore[arg-type]
-            else:
-                result = await self.dispatch(message)
+            result = await self.dispatcher.dispatch(message)
         except asyncio.CancelledError:
             if asyncio.current_task() in self._cut:  # tell its waiters now, not after the cut
                 message.set_exception(HubNotRunningError("the hub stopped before this message completed"))
