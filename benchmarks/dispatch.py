@@ -254,9 +254,10 @@ The concurrent rows pay one asyncio task per message (`gather` for `execute`, th
 task for the queue). The last block takes `execute` apart, one layer per row, on messages built
 beforehand: what stands between it and the 0.25 target is building the message (pydantic
 validates the two fields and fills twelve framework fields; a model hook draws the ids and
-inherits trace, session and priority: about 2.2 us against 0.5 for the plain model) and the layers
-(context frame, the hub's anonymous session, retry and deadline layers, shutdown tracking and
-the result slot: about 2.7 us), against 0.7 us for the whole raw path. A queued message adds a
+inherits trace, session and priority: the second row against the plain model of the first)
+and the layers (context frame, the hub's anonymous session, retry and deadline layers,
+shutdown tracking and the result slot: the last row against the third), against the whole raw
+path of the first row. A queued message adds a
 task and a loop turn of asyncio's pure-Python loop per message."""
 
 
