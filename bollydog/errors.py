@@ -232,6 +232,19 @@ class RunMismatchError(BollydogError):
         self.run_id, self.step = run_id, step
 
 
+class RunLeaseLostError(BollydogError):
+    """This process no longer holds the durable run ``run_id``: another process took it over
+    (its lease ran out here) or a person set it aside. Nothing of the step was committed; the
+    run goes on, or stays aside, where it now is."""
+
+    status_code = 409
+    fields = ("run_id",)
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class ConcurrentDispatchError(BollydogError, ExceptionGroup[Exception]):
     """Some of the messages yielded together as a list failed.
 

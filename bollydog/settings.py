@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         5.0, ge=0, description="Seconds a dispatched Event stays in the buffer a new WaitFor looks back into."
     )
     wait_buffer: int = Field(256, ge=1, description="Events per class the WaitFor buffer keeps at most.")
+    durable_lease: float = Field(
+        10.0, gt=0, description="Seconds a process holds a durable run without renewing; renewed every third."
+    )
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
         "auto", description="The CLI's event loop: uvloop when installed (auto), or as named."
     )

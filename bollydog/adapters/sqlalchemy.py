@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from bollydog.errors import BollydogError, ConfigError, MissingDependencyError
+from bollydog.errors import BollydogError, ConfigError, MissingDependencyError, RunLeaseLostError
 from bollydog.models.base import Event
 from bollydog.durable.runner import Claim, current_claim
 from bollydog.durable.store import RunRecord, Status, StepRecord
@@ -183,6 +183,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
                 async with engine.begin() as conn:
                     for metadata in metadatas:
                         await conn.run_sync(metadata.create_all)
+                    if self.runs is not None:
+                        await conn.run_sync(_add_run_columns)
             except Exception as exc:
                 await _dispose_quietly(engine)
                 raise ConfigError(
@@ -564,7 +566,9 @@ class _SqlScope(_ScopeContext):
                 if self.outbox is not None:
                     staged = await self.outbox.stage(self.scope, self.unit_of_work.transaction)
                 if claim is not None:
-                    await claim.store.record(claim.record(self.scope.result), await self.unit_of_work.transaction())
+                    await claim.store.record(
+                        claim.record(self.scope.result), await self.unit_of_work.transaction(), claim.owner
+                    )
             except BaseException as failure:  # the transaction must not commit without its rows
                 if claim is not None:
                     claim.taken = False
@@ -599,7 +603,12 @@ _RUNS = sa.Table(
     sa.Column("outcome", sa.Text, nullable=True),
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("updated", sa.Float, nullable=False),
+    sa.Column("owner", sa.String(200), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=False, server_default="0"),
 )
+#: Columns added to ``bollydog_runs`` after its first release (with what follows their type in
+#: ``ADD COLUMN``): added to a database whose table lacks them.
+_RUNS_ADDED = {"owner": "", "lease_until": " NOT NULL DEFAULT 0"}
 _STEPS = sa.Table(
     "bollydog_steps",
     _RUNS_METADATA,
@@ -633,22 +642,65 @@ class SqlRunStore:
                 return run, []
             return found
 
-    async def record(self, step: StepRecord, transaction: Any = None) -> None:
+    async def record(self, step: StepRecord, transaction: Any = None, owner: str | None = None) -> None:
         row = {"run_id": step.run_id, "step": step.step, "kind": step.kind, "name": step.name,
                "ok": step.ok, "value": step.value}
         if transaction is not None:
             session: AsyncSession = transaction
+            if owner is not None:
+                _held(await session.execute(_fence(step.run_id, owner)), step.run_id)
             await session.execute(sa.insert(_STEPS), [row])
             return
         async with self._engine().begin() as conn:
+            if owner is not None:
+                _held(await conn.execute(_fence(step.run_id, owner)), step.run_id)
             await conn.execute(sa.insert(_STEPS), [row])
 
-    async def finish(self, run_id: str, status: Status, outcome: str | None) -> None:
+    async def finish(self, run_id: str, status: Status, outcome: str | None, owner: str | None = None) -> None:
         async with self._engine().begin() as conn:
+            if owner is not None:
+                _held(await conn.execute(_fence(run_id, owner)), run_id)
             await conn.execute(
                 sa.update(_RUNS).where(_RUNS.c.run_id == run_id)
-                .values(status=status, outcome=outcome, updated=time.time())
+                .values(status=status, outcome=outcome, updated=time.time(), owner=None, lease_until=0.0)
             )
+
+    async def claim(self, run_id: str, owner: str, until: float, seen_owner: str | None, seen_until: float) -> bool:
+        async with self._engine().begin() as conn:
+            result = await conn.execute(
+                sa.update(_RUNS).where(
+                    _RUNS.c.run_id == run_id, _RUNS.c.status == "running",
+                    _RUNS.c.owner.is_not_distinct_from(seen_owner), _RUNS.c.lease_until == seen_until,
+                ).values(owner=owner, lease_until=until)
+            )
+            return bool(result.rowcount == 1)
+
+    async def renew(self, run_ids: Sequence[str], owner: str, until: float) -> builtins.list[str]:
+        ids = builtins.list(run_ids)
+        async with self._engine().begin() as conn:
+            result = await conn.execute(
+                sa.update(_RUNS).where(_RUNS.c.run_id.in_(ids), _RUNS.c.owner == owner, _RUNS.c.status == "running")
+                .values(lease_until=until)
+            )
+            if result.rowcount == len(ids):
+                return []
+            # Runs held elsewhere now, or set aside; not those that ended here meanwhile.
+            lost = await conn.execute(sa.select(_RUNS.c.run_id).where(
+                _RUNS.c.run_id.in_(ids),
+                sa.or_(
+                    sa.and_(_RUNS.c.status == "running", _RUNS.c.owner.is_distinct_from(owner)),
+                    _RUNS.c.status.in_(["cancelled", "parked"]),
+                ),
+            ))
+            return [run_id for (run_id,) in lost]
+
+    async def release(self, owner: str) -> int:
+        async with self._engine().begin() as conn:
+            result = await conn.execute(
+                sa.update(_RUNS).where(_RUNS.c.owner == owner, _RUNS.c.status == "running")
+                .values(owner=None, lease_until=0.0)
+            )
+            return int(result.rowcount or 0)
 
     async def runs(self, statuses: Sequence[Status] = ()) -> builtins.list[RunRecord]:
         query = sa.select(_RUNS).order_by(_RUNS.c.created)
@@ -681,11 +733,39 @@ class SqlRunStore:
         ]
 
 
+def _add_run_columns(conn: Any) -> None:
+    """Add to an existing ``bollydog_runs`` the columns it was created without."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns("bollydog_runs")}
+    for name, constraints in _RUNS_ADDED.items():
+        if name not in present:
+            kind = _RUNS.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE bollydog_runs ADD COLUMN {name} {kind}{constraints}"))
+
+
+def _fence(run_id: str, owner: str) -> Any:
+    # A write to the run's row: it waits for a concurrent claim of the row to commit (a row lock
+    # in PostgreSQL, the write lock in SQLite), then matches only if ``owner`` still holds it.
+    return (
+        sa.update(_RUNS).where(_RUNS.c.run_id == run_id, _RUNS.c.owner == owner, _RUNS.c.status == "running")
+        .values(updated=time.time())
+    )
+
+
+def _held(result: Any, run_id: str) -> None:
+    if result.rowcount != 1:
+        raise RunLeaseLostError(
+            f"durable run {run_id} is no longer held by this process: another process took it over "
+            "(its lease ran out here), or it was set aside; nothing of this step was committed",
+            run_id=run_id,
+        )
+
+
 def _run_row(run: RunRecord) -> dict[str, Any]:
     return {"run_id": run.run_id, "name": run.name, "version": run.version, "input": run.input,
-            "status": run.status, "outcome": run.outcome, "created": run.created, "updated": run.updated}
+            "status": run.status, "outcome": run.outcome, "created": run.created, "updated": run.updated,
+            "owner": run.owner, "lease_until": run.lease_until}
 
 
 def _run_record(row: Any) -> RunRecord:
     return RunRecord(row["run_id"], row["name"], row["version"], row["input"], row["status"], row["outcome"],
-                     row["created"], row["updated"])
+                     row["created"], row["updated"], row["owner"], row["lease_until"])

@@ -97,7 +97,8 @@ def sagas_list(config: str | None, statuses: tuple[str, ...], as_json: bool) -> 
     for record in runs:
         if as_json:
             click.echo(json.dumps({"run_id": record.run_id, "status": record.status, "name": record.name,
-                                   "version": record.version, "created": record.created, "updated": record.updated}))
+                                   "version": record.version, "created": record.created, "updated": record.updated,
+                                   "owner": record.owner, "lease_until": record.lease_until}))
         else:
             click.echo(f"{record.run_id}  {record.status:<9}  {record.name}  {_when(record.updated)}")
     if not as_json:
@@ -116,6 +117,7 @@ def sagas_show(config: str | None, run_id: str) -> None:
             "run_id": record.run_id, "name": record.name, "version": record.version, "status": record.status,
             "input": json.loads(record.input), "outcome": json.loads(record.outcome) if record.outcome else None,
             "created": record.created, "updated": record.updated,
+            "owner": record.owner, "lease_until": record.lease_until,
             "steps": [{"step": s.step, "kind": s.kind, "name": s.name, "ok": s.ok, "value": json.loads(s.value)}
                       for s in steps],
         }
@@ -160,6 +162,9 @@ def _run_now(config: str | None, run_id: str) -> None:
         return None
 
     record = run(main)
+    if record is not None and record.status == "running" and record.owner is not None:
+        fail(f"run {run_id} is held by {record.owner}, another process serving it: it goes on there",
+             EXIT_HANDLER_FAILED)
     if record is None or record.status != "done":
         status = record.status if record is not None else "gone"
         fail(f"run {run_id} is {status}: {record.outcome if record is not None else ''}", EXIT_HANDLER_FAILED)

@@ -3,8 +3,8 @@
 See :mod:`bollydog.durable.runner` and docs/orchestration.md.
 """
 
-from bollydog.durable.runner import durable, recover_runs
+from bollydog.durable.runner import durable
 from bollydog.durable.store import RunRecord, RunStore, StepRecord
 from bollydog.hub.steps import NewId, Now, Random, Sleep
 
-__all__ = ["NewId", "Now", "Random", "RunRecord", "RunStore", "Sleep", "StepRecord", "durable", "recover_runs"]
+__all__ = ["NewId", "Now", "Random", "RunRecord", "RunStore", "Sleep", "StepRecord", "durable"]

@@ -28,6 +28,8 @@ the first step not in the log is dispatched for real, and the run goes on.
   nothing is dispatched.
 - Compensation is plain ``try/except`` in the handler: a failed step's error is thrown back in,
   live and replayed alike.
+- One process at a time runs a run: it holds the run's lease (:mod:`bollydog.durable.lease`),
+  and each step it records is fenced by it.
 """
 
 from __future__ import annotations
@@ -46,9 +48,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bollydog.context import current_session, get_session, get_app, get_hub
+from bollydog.durable.lease import Keeper, Keepers, keeper_of
 from bollydog.durable.store import DONE, FAILED, PARKED, RUNNING, RunRecord, RunStore, StepRecord
 from bollydog.encoding import dumps_text, jsonable
-from bollydog.errors import ConfigError, HandlerRegistrationError, QueueFullError, RunMismatchError
+from bollydog.errors import ConfigError, HandlerRegistrationError, RunLeaseLostError, RunMismatchError
 from bollydog.hub.steps import LocalStep
 from bollydog.hub.waiting import WaitFor
 from bollydog.models.base import BaseMessage, Event
@@ -58,7 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bollydog.models.protocol import UnitOfWork
     from bollydog.types import HubT
 
-__all__ = ["Claim", "current_claim", "durable", "recover_runs", "run_store_of"]
+__all__ = ["Claim", "current_claim", "durable", "durable_keepers", "run_store_of"]
 
 log = logging.getLogger("bollydog.durable")
 
@@ -72,10 +75,11 @@ DURABLE_ATTRIBUTE = "__bollydog_durable__"
 class Claim:
     """A step a child Command of the same unit of work records in its own transaction: the
     first scope of ``unit_of_work`` entered while it is current takes it (see the SQLAlchemy
-    adapter's scope); ``recorded`` once that transaction committed."""
+    adapter's scope), fenced by ``owner``'s lease; ``recorded`` once that transaction committed."""
 
     unit_of_work: "UnitOfWork"
     store: RunStore
+    owner: str
     run_id: str
     step: int
     kind: str
@@ -140,6 +144,7 @@ def _replaying(handler: Callable[..., Any], version: str, replays: frozenset[str
             # it was cut without an outcome: this delivery runs it
         outcome: asyncio.Future[tuple[bool | None, Any]] = asyncio.get_running_loop().create_future()
         active[runner.run_id] = outcome
+        runner.task = asyncio.current_task()
         inner = _drive(runner, handler(message, *args, **kwargs))
         reply: Any = None
         error: BaseException | None = None
@@ -156,6 +161,7 @@ def _replaying(handler: Callable[..., Any], version: str, replays: frozenset[str
                     error = exc
         finally:
             await inner.aclose()
+            runner.keeper.drop(runner.run_id, runner.task)
             if active.get(runner.run_id) is outcome:
                 del active[runner.run_id]
             if not outcome.done():
@@ -239,6 +245,9 @@ async def _drive(runner: "_Run", inner: AsyncGenerator[Any, Any]) -> AsyncGenera
             token = current_claim.set(claim)
             try:
                 outcome = yield item
+            except RunLeaseLostError:  # another process runs it now: nothing more to do here
+                current_claim.reset(token)
+                raise
             except Exception as exc:  # the step failed: recorded, then thrown into the handler
                 current_claim.reset(token)
                 await runner.record(StepRecord(runner.run_id, step, kind, name, False,
@@ -309,6 +318,8 @@ class _Run:
         self.hub: "HubT" = hub
         self.unit_of_work = unit_of_work
         self.store = store
+        self.keeper: Keeper = keeper_of(hub, store)
+        self.task: asyncio.Task[Any] | None = None
         self.message = message
         self.version = version
         self.replays = replays
@@ -323,11 +334,20 @@ class _Run:
     async def open(self) -> None:
         session = get_session()
         now = time.time()
+        keeper = self.keeper
         record = RunRecord(
             self.run_id, self.name, self.version,
             json.dumps(wire.encode(self.message, self.name, session=session)), RUNNING, None, now, now,
+            keeper.owner, keeper.until(),
         )
         stored, steps = await self.store.start(record)
+        if stored.status == RUNNING and stored.owner != keeper.owner:
+            # Left by a process that died, or held by one that runs it still (this is a delivery
+            # again): taken once its lease runs out, or answered as it ended there.
+            found = await keeper.take(self.run_id)
+            if found is None:
+                raise RunMismatchError(f"run {self.run_id} of {self.name} was deleted", run_id=self.run_id)
+            stored, steps = found
         if stored.status == DONE:
             self.completed = json.loads(stored.outcome or "null")
             return
@@ -348,6 +368,7 @@ class _Run:
             )
             await self.park(mismatch)
             raise mismatch
+        keeper.hold(self.run_id, self.task)
         self.steps = {s.step: s for s in steps}
         if steps:
             log.info("resuming run %s of %s at step %d", self.run_id, self.name, len(steps))
@@ -370,7 +391,7 @@ class _Run:
         app = handler.app if handler is not None else None
         if app is None or app.protocol is None or app.protocol.unit_of_work is not self.unit_of_work:
             return None
-        return Claim(self.unit_of_work, self.store, self.run_id, step, kind, name)
+        return Claim(self.unit_of_work, self.store, self.keeper.owner, self.run_id, step, kind, name)
 
     def encode(self, kind: str, outcome: Any) -> str:
         if kind == "wait":
@@ -401,64 +422,35 @@ class _Run:
         return True, events[0] if value["single"] else events
 
     async def record(self, step: StepRecord) -> None:
-        await self.store.record(step)
+        await self.store.record(step, owner=self.keeper.owner)
         self.steps[step.step] = step
 
     async def finish(self) -> None:
-        await self.store.finish(self.run_id, DONE, dumps_text(jsonable(self.last)))
+        await self.store.finish(self.run_id, DONE, dumps_text(jsonable(self.last)), self.keeper.owner)
 
     async def failed(self, error: BaseException) -> None:
-        if isinstance(error, RunMismatchError):
-            return  # parked already
-        await self.store.finish(self.run_id, FAILED, json.dumps(wire.encode_error(error)))
+        if isinstance(error, (RunMismatchError, RunLeaseLostError)):
+            return  # parked already, or not this process's to end
+        await self.store.finish(self.run_id, FAILED, json.dumps(wire.encode_error(error)), self.keeper.owner)
 
     async def park(self, error: RunMismatchError) -> None:
-        await self.store.finish(self.run_id, PARKED, json.dumps(wire.encode_error(error)))
+        await self.store.finish(self.run_id, PARKED, json.dumps(wire.encode_error(error)), self.keeper.owner)
 
 
-async def recover_runs(hub: "HubT") -> int:
-    """Once the hub runs: resume every run an earlier process left running; how many."""
-    resumed = 0
-    done: set[int] = set()
-    overflow: list[BaseMessage] = []
+def run_stores(hub: "HubT") -> list[RunStore]:
+    """The run stores of the hub's apps, each once."""
+    stores: dict[int, RunStore] = {}
     for app in hub.apps.values():
         store = run_store_of(getattr(app.protocol, "unit_of_work", None))
-        if store is None or id(store) in done:
-            continue
-        done.add(id(store))
-        for run in await store.runs([RUNNING]):
-            try:
-                message = message_of(hub, run)
-            except (ValueError, wire.WireError) as exc:
-                log.error("durable run %s of %s cannot be rebuilt, left as it is: %s", run.run_id, run.name, exc)
-                continue
-            try:
-                await hub.put_message(message)
-            except QueueFullError:
-                overflow.append(message)
-            resumed += 1
-    if overflow:  # more than the queue holds: the rest run beside it, a few at a time
-        hub.add_future(_resume_directly(hub, overflow))
-    if resumed:
-        log.info("resuming %d durable run(s) an earlier process left", resumed)
-    return resumed
+        if store is not None:
+            stores.setdefault(id(store), store)
+    return list(stores.values())
 
 
-async def _resume_directly(hub: "HubT", messages: list[BaseMessage]) -> None:
-    limit = asyncio.Semaphore(_OVERFLOW_CONCURRENCY)
-
-    async def resume(message: BaseMessage) -> None:
-        async with limit:
-            try:
-                await hub.execute(message)
-            except Exception as exc:  # recorded in the run already; the line says which
-                log.warning("resumed run %s ended with %s: %s", message.iid, type(exc).__name__, exc)
-
-    await asyncio.gather(*(resume(m) for m in messages))
-
-
-#: Runs resumed at once beyond the hub queue's room.
-_OVERFLOW_CONCURRENCY = 16
+def durable_keepers(hub: "HubT") -> Keepers:
+    """The lease keepers of ``hub``'s run stores: ``start()`` once the hub runs resumes the runs
+    nobody holds, ``stop()`` after it drained lets go of the rest."""
+    return Keepers(hub, message_of)
 
 
 def message_of(hub: "HubT", run: RunRecord) -> BaseMessage:

@@ -24,7 +24,8 @@ STATUSES: tuple[Status, ...] = (RUNNING, DONE, FAILED, PARKED, CANCELLED)
 @dataclass(slots=True)
 class RunRecord:
     """One run of a durable handler: the message that started it (wire fields, JSON), the code
-    version it started with, where it is, and how it ended (a JSON result or error)."""
+    version it started with, where it is, how it ended (a JSON result or error), and which
+    process holds it until when (:mod:`bollydog.durable.lease`; no owner once it ended)."""
 
     run_id: str
     name: str
@@ -34,6 +35,8 @@ class RunRecord:
     outcome: str | None = None
     created: float = 0.0
     updated: float = 0.0
+    owner: str | None = None
+    lease_until: float = 0.0
 
 
 @dataclass(slots=True)
@@ -51,18 +54,34 @@ class StepRecord:
 
 
 class RunStore(Protocol):
-    """Runs and their steps. Writes without ``transaction`` commit on their own."""
+    """Runs and their steps. Writes without ``transaction`` commit on their own. Writes given
+    an ``owner`` are fenced: they first check, in the same transaction, that ``owner`` still
+    holds the running run, and raise :class:`~bollydog.errors.RunLeaseLostError` if not."""
 
     async def start(self, run: RunRecord) -> tuple[RunRecord, list[StepRecord]]:
-        """Add ``run`` unless its id exists; the stored run and its steps, in order."""
+        """Add ``run`` (held by its owner) unless its id exists; the stored run and its steps."""
         ...
 
-    async def record(self, step: StepRecord, transaction: Any = None) -> None:
+    async def record(self, step: StepRecord, transaction: Any = None, owner: str | None = None) -> None:
         """Add ``step``; inside ``transaction`` (a child's own) when given."""
         ...
 
-    async def finish(self, run_id: str, status: Status, outcome: str | None) -> None:
-        """Set the run's status and outcome."""
+    async def finish(self, run_id: str, status: Status, outcome: str | None, owner: str | None = None) -> None:
+        """Set the run's status and outcome; it has no owner after."""
+        ...
+
+    async def claim(self, run_id: str, owner: str, until: float, seen_owner: str | None, seen_until: float) -> bool:
+        """Hold the running run for ``owner`` until ``until`` if its owner and lease end are still
+        the ones seen; whether it did."""
+        ...
+
+    async def renew(self, run_ids: Sequence[str], owner: str, until: float) -> list[str]:
+        """Extend ``owner``'s leases of ``run_ids``; those it lost: taken over by another owner
+        while running, or cancelled."""
+        ...
+
+    async def release(self, owner: str) -> int:
+        """Let go of the running runs ``owner`` holds; how many."""
         ...
 
     async def runs(self, statuses: Sequence[Status] = ()) -> list[RunRecord]:

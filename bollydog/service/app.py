@@ -53,7 +53,7 @@ from bollydog.hub.transport import InProcessTransport, Transport
 from bollydog.hub.waiting import Waiting
 from bollydog.models.base import BaseMessage
 from bollydog.models.service import AppService
-from bollydog.durable.runner import recover_runs
+from bollydog.durable.runner import durable_keepers, run_stores
 from bollydog.outbox.relay import recover_outboxes
 from bollydog.service.builtins import BollydogService
 from bollydog.settings import get_settings
@@ -98,6 +98,7 @@ class HubService(HubT):
         #: What the hub reports outward: completions, retries, dead letters (see hub/hooks.py).
         self.hooks = Hooks()
         self.waiting = Waiting(settings.wait_retention, settings.wait_buffer)  # WaitFor (hub/waiting.py)
+        self._durable = durable_keepers(self)  # leases of durable runs (durable/lease.py)
         # Outermost first: user layers (e.g. telemetry) see retries; each retry gets its own
         # transaction; the deadline bounds the handler inside it, so an expired handler rolls
         # back while a commit is never cut short.
@@ -193,9 +194,10 @@ class HubService(HubT):
         self._adopt_transport()
 
     async def on_started(self) -> None:
-        # The transport runs now: outboxes publish what a crash left, durable runs resume.
+        # The transport runs now: outboxes publish what a crash left, durable runs nobody holds
+        # resume here, and the leases of those held here are renewed from now on.
         await recover_outboxes(self)
-        await recover_runs(self)
+        await self._durable.start(run_stores(self))
 
     def _adopt_transport(self) -> None:
         """Make the transport a dependency between the apps and the entrypoints.
@@ -241,6 +243,7 @@ class HubService(HubT):
         if closing:
             await self._closed(closing)
         await self._stop_intake()
+        await self._durable.stop()  # what was cut is released: another process takes it over
         # mode stops the transport next (a dependency, see _adopt_transport), then the apps.
 
     async def _stop_intake(self) -> None:

@@ -35,6 +35,8 @@ async def test_list_show_cancel_resume(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     detail = json.loads(shown.stdout)
     assert detail["status"] == "running" and detail["input"]["name"] == "saga.fulfil"
+    # Still held by the killed process, whose pid runs no more: the next start takes it over.
+    assert detail["owner"].split("/")[2].isdigit() and detail["lease_until"] > 0
     assert [(s["step"], s["name"], s["value"]) for s in detail["steps"]] == [
         (0, "saga.effect", {"step": 1, "value": 10}), (1, "saga.effect", {"step": 2, "value": 20}),
     ]
@@ -44,6 +46,8 @@ async def test_list_show_cancel_resume(tmp_path: Path) -> None:
     async with saga_hub(database) as hub:  # a cancelled run is not resumed on start
         assert await hub.drain(5)
     assert runs(database)[0][1] == "cancelled" and len(effects(database, "cli")) == 2
+    listed = json.loads(bollydog("sagas", "list", "--config", cfg, "--json").stdout)
+    assert (listed["status"], listed["owner"], listed["lease_until"]) == ("cancelled", None, 0.0)
 
     resumed = bollydog("sagas", "resume", "--config", cfg, run_id, "--now")
     assert resumed.returncode == 0, resumed.stderr
