@@ -32,7 +32,7 @@ from bollydog.errors import BollydogError, ConfigError, MissingDependencyError, 
 from bollydog.models.base import Event
 from bollydog.durable.runner import Claim, current_claim
 from bollydog.durable.store import RunRecord, Status, StepRecord
-from bollydog.models.protocol import Protocol, TransactionScope, UnitOfWork, _ScopeContext
+from bollydog.models.protocol import DuplicateDelivery, Protocol, TransactionScope, UnitOfWork, _ScopeContext
 from bollydog.outbox.relay import Outbox, OutboxRow
 
 try:
@@ -116,9 +116,15 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         connect_timeout: float = 10.0,
         outbox: bool = False,
         durable: bool = False,
+        inbox: bool = False,
+        inbox_retention: float = 7 * 24 * 3600.0,
         **engine_options: Any,
     ) -> None:
         super().__init__()
+        if not isinstance(inbox_retention, (int, float)) or inbox_retention <= 0:
+            raise ConfigError(f"unit_of_work.inbox_retention: seconds above 0, got {inbox_retention!r}")
+        #: Events each handler handled (``inbox: true``): delivered again, not handled again.
+        self.inbox: SqlInbox | None = SqlInbox(self, float(inbox_retention)) if inbox else None
         #: The transactional outbox (``outbox: true``; bollydog.outbox), or None.
         self.outbox: Outbox | None = Outbox(_SqlOutboxStore(self)) if outbox else None
         #: Where durable handlers keep their runs (``durable: true``; bollydog.durable), or None.
@@ -176,7 +182,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
                 problem = self._describe(exc)
             raise ConfigError(f"cannot connect to database {self.safe_url}: {problem}") from None
         # bollydog's own tables (outbox, durable runs) are created whatever create_tables says.
-        own = [m for m, on in ((_OUTBOX_METADATA, self.outbox), (_RUNS_METADATA, self.runs)) if on is not None]
+        own = [m for m, on in ((_OUTBOX_METADATA, self.outbox), (_RUNS_METADATA, self.runs),
+                               (_INBOX_METADATA, self.inbox)) if on is not None]
         metadatas = [*(self.metadata if self.create_tables else []), *own]
         if metadatas:
             try:
@@ -224,6 +231,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         """Dispose of the engine: every pooled connection is closed."""
         if self.outbox is not None:
             await self.outbox.flush()
+        if self.inbox is not None:
+            await self.inbox.stop()
         engine, self.engine, self.sessionmaker = self.engine, None, None
         if engine is not None:
             await engine.dispose()
@@ -537,6 +546,65 @@ class _SqlOutboxStore:
     async def remove(self, message_ids: Iterable[str]) -> None:
         async with self._engine().begin() as conn:
             await conn.execute(sa.delete(_OUTBOX).where(_OUTBOX.c.message_id.in_(builtins.list(message_ids))))
+
+
+_INBOX_METADATA = sa.MetaData()
+_INBOX = sa.Table(
+    "bollydog_inbox",
+    _INBOX_METADATA,
+    sa.Column("message_id", sa.String(32), primary_key=True),
+    sa.Column("handler", sa.String(400), primary_key=True),
+    sa.Column("handled", sa.Float, nullable=False, index=True),
+)
+
+
+class SqlInbox:
+    """The ``bollydog_inbox`` table of a :class:`SqlAlchemyUnitOfWork`
+    (:class:`~bollydog.models.protocol.Inbox`): one row per Event and handler, written in the
+    handler's transaction; rows older than ``retention`` seconds are deleted now and then."""
+
+    def __init__(self, unit_of_work: SqlAlchemyUnitOfWork, retention: float) -> None:
+        self.unit_of_work = unit_of_work
+        self.retention = retention
+        self._next_prune = 0.0
+        self._pruning: asyncio.Task[None] | None = None
+
+    def _engine(self) -> AsyncEngine:
+        engine = self.unit_of_work.engine
+        if engine is None:
+            raise RuntimeError(f"{self.unit_of_work!r} is not connected")
+        return engine
+
+    async def seen(self, message_id: str, handler: str) -> bool:
+        if time.monotonic() >= self._next_prune and self._pruning is None:
+            self._next_prune = time.monotonic() + min(self.retention / 10, 3600.0)
+            self._pruning = asyncio.create_task(self._prune(), name="bollydog-inbox-prune")
+        async with self._engine().connect() as conn:
+            found = await conn.execute(
+                sa.select(_INBOX.c.handled).where(_INBOX.c.message_id == message_id, _INBOX.c.handler == handler)
+            )
+            return found.first() is not None
+
+    async def mark(self, transaction: Any, message_id: str, handler: str) -> None:
+        session: AsyncSession = transaction
+        try:
+            await session.execute(sa.insert(_INBOX), [{"message_id": message_id, "handler": handler,
+                                                       "handled": time.time()}])
+        except sa_exc.IntegrityError:
+            raise DuplicateDelivery(f"{message_id} was recorded by {handler} meanwhile") from None
+
+    async def _prune(self) -> None:
+        try:
+            async with self._engine().begin() as conn:
+                await conn.execute(sa.delete(_INBOX).where(_INBOX.c.handled < time.time() - self.retention))
+        except Exception as exc:  # tried again at the next interval
+            log.warning("inbox rows older than %ss not deleted: %s", self.retention, exc)
+        finally:
+            self._pruning = None
+
+    async def stop(self) -> None:
+        if self._pruning is not None:
+            await asyncio.gather(self._pruning, return_exceptions=True)
 
 
 class _SqlScope(_ScopeContext):

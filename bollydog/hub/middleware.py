@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from bollydog.errors import HandlerTimeoutError
 from bollydog.hub.hooks import Hook
+from bollydog.models.base import Event
+from bollydog.models.protocol import DuplicateDelivery
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.handlers import Handler
@@ -182,12 +184,36 @@ class TransactionMiddleware:
         protocol = getattr(handler.app, "protocol", None)
         if protocol is None:
             return call_next(message, handler)
+        if protocol.unit_of_work.inbox is not None and isinstance(message, Event):
+            return self._once(protocol, message, handler, call_next)
         return self._in_scope(protocol, message, handler, call_next)
 
     async def _in_scope(self, protocol: "Protocol", message: "BaseMessage", handler: "Handler", call_next: Next) -> Any:
         async with protocol.unit_of_work.scope() as scope:
             # Kept on the scope: a durable run records it in this transaction (bollydog/durable).
             result = scope.result = await call_next(message, handler)
+        for event in scope.collect_events():
+            self.publish(event)
+        return result
+
+
+    async def _once(self, protocol: "Protocol", message: "BaseMessage", handler: "Handler", call_next: Next) -> Any:
+        """An Event through an inbox: skipped if this handler's transaction recorded it already,
+        else handled and recorded in the same transaction."""
+        unit_of_work = protocol.unit_of_work
+        inbox = unit_of_work.inbox
+        assert inbox is not None
+        key = handler.qualname
+        if await inbox.seen(message.iid, key):
+            log.info("%s (%s) was handled by %s already (inbox): not handled again", message.name, message.iid, key)
+            return None
+        try:
+            async with unit_of_work.scope() as scope:
+                result = scope.result = await call_next(message, handler)
+                await inbox.mark(await unit_of_work.transaction(), message.iid, key)
+        except DuplicateDelivery:  # handled meanwhile by another delivery, which committed first
+            log.info("%s (%s) was handled by %s meanwhile (inbox): rolled back", message.name, message.iid, key)
+            return None
         for event in scope.collect_events():
             self.publish(event)
         return result

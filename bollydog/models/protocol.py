@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+import typing
 from typing import Any
 
 from bollydog.models.base import BaseDomain, Event
@@ -44,6 +45,25 @@ class TransactionScope:
         return events
 
 
+class Inbox(typing.Protocol):
+    """Which handler handled which Event already, in the unit of work's own database: an Event
+    delivered again (an outbox that published it twice, a transport's redelivery) is not
+    handled again by a handler whose transaction recorded it."""
+
+    async def seen(self, message_id: str, handler: str) -> bool:
+        """True when ``handler`` committed its handling of ``message_id``."""
+        ...
+
+    async def mark(self, transaction: Any, message_id: str, handler: str) -> None:
+        """Record the handling inside ``transaction``; :class:`DuplicateDelivery` when another
+        transaction recorded it first (that one's handling stands; roll this one back)."""
+        ...
+
+
+class DuplicateDelivery(Exception):
+    """This handling of an Event lost to another that recorded it first in the inbox."""
+
+
 class UnitOfWork:
     """A connection and its transactions. Subclass and implement the four adapter hooks.
 
@@ -51,6 +71,9 @@ class UnitOfWork:
     ``begin``/``commit``/``rollback`` bracket one handler execution that used the protocol.
     Constructor keyword arguments come from the ``unit_of_work`` section of the config.
     """
+
+    #: Handled Events, when the adapter keeps them (the SQLAlchemy adapter's ``inbox: true``).
+    inbox: Inbox | None = None
 
     def __init__(self, **options: Any) -> None:
         self.options = options
