@@ -148,11 +148,12 @@ class Keeper:
                 task.cancel(f"durable run {run_id} is no longer held by this process")
 
     async def take_over(self) -> list[RunRecord]:
-        """Take the runs nobody holds (their lease ran out, their process is gone)."""
+        """Take the runs nobody holds: their lease ran out (this process's own included: a run
+        cut by its deadline is not renewed), or their process is gone."""
         taken: list[RunRecord] = []
         now = time.time()
         for run in await self.store.runs([RUNNING]):
-            if run.owner == self.owner or run.run_id in self.held or not self.claimable(run, now):
+            if run.run_id in self.held or not self.claimable(run, now):
                 continue
             if await self.store.claim(run.run_id, self.owner, self.until(), run.owner, run.lease_until):
                 self.held[run.run_id] = None

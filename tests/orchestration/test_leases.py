@@ -262,3 +262,19 @@ async def test_a_paused_process_loses_its_run_to_another_and_commits_nothing_aft
     finally:
         stop(first)
         await engine.dispose()
+
+
+async def test_a_run_cut_by_its_deadline_is_resumed_here_once_its_lease_runs_out(tmp_path: Path, lease: Any) -> None:
+    from bollydog.errors import HandlerTimeoutError
+    from tests.orchestration.saga_handlers import Napper
+    from tests.orchestration.test_durable import config as saga_config
+    from tests.orchestration.test_durable import runs
+
+    lease(0.6)
+    database = tmp_path / "saga.db"
+    async with build(saga_config(database), entrypoints=False).hub as hub:
+        with pytest.raises(HandlerTimeoutError):
+            await hub.execute(Napper(nap=0.5, expire_time=0.2))
+        assert runs(database)[0][1] == "running"  # cut, and no longer renewed
+        await until(lambda: runs(database)[0][1] == "done", timeout=10, what="resumed after its lease")
+    assert json.loads(runs(database)[0][2] or "null") == "woke"
