@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     durable_lease: float = Field(
         10.0, gt=0, description="Seconds a process holds a durable run without renewing; renewed every third."
     )
+    durable_max_takeovers: int = Field(
+        10, ge=1, description="Takeovers of a durable run that never finishes before it is parked."
+    )
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
         "auto", description="The CLI's event loop: uvloop when installed (auto), or as named."
     )

@@ -673,10 +673,11 @@ _RUNS = sa.Table(
     sa.Column("updated", sa.Float, nullable=False),
     sa.Column("owner", sa.String(200), nullable=True),
     sa.Column("lease_until", sa.Float, nullable=False, server_default="0"),
+    sa.Column("takeovers", sa.Integer, nullable=False, server_default="0"),
 )
 #: Columns added to ``bollydog_runs`` after its first release (with what follows their type in
 #: ``ADD COLUMN``): added to a database whose table lacks them.
-_RUNS_ADDED = {"owner": "", "lease_until": " NOT NULL DEFAULT 0"}
+_RUNS_ADDED = {"owner": "", "lease_until": " NOT NULL DEFAULT 0", "takeovers": " NOT NULL DEFAULT 0"}
 _STEPS = sa.Table(
     "bollydog_steps",
     _RUNS_METADATA,
@@ -703,11 +704,17 @@ class SqlRunStore:
         return engine
 
     async def start(self, run: RunRecord) -> tuple[RunRecord, builtins.list[StepRecord]]:
-        async with self._engine().begin() as conn:
-            found = await self._run(conn, run.run_id)
+        try:
+            async with self._engine().begin() as conn:
+                found = await self._run(conn, run.run_id)
+                if found is None:
+                    await conn.execute(sa.insert(_RUNS), [_run_row(run)])
+                    return run, []
+                return found
+        except sa_exc.IntegrityError:  # delivered twice at once: the other delivery added it
+            found = await self.run(run.run_id)
             if found is None:
-                await conn.execute(sa.insert(_RUNS), [_run_row(run)])
-                return run, []
+                raise
             return found
 
     async def record(self, step: StepRecord, transaction: Any = None, owner: str | None = None) -> None:
@@ -730,45 +737,49 @@ class SqlRunStore:
                 _held(await conn.execute(_fence(run_id, owner)), run_id)
             await conn.execute(
                 sa.update(_RUNS).where(_RUNS.c.run_id == run_id)
-                .values(status=status, outcome=outcome, updated=time.time(), owner=None, lease_until=0.0)
+                .values(status=status, outcome=outcome, updated=time.time(), owner=None, lease_until=0.0,
+                        takeovers=0)
             )
 
     async def claim(self, run_id: str, owner: str, until: float, seen_owner: str | None, seen_until: float) -> bool:
         async with self._engine().begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # The row is locked by its holder's step that commits now, or by a holder that
+                # stopped in the middle of that commit: do not wait for the latter.
+                await conn.execute(sa.text("SET LOCAL lock_timeout = '1s'"))
             result = await conn.execute(
                 sa.update(_RUNS).where(
                     _RUNS.c.run_id == run_id, _RUNS.c.status == "running",
                     _RUNS.c.owner.is_not_distinct_from(seen_owner), _RUNS.c.lease_until == seen_until,
-                ).values(owner=owner, lease_until=until)
+                ).values(owner=owner, lease_until=until, takeovers=_RUNS.c.takeovers + 1)
             )
             return bool(result.rowcount == 1)
 
     async def renew(self, run_ids: Sequence[str], owner: str, until: float) -> builtins.list[str]:
-        ids = builtins.list(run_ids)
         async with self._engine().begin() as conn:
             result = await conn.execute(
-                sa.update(_RUNS).where(_RUNS.c.run_id.in_(ids), _RUNS.c.owner == owner, _RUNS.c.status == "running")
+                sa.update(_RUNS)
+                .where(_RUNS.c.run_id.in_(builtins.list(run_ids)), _RUNS.c.owner == owner, _RUNS.c.status == "running")
                 .values(lease_until=until)
+                .returning(_RUNS.c.run_id)
             )
-            if result.rowcount == len(ids):
-                return []
-            # Runs held elsewhere now, or set aside; not those that ended here meanwhile.
-            lost = await conn.execute(sa.select(_RUNS.c.run_id).where(
-                _RUNS.c.run_id.in_(ids),
-                sa.or_(
-                    sa.and_(_RUNS.c.status == "running", _RUNS.c.owner.is_distinct_from(owner)),
-                    _RUNS.c.status.in_(["cancelled", "parked"]),
-                ),
-            ))
-            return [run_id for (run_id,) in lost]
+            return [run_id for (run_id,) in result]
 
-    async def release(self, owner: str) -> int:
+    async def release(self, owner: str, keep: Sequence[str] = ()) -> int:
+        condition = [_RUNS.c.owner == owner, _RUNS.c.status == "running"]
+        if keep:
+            condition.append(_RUNS.c.run_id.not_in(builtins.list(keep)))
         async with self._engine().begin() as conn:
-            result = await conn.execute(
-                sa.update(_RUNS).where(_RUNS.c.owner == owner, _RUNS.c.status == "running")
-                .values(owner=None, lease_until=0.0)
-            )
+            result = await conn.execute(sa.update(_RUNS).where(*condition).values(owner=None, lease_until=0.0))
             return int(result.rowcount or 0)
+
+    async def leases(self) -> builtins.list[tuple[str, str | None, float, int]]:
+        query = sa.select(_RUNS.c.run_id, _RUNS.c.owner, _RUNS.c.lease_until, _RUNS.c.takeovers).where(
+            _RUNS.c.status == "running"
+        ).order_by(_RUNS.c.created)
+        async with self._engine().connect() as conn:
+            return [(run_id, owner, float(until), int(takeovers))
+                    for run_id, owner, until, takeovers in await conn.execute(query)]
 
     async def runs(self, statuses: Sequence[Status] = ()) -> builtins.list[RunRecord]:
         query = sa.select(_RUNS).order_by(_RUNS.c.created)
@@ -807,7 +818,14 @@ def _add_run_columns(conn: Any) -> None:
     for name, constraints in _RUNS_ADDED.items():
         if name not in present:
             kind = _RUNS.c[name].type.compile(dialect=conn.dialect)
-            conn.execute(sa.text(f"ALTER TABLE bollydog_runs ADD COLUMN {name} {kind}{constraints}"))
+            # IF NOT EXISTS where the database has it: processes starting together on an old
+            # database all add the column.
+            guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+            try:
+                conn.execute(sa.text(f"ALTER TABLE bollydog_runs ADD COLUMN {guard}{name} {kind}{constraints}"))
+            except sa_exc.OperationalError:  # SQLite: another process added it first
+                if name not in {c["name"] for c in sa.inspect(conn).get_columns("bollydog_runs")}:
+                    raise
 
 
 def _fence(run_id: str, owner: str) -> Any:
@@ -831,9 +849,9 @@ def _held(result: Any, run_id: str) -> None:
 def _run_row(run: RunRecord) -> dict[str, Any]:
     return {"run_id": run.run_id, "name": run.name, "version": run.version, "input": run.input,
             "status": run.status, "outcome": run.outcome, "created": run.created, "updated": run.updated,
-            "owner": run.owner, "lease_until": run.lease_until}
+            "owner": run.owner, "lease_until": run.lease_until, "takeovers": run.takeovers}
 
 
 def _run_record(row: Any) -> RunRecord:
     return RunRecord(row["run_id"], row["name"], row["version"], row["input"], row["status"], row["outcome"],
-                     row["created"], row["updated"], row["owner"], row["lease_until"])
+                     row["created"], row["updated"], row["owner"], row["lease_until"], row["takeovers"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -133,12 +134,17 @@ def sagas_show(config: str | None, run_id: str) -> None:
 @click.option("--now", is_flag=True, help="Start the hub here (entrypoints excluded) and wait for the run.")
 def sagas_resume(config: str | None, run_id: str, from_step: int | None, now: bool) -> None:
     """Set a parked, failed or cancelled run back to running; the next start (or --now) resumes it."""
+    from bollydog.durable.lease import is_gone
     from bollydog.durable.store import DONE, RUNNING
 
     async def work(stores: list[Any]) -> int:
         store, record, _ = await _find(stores, run_id)
         if record.status == DONE:
             fail(f"run {run_id} is done; there is nothing to resume", EXIT_BAD_INPUT)
+        if record.status == RUNNING and record.owner is not None and record.lease_until >= time.time() \
+                and not is_gone(record.owner):
+            fail(f"run {run_id} is running in {record.owner} (lease until {_when(record.lease_until)}); "
+                 "cancel it first to resume it from a step", EXIT_BAD_INPUT)
         forgotten = await store.forget_steps(run_id, from_step) if from_step is not None else 0
         await store.finish(run_id, RUNNING, None)
         return int(forgotten)

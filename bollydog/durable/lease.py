@@ -12,37 +12,44 @@ over the runs whose lease ran out: their process died, was stopped, or lost its 
 - **Fenced writes**: every step a run records, and its end, first checks in the same
   transaction that this process still holds the run. A process that lost its lease (it was
   paused past the lease, or cut off from the database) cannot commit a step's side effect: the
-  child's transaction is rolled back with :class:`~bollydog.errors.RunLeaseLostError`, and the
-  keeper cancels what still runs there at its next renewal.
+  child's transaction is rolled back with :class:`~bollydog.errors.RunLeaseLostError`. A run
+  whose renewal found it lost stops at its next step, with that error and without compensating
+  (the run goes on, or stays aside, where it now is).
 - **A dead process on this machine** is recognised at once: an owner is
   ``host/kernel/pid/nonce``, and when ``kernel`` (boot id and pid namespace) is this process's,
   an owner whose pid no longer runs, or has this process's pid with another nonce, is gone. Its
   runs are taken without waiting for the lease; on another machine, the lease decides.
 - **Stopping** releases the runs a process still holds, so that another takes them over at its
   next renewal instead of after the lease.
+- **A run that never finishes** (each holder dies in it, or its deadline cuts it) is parked
+  once it was taken over ``BOLLYDOG_DURABLE_MAX_TAKEOVERS`` times, instead of being resumed for
+  ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
 import time
+import typing
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from bollydog.durable.store import RUNNING, RunRecord, RunStore, StepRecord
-from bollydog.errors import QueueFullError
+from bollydog.durable.store import PARKED, RUNNING, RunRecord, RunStore, StepRecord
+from bollydog.errors import QueueFullError, RunMismatchError
 from bollydog.settings import get_settings
+from bollydog.transport import wire
 
 if TYPE_CHECKING:  # pragma: no cover
     from bollydog.models.base import BaseMessage
     from bollydog.types import HubT
 
-__all__ = ["Keeper", "Keepers", "keeper_of", "new_owner", "is_gone"]
+__all__ = ["Holder", "Keeper", "Keepers", "keeper_of", "new_owner", "is_gone"]
 
 log = logging.getLogger("bollydog.durable")
 
@@ -89,17 +96,24 @@ def is_gone(owner: str) -> bool:
     return False  # it runs (or its pid was reused: the lease decides)
 
 
+class Holder(typing.Protocol):
+    """A run executing here (``bollydog.durable.runner``): told when its lease is lost."""
+
+    lost: bool
+
+
 class Keeper:
     """This process's hold on the runs of one store: takes runs, renews their leases, takes
     over the runs whose lease ran out, releases what it holds when it stops."""
 
-    def __init__(self, hub: "HubT", store: RunStore, lease: float) -> None:
+    def __init__(self, hub: "HubT", store: RunStore, lease: float, max_takeovers: int) -> None:
         self.hub = hub
         self.store = store
         self.lease = lease
+        self.max_takeovers = max_takeovers
         self.owner = new_owner()
-        #: Runs held here: the task running each, or None while it waits in the hub's queue.
-        self.held: dict[str, asyncio.Task[Any] | None] = {}
+        #: Runs held here: the run executing each, or None while it waits in the hub's queue.
+        self.held: dict[str, Holder | None] = {}
 
     @property
     def interval(self) -> float:
@@ -108,64 +122,92 @@ class Keeper:
     def until(self) -> float:
         return time.time() + self.lease
 
-    def claimable(self, run: RunRecord, now: float) -> bool:
-        return run.owner is None or run.lease_until < now or is_gone(run.owner)
+    def claimable(self, owner: str | None, lease_until: float, now: float) -> bool:
+        return owner is None or lease_until < now or is_gone(owner)
 
     async def take(self, run_id: str) -> tuple[RunRecord, list[StepRecord]] | None:
         """Hold ``run_id`` here: at once if nobody holds it, else once its lease runs out.
         The run as it is then (its steps read after taking it), or as it ended elsewhere."""
         while True:
             found = await self.store.run(run_id)
-            if found is None or found[0].status != RUNNING or found[0].owner == self.owner:
+            if found is None or found[0].status != RUNNING:
                 return found
             run = found[0]
             now = time.time()
-            if self.claimable(run, now):
+            if run.owner == self.owner and run.lease_until >= now:
+                return found
+            if self.claimable(run.owner, run.lease_until, now) or run.owner == self.owner:
                 if await self.store.claim(run_id, self.owner, self.until(), run.owner, run.lease_until):
                     return await self.store.run(run_id)
                 continue  # another process took it first: look again
             await asyncio.sleep(min(max(run.lease_until - now, 0.01), self.interval))
 
-    def hold(self, run_id: str, task: asyncio.Task[Any] | None) -> None:
-        self.held[run_id] = task
+    def hold(self, run_id: str, holder: Holder | None) -> None:
+        self.held[run_id] = holder
 
-    def drop(self, run_id: str, task: asyncio.Task[Any] | None = None) -> None:
-        """Stop renewing ``run_id`` (held by ``task``, or waiting to run when None)."""
-        if self.held.get(run_id, False) is task:
+    def drop(self, run_id: str, holder: Holder | None = None) -> None:
+        """Stop renewing ``run_id`` (held by ``holder``, or waiting to run when None)."""
+        if run_id in self.held and self.held[run_id] is holder:
             del self.held[run_id]
 
     async def renew(self) -> None:
-        """Renew the leases of the runs held here; stop what runs of one that is no longer."""
+        """Renew the leases of the runs held here; a run whose lease is lost (taken over, set
+        aside, ended elsewhere) is told, and stops at its next step."""
         if not self.held:
             return
         held = list(self.held)
-        lost = await self.store.renew(held, self.owner, self.until())
-        for run_id in lost:
-            task = self.held.pop(run_id, None)
-            log.warning("durable run %s was taken over by another process or set aside; "
-                        "its execution here is cancelled", run_id)
-            if task is not None:
-                task.cancel(f"durable run {run_id} is no longer held by this process")
+        renewed = set(await self.store.renew(held, self.owner, self.until()))
+        for run_id in held:
+            if run_id in renewed or run_id not in self.held:
+                continue  # renewed, or it ended here meanwhile
+            holder = self.held.pop(run_id)
+            log.warning("durable run %s is no longer held by this process (taken over by another, or "
+                        "set aside); it stops here at its next step", run_id)
+            if holder is not None:
+                holder.lost = True
 
     async def take_over(self) -> list[RunRecord]:
         """Take the runs nobody holds: their lease ran out (this process's own included: a run
-        cut by its deadline is not renewed), or their process is gone."""
+        cut by its deadline is not renewed), or their process is gone. A run taken over more
+        than ``max_takeovers`` times is parked instead: each of its holders died or was cut."""
         taken: list[RunRecord] = []
         now = time.time()
-        for run in await self.store.runs([RUNNING]):
-            if run.run_id in self.held or not self.claimable(run, now):
+        for run_id, owner, lease_until, takeovers in await self.store.leases():
+            if run_id in self.held or not self.claimable(owner, lease_until, now):
                 continue
-            if await self.store.claim(run.run_id, self.owner, self.until(), run.owner, run.lease_until):
-                self.held[run.run_id] = None
-                taken.append(run)
+            try:
+                if takeovers >= self.max_takeovers:
+                    await self._park(run_id, takeovers)
+                    continue
+                if not await self.store.claim(run_id, self.owner, self.until(), owner, lease_until):
+                    continue
+                found = await self.store.run(run_id)
+            except Exception as exc:  # the database is away: what is taken so far resumes
+                log.warning("durable runs not taken over: %s: %s", type(exc).__name__, exc)
+                break
+            if found is not None:
+                self.held[run_id] = None
+                taken.append(found[0])
         return taken
 
+    async def _park(self, run_id: str, takeovers: int) -> None:
+        error = RunMismatchError(
+            f"run {run_id} was taken over {takeovers} times without finishing (its holders died or "
+            f"were cut by its expire_time; BOLLYDOG_DURABLE_MAX_TAKEOVERS); it is parked: fix the "
+            "cause, then bollydog sagas resume it", run_id=run_id, step=None,
+        )
+        log.error("%s", error)
+        await self.store.finish(run_id, PARKED, json.dumps(wire.encode_error(error)))
+
     async def release(self) -> None:
-        """Let go of every run held here: another process takes them over at once."""
+        """Let go of the runs held here that no longer execute: another process takes them
+        over at once. A run still executing (its task outlived the hub's grace) is left to
+        its lease."""
         _LIVE.discard(self.owner)
+        executing = [run_id for run_id, holder in self.held.items() if holder is not None]
         self.held.clear()
         try:
-            await self.store.release(self.owner)
+            await self.store.release(self.owner, executing)
         except Exception as exc:  # the database is gone: the leases run out instead
             log.warning("durable runs held by %s not released (%s): they are taken over after the lease",
                         self.owner, exc)
@@ -179,56 +221,68 @@ def keeper_of(hub: "HubT", store: RunStore) -> Keeper:
     """The keeper of ``store`` in this process (made on first use)."""
     keeper = _KEEPERS.get(store)
     if keeper is None:
-        keeper = _KEEPERS[store] = Keeper(hub, store, get_settings().durable_lease)
+        settings = get_settings()
+        keeper = _KEEPERS[store] = Keeper(hub, store, settings.durable_lease, settings.durable_max_takeovers)
     return keeper
 
 
 class Keepers:
-    """The keepers of a hub's run stores, and the task that renews and takes over."""
+    """The keepers of a hub's run stores, and the two tasks that renew leases and take over
+    runs: apart, so that a claim that waits on the database never delays a renewal."""
 
     def __init__(self, hub: "HubT", message_of: Callable[["HubT", RunRecord], "BaseMessage"]) -> None:
         self.hub = hub
         self.message_of = message_of
         self.keepers: list[Keeper] = []
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self, stores: list[RunStore]) -> int:
-        """Take over the runs an earlier process left, and renew from now on; how many were taken."""
+    async def start(self, stores: list[RunStore]) -> None:
+        """Renew from now on; then take over the runs an earlier process left, and from now on."""
         self.keepers = [keeper_of(self.hub, store) for store in stores]
-        taken = await self.tick()
-        if self.keepers:
-            self._task = asyncio.create_task(self._loop(), name="bollydog-durable-leases")
+        if not self.keepers:
+            return
+        interval = min(k.interval for k in self.keepers)
+        self._tasks.append(asyncio.create_task(self._every(interval, self._renew), name="bollydog-durable-renew"))
+        taken = await self._take_over()
+        self._tasks.append(asyncio.create_task(self._every(interval, self._take_over), name="bollydog-durable-take"))
         if taken:
             log.info("resuming %d durable run(s) another process left", taken)
-        return taken
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         for keeper in self.keepers:
             await keeper.release()
             _KEEPERS.pop(keeper.store, None)
         self.keepers = []
 
-    async def tick(self) -> int:
+    async def _renew(self) -> int:
+        for keeper in self.keepers:
+            try:
+                await keeper.renew()
+            except Exception as exc:  # the database is away for a moment: the next turn retries
+                log.warning("durable leases not renewed: %s: %s", type(exc).__name__, exc)
+        return 0
+
+    async def _take_over(self) -> int:
         taken = 0
         for keeper in self.keepers:
-            await keeper.renew()
-            runs = await keeper.take_over()
+            try:
+                runs = await keeper.take_over()
+            except Exception as exc:
+                log.warning("durable runs not taken over: %s: %s", type(exc).__name__, exc)
+                continue
             await self._resume(keeper, runs)
             taken += len(runs)
         return taken
 
-    async def _loop(self) -> None:
-        interval = min(k.interval for k in self.keepers)
+    @staticmethod
+    async def _every(interval: float, work: Callable[[], Awaitable[int]]) -> None:
         while True:
             await asyncio.sleep(interval)
-            try:
-                await self.tick()
-            except Exception as exc:  # the database is away for a moment: the next tick retries
-                log.warning("durable leases not renewed: %s: %s", type(exc).__name__, exc)
+            await work()
 
     async def _resume(self, keeper: Keeper, runs: list[RunRecord]) -> None:
         overflow: list[BaseMessage] = []
@@ -244,6 +298,9 @@ class Keepers:
                 await self.hub.put_message(message)
             except QueueFullError:
                 overflow.append(message)
+            except Exception as exc:  # the hub is stopping: left to the lease (another process)
+                log.warning("durable run %s not resumed here: %s: %s", run.run_id, type(exc).__name__, exc)
+                keeper.drop(run.run_id)
         if overflow:  # more than the queue holds: the rest run beside it, a few at a time
             self.hub.add_future(_resume_directly(self.hub, overflow))
 

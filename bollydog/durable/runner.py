@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bollydog.context import current_session, get_session, get_app, get_hub
 from bollydog.durable.lease import Keeper, Keepers, keeper_of
-from bollydog.durable.store import DONE, FAILED, PARKED, RUNNING, RunRecord, RunStore, StepRecord
+from bollydog.durable.store import DONE, FAILED, PARKED, RUNNING, RunRecord, RunStore, Status, StepRecord
 from bollydog.encoding import dumps_text, jsonable
 from bollydog.errors import ConfigError, HandlerRegistrationError, RunLeaseLostError, RunMismatchError
 from bollydog.hub.steps import LocalStep
@@ -144,7 +144,6 @@ def _replaying(handler: Callable[..., Any], version: str, replays: frozenset[str
             # it was cut without an outcome: this delivery runs it
         outcome: asyncio.Future[tuple[bool | None, Any]] = asyncio.get_running_loop().create_future()
         active[runner.run_id] = outcome
-        runner.task = asyncio.current_task()
         inner = _drive(runner, handler(message, *args, **kwargs))
         reply: Any = None
         error: BaseException | None = None
@@ -161,7 +160,7 @@ def _replaying(handler: Callable[..., Any], version: str, replays: frozenset[str
                     error = exc
         finally:
             await inner.aclose()
-            runner.keeper.drop(runner.run_id, runner.task)
+            runner.keeper.drop(runner.run_id, runner)
             if active.get(runner.run_id) is outcome:
                 del active[runner.run_id]
             if not outcome.done():
@@ -235,6 +234,7 @@ async def _drive(runner: "_Run", inner: AsyncGenerator[Any, Any]) -> AsyncGenera
                 else:
                     error = value
                 continue
+            runner.check_held()
             if isinstance(item, LocalStep):  # recorded first: a sleep resumes with its end
                 value = item.value()
                 await runner.record(StepRecord(runner.run_id, step, kind, name, True, dumps_text(value)))
@@ -308,6 +308,11 @@ class _Run:
         app = get_app()
         if hub is None or app is None or app.protocol is None:
             raise ConfigError(f"durable handler of {message.name} runs outside an app with a unit of work")
+        if isinstance(message, Event):
+            raise ConfigError(
+                f"{message.name} is an Event: @durable applies to Command handlers (a run is one per "
+                "message id, and an Event has many handlers); let an Event handler send a Command"
+            )
         unit_of_work = app.protocol.unit_of_work
         store = run_store_of(unit_of_work)
         if store is None:
@@ -319,7 +324,8 @@ class _Run:
         self.unit_of_work = unit_of_work
         self.store = store
         self.keeper: Keeper = keeper_of(hub, store)
-        self.task: asyncio.Task[Any] | None = None
+        #: Set by the keeper when this process no longer holds the run: it stops at its next step.
+        self.lost = False
         self.message = message
         self.version = version
         self.replays = replays
@@ -341,7 +347,7 @@ class _Run:
             keeper.owner, keeper.until(),
         )
         stored, steps = await self.store.start(record)
-        if stored.status == RUNNING and stored.owner != keeper.owner:
+        if stored.status == RUNNING and (stored.owner != keeper.owner or stored.lease_until < now):
             # Left by a process that died, or held by one that runs it still (this is a delivery
             # again): taken once its lease runs out, or answered as it ended there.
             found = await keeper.take(self.run_id)
@@ -368,7 +374,7 @@ class _Run:
             )
             await self.park(mismatch)
             raise mismatch
-        keeper.hold(self.run_id, self.task)
+        keeper.hold(self.run_id, self)
         self.steps = {s.step: s for s in steps}
         if steps:
             log.info("resuming run %s of %s at step %d", self.run_id, self.name, len(steps))
@@ -421,20 +427,35 @@ class _Run:
             events.append(wire.build(wire.resolve(self.hub.registry, envelope.name), envelope))
         return True, events[0] if value["single"] else events
 
+    def check_held(self) -> None:
+        """Before a step is dispatched: this process must still hold the run."""
+        if self.lost:
+            raise RunLeaseLostError(
+                f"durable run {self.run_id} of {self.name} is no longer held by this process: another "
+                "process took it over (its lease ran out here), or it was set aside; it stops here",
+                run_id=self.run_id,
+            )
+
     async def record(self, step: StepRecord) -> None:
         await self.store.record(step, owner=self.keeper.owner)
         self.steps[step.step] = step
 
+    async def end(self, status: Status, outcome: str) -> None:
+        # No longer renewed from here on: its end clears the owner, which a renewal running
+        # meanwhile must not take for a lost lease.
+        self.keeper.drop(self.run_id, self)
+        await self.store.finish(self.run_id, status, outcome, self.keeper.owner)
+
     async def finish(self) -> None:
-        await self.store.finish(self.run_id, DONE, dumps_text(jsonable(self.last)), self.keeper.owner)
+        await self.end(DONE, dumps_text(jsonable(self.last)))
 
     async def failed(self, error: BaseException) -> None:
         if isinstance(error, (RunMismatchError, RunLeaseLostError)):
             return  # parked already, or not this process's to end
-        await self.store.finish(self.run_id, FAILED, json.dumps(wire.encode_error(error)), self.keeper.owner)
+        await self.end(FAILED, json.dumps(wire.encode_error(error)))
 
     async def park(self, error: RunMismatchError) -> None:
-        await self.store.finish(self.run_id, PARKED, json.dumps(wire.encode_error(error)), self.keeper.owner)
+        await self.end(PARKED, json.dumps(wire.encode_error(error)))
 
 
 def run_stores(hub: "HubT") -> list[RunStore]:

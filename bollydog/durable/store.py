@@ -37,6 +37,7 @@ class RunRecord:
     updated: float = 0.0
     owner: str | None = None
     lease_until: float = 0.0
+    takeovers: int = 0
 
 
 @dataclass(slots=True)
@@ -71,17 +72,20 @@ class RunStore(Protocol):
         ...
 
     async def claim(self, run_id: str, owner: str, until: float, seen_owner: str | None, seen_until: float) -> bool:
-        """Hold the running run for ``owner`` until ``until`` if its owner and lease end are still
-        the ones seen; whether it did."""
+        """Hold the running run for ``owner`` until ``until`` (one takeover more) if its owner
+        and lease end are still the ones seen; whether it did."""
         ...
 
     async def renew(self, run_ids: Sequence[str], owner: str, until: float) -> list[str]:
-        """Extend ``owner``'s leases of ``run_ids``; those it lost: taken over by another owner
-        while running, or cancelled."""
+        """Extend ``owner``'s leases of those of ``run_ids`` it still holds; those."""
         ...
 
-    async def release(self, owner: str) -> int:
-        """Let go of the running runs ``owner`` holds; how many."""
+    async def release(self, owner: str, keep: Sequence[str] = ()) -> int:
+        """Let go of the running runs ``owner`` holds, but those in ``keep``; how many."""
+        ...
+
+    async def leases(self) -> list[tuple[str, str | None, float, int]]:
+        """``(run_id, owner, lease_until, takeovers)`` of every running run."""
         ...
 
     async def runs(self, statuses: Sequence[Status] = ()) -> list[RunRecord]:

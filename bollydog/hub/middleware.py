@@ -203,7 +203,9 @@ class TransactionMiddleware:
         unit_of_work = protocol.unit_of_work
         inbox = unit_of_work.inbox
         assert inbox is not None
-        key = handler.qualname
+        # Per app and handler: two apps on one database that list one handler module each
+        # handle the Event.
+        key = f"{getattr(handler.app, 'domain', '')}:{handler.qualname}"
         if await inbox.seen(message.iid, key):
             log.info("%s (%s) was handled by %s already (inbox): not handled again", message.name, message.iid, key)
             return None

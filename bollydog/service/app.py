@@ -194,10 +194,10 @@ class HubService(HubT):
         self._adopt_transport()
 
     async def on_started(self) -> None:
-        # The transport runs now: outboxes publish what a crash left, durable runs nobody holds
-        # resume here, and the leases of those held here are renewed from now on.
-        await recover_outboxes(self)
+        # The transport runs now: the leases of durable runs held here are renewed from now on,
+        # and the runs nobody holds resume here; outboxes publish what a crash left.
         await self._durable.start(run_stores(self))
+        await recover_outboxes(self)
 
     def _adopt_transport(self) -> None:
         """Make the transport a dependency between the apps and the entrypoints.
@@ -215,6 +215,13 @@ class HubService(HubT):
         self._children[:] = [*others, transport, *self.entrypoints]
 
     async def on_stop(self) -> None:
+        try:
+            await self._wind_down()
+        finally:
+            await self._durable.stop()  # what was cut is released: another process takes it over
+        # mode stops the transport next (a dependency, see _adopt_transport), then the apps.
+
+    async def _wind_down(self) -> None:
         # One deadline for everything: entrypoints stop taking requests at once and return when
         # the ones in flight have answered, while the hub drains; past the grace period the
         # hub cuts its work (callers get HubNotRunningError: a 503, an error frame), then tells
@@ -243,8 +250,6 @@ class HubService(HubT):
         if closing:
             await self._closed(closing)
         await self._stop_intake()
-        await self._durable.stop()  # what was cut is released: another process takes it over
-        # mode stops the transport next (a dependency, see _adopt_transport), then the apps.
 
     async def _stop_intake(self) -> None:
         if self._intake_task is not None:

@@ -15,8 +15,8 @@ from sqlalchemy import Float, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bollydog.adapters.sqlalchemy import SqlAlchemyProtocol
-from bollydog.durable import durable
-from bollydog.models.base import Command
+from bollydog.durable import Sleep, durable
+from bollydog.models.base import Command, Event
 
 
 class Base(DeclarativeBase):
@@ -45,6 +45,11 @@ class Relay(Command):
     key: str
     steps: int = 5
     hold: float = 0.3
+    nap: float = 0.0  # a durable Sleep after each step
+
+
+class Relayed(Event):
+    key: str
 
 
 async def mark(command: Mark, protocol: SqlAlchemyProtocol) -> int:
@@ -56,7 +61,18 @@ async def mark(command: Mark, protocol: SqlAlchemyProtocol) -> int:
 @durable(version="1")
 async def relay(command: Relay) -> Any:
     done = 0
-    for step in range(1, command.steps + 1):
-        yield Mark(key=command.key, step=step, hold=command.hold)
-        done += 1
+    try:
+        for step in range(1, command.steps + 1):
+            yield Mark(key=command.key, step=step, hold=command.hold)
+            done += 1
+            if command.nap:
+                yield Sleep(command.nap)
+    except Exception:
+        yield Mark(key=command.key, step=0, hold=0)  # the compensation: a mark of step 0
+        raise
     yield {"key": command.key, "steps": done}
+
+
+@durable
+async def on_relayed(event: Relayed) -> Any:  # refused when it runs: durable is for Commands
+    yield Mark(key=event.key, step=1, hold=0)

@@ -121,11 +121,14 @@ async def test_a_run_its_process_still_renews_is_not_taken_by_another(tmp_path: 
     async with build(config, entrypoints=False).hub as first:
         run = await first.put_message(Relay(key="a", steps=4, hold=0.5))
         await until(lambda: len(marks(database)) == 1, what="the first step")
-        async with build(config, entrypoints=False).hub as second:
-            assert await asyncio.wait_for(run.state, 10) == {"key": "a", "steps": 4}
-            assert keeper_of(second, run_stores(second)[0]).held == {}
-    # Taken over, the second would have dispatched a step again and the first's fenced
-    # commit would have failed: the first finished it alone, each step once.
+        holder = keeper_of(first, run_stores(first)[0]).owner
+        owners = set()
+        async with build(config, entrypoints=False).hub:
+            while not run.state.done():  # the second process ticks all along
+                owners.add(run_row(database)[1])
+                await asyncio.sleep(0.05)
+            assert run.state.result() == {"key": "a", "steps": 4}
+    assert owners == {holder}  # never another, nor nobody, while it ran
     assert [step for step, _ in marks(database)] == [1, 2, 3, 4]
     assert run_row(database) == ("done", None, 0.0)
 
@@ -158,8 +161,74 @@ async def test_a_run_set_aside_while_it_runs_commits_no_further_step(tmp_path: P
         with pytest.raises(RunLeaseLostError) as lost:
             await asyncio.wait_for(run.state, 10)
         assert lost.value.run_id == run.iid and lost.value.status_code == 409
-    assert [step for step, _ in marks(database)] == [1]  # step 2's write was rolled back
+    assert [step for step, _ in marks(database)] == [1]  # step 2's write was refused; no compensation
     assert run_row(database)[0] == "cancelled"
+
+
+async def test_a_run_whose_lease_is_lost_between_steps_stops_without_compensating(
+    tmp_path: Path, lease: Any,
+) -> None:
+    lease(0.6)
+    database = tmp_path / "relay.db"
+    async with build(relay_config(sqlite_url(database)), entrypoints=False).hub as hub:
+        run = await hub.put_message(Relay(key="n", steps=3, hold=0, nap=1.0))
+        await until(lambda: len(marks(database)) == 1, what="the first step")
+        await run_stores(hub)[0].finish(run.iid, CANCELLED, None)  # during the nap: no write comes
+        with pytest.raises(RunLeaseLostError, match="it stops here"):
+            await asyncio.wait_for(run.state, 10)  # the renewal told it; its next step refused
+    assert [step for step, _ in marks(database)] == [1]
+    assert run_row(database)[0] == "cancelled"
+
+
+async def test_a_durable_event_handler_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    from bollydog.errors import ConfigError, EventHandlersError
+    from tests.orchestration.relay_handlers import Relayed
+
+    database = tmp_path / "relay.db"
+    async with build(relay_config(sqlite_url(database)), entrypoints=False).hub as hub:
+        with pytest.raises(EventHandlersError) as refused:
+            await hub.execute(Relayed(key="e"))
+    (error,) = refused.value.exceptions
+    assert isinstance(error, ConfigError) and "applies to Command handlers" in str(error)
+
+
+async def test_a_run_taken_over_too_often_is_parked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOLLYDOG_DURABLE_MAX_TAKEOVERS", "2")
+    reload_settings()
+    database = tmp_path / "relay.db"
+    config = relay_config(sqlite_url(database))
+    try:
+        async with build(config, entrypoints=False).hub as hub:
+            await hub.execute(Relay(key="t", steps=2, hold=0))
+        with sqlite3.connect(database) as db:  # left twice by holders that died in it
+            db.execute("UPDATE bollydog_runs SET status = 'running', outcome = NULL, takeovers = 2")
+            db.execute("DELETE FROM bollydog_steps")
+        async with build(config, entrypoints=False).hub as hub:
+            assert await hub.drain(5)
+        with sqlite3.connect(database) as db:
+            ((status, outcome),) = db.execute("SELECT status, outcome FROM bollydog_runs")
+        assert status == "parked" and "taken over 2 times without finishing" in outcome
+        assert len(marks(database)) == 2  # nothing ran again
+    finally:
+        monkeypatch.delenv("BOLLYDOG_DURABLE_MAX_TAKEOVERS")
+        reload_settings()
+
+
+async def test_resume_refuses_a_run_a_live_process_is_running(tmp_path: Path, lease: Any) -> None:
+    lease(30)
+    database = tmp_path / "relay.db"
+    config = tmp_path / "relay.json"
+    config.write_text(json.dumps(relay_config(sqlite_url(database))))
+    async with build(json.loads(config.read_text()), entrypoints=False).hub as hub:
+        run = await hub.put_message(Relay(key="l", steps=2, hold=1.5))
+        await until(lambda: len(marks(database)) == 1, what="the first step")
+        environment = {**os.environ, "PYTHONPATH": str(ROOT), "BOLLYDOG_LOG_LEVEL": "WARNING"}
+        resumed = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "bollydog.cli.main", "sagas", "resume", "--config", str(config),
+                             run.iid], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60,
+        )
+        assert resumed.returncode == 2 and "is running in" in resumed.stderr, resumed.stderr
+        assert await asyncio.wait_for(run.state, 10) == {"key": "l", "steps": 2}
 
 
 async def test_a_runs_table_made_before_leases_gets_its_columns_and_its_runs_resume(tmp_path: Path) -> None:
