@@ -7,16 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+#: A command as callers give it: ``(name, args, kwargs)`` of the redis-py method.
+Command = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 
 @dataclass(slots=True)
 class _Pending:
-    """A submitted command and the future of its reply."""
+    """The commands of one caller (sent together, in order) and the future of their replies:
+    the reply itself for :meth:`PipelineCoalescer.submit` (``single``), else the list."""
 
-    command: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    commands: list[Command]
     future: asyncio.Future[Any]
+    single: bool
 
 
 class PipelineCoalescer:
@@ -40,19 +44,23 @@ class PipelineCoalescer:
     applied). Flushes do not wait for each other: a batch is sent while earlier ones are still
     in flight, on another pooled connection. A caller that gave up (its future cancelled) is
     skipped when the results arrive; its command may still have been sent.
+
+    ``timeout`` (seconds, the transport's ``op_timeout``) bounds each flush as a whole: waiting
+    for a pooled connection, the write and every reply. Past it the flush's callers get a Redis
+    ``TimeoutError`` and its connection is dropped (redis-py disconnects a read cut short).
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, timeout: float | None = None) -> None:
         self.client = client  # a redis.asyncio.Redis (pooled)
+        self.timeout = timeout
         self._pending: list[_Pending] = []
         self._scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
 
-    def submit(self, command: str, *args: Any, **kwargs: Any) -> "asyncio.Future[Any]":
-        """Queue ``client.<command>(*args, **kwargs)`` for the next flush; a future of its reply."""
+    def _queue(self, commands: list[Command], single: bool) -> "asyncio.Future[Any]":
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(_Pending(command, args, kwargs, future))
+        self._pending.append(_Pending(commands, future, single))
         if not self._scheduled:  # the task's first step is a loop.call_soon: no timer, no sleep
             self._scheduled = True
             task = loop.create_task(self._flush())
@@ -60,13 +68,16 @@ class PipelineCoalescer:
             task.add_done_callback(self._flushing.discard)
         return future
 
-    async def run(self, *commands: tuple[str, tuple[Any, ...], dict[str, Any]]) -> list[Any]:
+    def submit(self, command: str, *args: Any, **kwargs: Any) -> "asyncio.Future[Any]":
+        """Queue ``client.<command>(*args, **kwargs)`` for the next flush; a future of its reply."""
+        return self._queue([(command, args, kwargs)], True)
+
+    async def run(self, *commands: Command) -> list[Any]:
         """Submit ``(command, args, kwargs)`` triples together (one flush, in this order) and
         return their replies; raises the first error once all of them have finished."""
-        futures = [self.submit(command, *args, **kwargs) for command, args, kwargs in commands]
-        # gather: a caller cancelled before the flush cancels all of its commands, never some
-        # of them (a reply dropped while its XACK is sent would lose the reply).
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        # One future for all of them: a caller cancelled before the flush cancels all of its
+        # commands, never some of them (a reply dropped while its XACK is sent would lose it).
+        results: list[Any] = await self._queue(list(commands), False)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -80,18 +91,10 @@ class PipelineCoalescer:
             await self._execute(batch)
 
     async def _execute(self, batch: list[_Pending]) -> None:
+        commands = batch[0].commands if len(batch) == 1 else [c for item in batch for c in item.commands]
         try:
-            if len(batch) == 1:  # nothing to share: a plain command costs less than a pipeline
-                only = batch[0]
-                try:
-                    results = [await getattr(self.client, only.command)(*only.args, **only.kwargs)]
-                except ResponseError as exc:  # the command's own error, as a pipeline reports it
-                    results = [exc]
-            else:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for item in batch:
-                        getattr(pipe, item.command)(*item.args, **item.kwargs)
-                    results = await pipe.execute(raise_on_error=False)
+            async with asyncio.timeout(self.timeout):
+                results = await self._send(commands)
         except asyncio.CancelledError:
             for item in batch:
                 item.future.cancel()
@@ -99,13 +102,32 @@ class PipelineCoalescer:
         except Exception as exc:  # the whole round trip failed: every caller gets it
             for item in batch:
                 if not item.future.done():
-                    item.future.set_exception(exc)
+                    item.future.set_exception(
+                        RedisTimeoutError(f"no answer from Redis within {self.timeout}s (op_timeout)")
+                        if isinstance(exc, TimeoutError) else exc
+                    )
             return
-        for item, result in zip(batch, results):
-            future = item.future
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        start = 0
+        for item in batch:
+            future, end = item.future, start + len(item.commands)
+            if not future.done():
+                if not item.single:
+                    future.set_result(results[start:end])
+                elif isinstance(results[start], BaseException):
+                    future.set_exception(results[start])
+                else:
+                    future.set_result(results[start])
+            start = end
+
+    async def _send(self, commands: list[Command]) -> list[Any]:
+        if len(commands) == 1:  # nothing to share: a plain command costs less than a pipeline
+            command, args, kwargs = commands[0]
+            try:
+                return [await getattr(self.client, command)(*args, **kwargs)]
+            except ResponseError as exc:  # the command's own error, as a pipeline reports it
+                return [exc]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for command, args, kwargs in commands:
+                getattr(pipe, command)(*args, **kwargs)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results

@@ -29,7 +29,7 @@ def count_flushes(coalescer: PipelineCoalescer) -> list[int]:
     execute = coalescer._execute
 
     async def counting(batch):
-        sizes.append(len(batch))
+        sizes.append(sum(len(item.commands) for item in batch))  # commands, not callers
         await execute(batch)
 
     coalescer._execute = counting

@@ -98,7 +98,8 @@ class RedisDelivery(Deliverer):
 
     async def recall(self, dedup_key: str) -> tuple[bool, dict[str, str] | None]:
         try:
-            cached = await self.connections.client.get(dedup_key)
+            async with self.connections.bounded():
+                cached = await self.connections.client.get(dedup_key)
         except NETWORK_ERRORS:
             return False, None
         if cached is None:
@@ -143,7 +144,8 @@ class DomainConsumer(ReaderService):
         for stream in self.streams:
             try:
                 # From id 0: entries produced before any consumer existed are consumed too.
-                await self.connections.client.xgroup_create(stream, self.domain, id="0", mkstream=True)
+                async with self.connections.bounded():
+                    await self.connections.client.xgroup_create(stream, self.domain, id="0", mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise

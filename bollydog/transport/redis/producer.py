@@ -113,7 +113,8 @@ class ReplyReader(ReaderService):
                 response = await self.reader.read("xread", {key: last}, count=512, block=options.block_ms)
                 if loop.time() - refreshed > _REFRESH_EVERY:
                     refreshed = loop.time()
-                    await self.connections.client.expire(key, _REPLY_TTL)
+                    async with self.connections.bounded():
+                        await self.connections.client.expire(key, _REPLY_TTL)
             except NETWORK_ERRORS as exc:
                 if self.stopping():
                     return
