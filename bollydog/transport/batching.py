@@ -1,4 +1,12 @@
-"""Write coalescing for the Redis transport: many callers' commands, one pipeline round trip."""
+"""Write coalescing for the Redis transport: many callers' commands, one pipeline round trip.
+
+And the round trip itself (:class:`RoundTrip`): commands written in one go on a connection the
+caller holds, their replies read and parsed as redis-py parses them. The hot paths (these
+flushes and the blocking reads) use it rather than redis-py's pool and pipeline, whose
+per-use bookkeeping (a pool checkout with its health check and lock, a task to release the
+connection, metrics) cost more CPU than the round trip itself: about 45 of 70 µs for a
+three-command pipeline, 25 of 40 µs for one command.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,53 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+__all__ = ["Command", "PipelineCoalescer", "RoundTrip"]
+
+#: Idle connections a coalescer keeps for its next flushes; beyond, they go back to the pool.
+_KEEP = 4
+
 #: A command as callers give it: ``(name, args, kwargs)`` of the redis-py method.
 Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+class RoundTrip:
+    """Sends commands of ``client`` (a ``redis.asyncio.Redis``) on a connection the caller
+    holds: one write, then each reply read and parsed by the client (its response callbacks,
+    its decoding). A command Redis rejects gives its ``ResponseError`` in its place; any other
+    failure (or a cancellation) drops the connection, since a reply may be left unread on it,
+    and raises. A dropped connection reconnects when it is used again."""
+
+    __slots__ = ("client", "_recorder")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        # A pipeline only records: it turns each call into its arguments and options, the
+        # same as redis-py sends; it is never executed.
+        self._recorder = client.pipeline(transaction=False)
+
+    async def __call__(self, connection: Any, commands: list[Command]) -> list[Any]:
+        recorder = self._recorder
+        recorder.command_stack = []
+        for command, args, kwargs in commands:
+            getattr(recorder, command)(*args, **kwargs)
+        stack, recorder.command_stack = recorder.command_stack, []
+        parse = self.client.parse_response
+        try:
+            await connection.send_packed_command(connection.pack_commands([args for args, _ in stack]))
+            results: list[Any] = []
+            for args, options in stack:
+                try:
+                    results.append(await parse(connection, args[0], **options))
+                except ResponseError as exc:
+                    results.append(exc)
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        return results
 
 
 @dataclass(slots=True)
@@ -35,15 +85,17 @@ class PipelineCoalescer:
     without coalescing, while the requests that concurrent tasks issue in the same iteration
     (typically all the callers woken by one batch of replies) share one round trip. (A task
     rather than a ``call_soon`` callback that then creates a task: that costs one more loop
-    pass, measurable in the sequential request/reply latency.) A flush of a single command sends
-    it as a plain command, which costs less than a one-command pipeline.
+    pass, measurable in the sequential request/reply latency.)
 
-    Each flush is one ``pipeline(transaction=False)`` executed with ``raise_on_error=False``:
-    a command that fails (a ``ResponseError``) fails only its own caller's future; a connection
-    error or timeout fails every command of that flush (none of them is known to have been
-    applied). Flushes do not wait for each other: a batch is sent while earlier ones are still
-    in flight, on another pooled connection. A caller that gave up (its future cancelled) is
-    skipped when the results arrive; its command may still have been sent.
+    Each flush is one :class:`RoundTrip` on a connection the coalescer leased from the client's
+    pool (kept for the next flushes, up to a few idle ones): a command that fails (a
+    ``ResponseError``) fails only its own caller's future; a connection error or timeout fails
+    every command of that flush (none of them is known to have been applied). A connection
+    error on a connection used before is retried once on a new one (it may be stale after a
+    Redis restart), as redis-py's pool retries. Flushes do not wait for each other: a batch is
+    sent while earlier ones are still in flight, on another connection. A caller that gave up
+    (its future cancelled) is skipped when the results arrive; its command may still have been
+    sent.
 
     ``timeout`` (seconds, the transport's ``op_timeout``) bounds each flush as a whole: waiting
     for a pooled connection, the write and every reply. Past it the flush's callers get a Redis
@@ -53,6 +105,8 @@ class PipelineCoalescer:
     def __init__(self, client: Any, timeout: float | None = None) -> None:
         self.client = client  # a redis.asyncio.Redis (pooled)
         self.timeout = timeout
+        self._trip = RoundTrip(client)
+        self._idle: list[Any] = []  # leased connections waiting for the next flush
         self._pending: list[_Pending] = []
         self._scheduled = False
         self._flushing: set[asyncio.Task[None]] = set()
@@ -120,14 +174,19 @@ class PipelineCoalescer:
             start = end
 
     async def _send(self, commands: list[Command]) -> list[Any]:
-        if len(commands) == 1:  # nothing to share: a plain command costs less than a pipeline
-            command, args, kwargs = commands[0]
+        idle = self._idle
+        reused = bool(idle)
+        connection = idle.pop() if reused else await self.client.connection_pool.get_connection()
+        try:
             try:
-                return [await getattr(self.client, command)(*args, **kwargs)]
-            except ResponseError as exc:  # the command's own error, as a pipeline reports it
-                return [exc]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for command, args, kwargs in commands:
-                getattr(pipe, command)(*args, **kwargs)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
+                return await self._trip(connection, commands)
+            except RedisConnectionError:
+                if not reused:
+                    raise
+                # Dropped by the round trip; it reconnects: once more, as the pool's retry did.
+                return await self._trip(connection, commands)
+        finally:
+            if len(idle) < _KEEP:
+                idle.append(connection)
+            else:
+                await self.client.connection_pool.release(connection)

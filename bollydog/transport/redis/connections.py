@@ -27,7 +27,7 @@ try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError:  # pragma: no cover - exercised by the missing-extra test
     from bollydog.errors import MissingDependencyError
@@ -40,7 +40,7 @@ try:
 except ImportError:  # pragma: no cover - the redis extra brings hiredis
     _hiredis_pack = None
 
-from bollydog.transport.batching import PipelineCoalescer
+from bollydog.transport.batching import PipelineCoalescer, RoundTrip
 from bollydog.transport.redis.options import RedisOptions
 
 __all__ = [
@@ -110,36 +110,47 @@ class Outage:
 
 
 class BlockingReader:
-    """One loop's connection for blocking reads, and the client id that wakes it."""
+    """One loop's connection for blocking reads, and the client id that wakes it.
 
-    __slots__ = ("name", "client", "client_id", "limit")
+    The connection is the reader's own (made by its client's pool, never pooled), used through
+    a :class:`~bollydog.transport.batching.RoundTrip`: no pool checkout, lock or retry per read.
+    """
+
+    __slots__ = ("name", "client", "client_id", "limit", "connection", "_trip")
 
     def __init__(self, name: str, client: Any, limit: float) -> None:
         self.name = name
-        self.client = client  # a single-connection redis.asyncio.Redis
+        self.client = client  # a redis.asyncio.Redis: how commands are built and parsed
+        self.connection: Any = client.connection_pool.make_connection()  # connects on first use
         self.client_id: int | None = None  # learnt on (re)connecting; None: not blocked in a read
         self.limit = limit  # seconds a read may take: its BLOCK plus op_timeout
+        self._trip = RoundTrip(client)
 
     async def read(self, command: str, *args: Any, **kwargs: Any) -> Any:
         """``client.<command>(...)``, a blocking read: learn the connection's id first, so
         that :meth:`Connections.wake` can interrupt it. A read that gets no answer within
         :attr:`limit` (a server gone silent) raises a Redis ``TimeoutError``; its connection
-        is dropped (redis-py disconnects a read cut short) and the next read reconnects."""
+        is dropped and the next read reconnects."""
         try:
             async with asyncio.timeout(self.limit):
                 if self.client_id is None:
-                    self.client_id = int(await self.client.client_id())
-                return await getattr(self.client, command)(*args, **kwargs)
+                    (client_id,) = await self._trip(self.connection, [("client_id", (), {})])
+                    self.client_id = int(client_id)
+                (result,) = await self._trip(self.connection, [(command, args, kwargs)])
         except TimeoutError:
             self.client_id = None
             raise no_answer(self.limit, "block_ms + op_timeout") from None
         except BaseException:
             self.client_id = None  # the connection may be gone; the next read learns the new id
             raise
+        if isinstance(result, ResponseError):
+            raise result
+        return result
 
     async def close(self) -> None:
         self.client_id = None
         try:
+            await self.connection.disconnect()
             await self.client.aclose()
         except NETWORK_ERRORS:  # pragma: no cover - best effort
             pass
@@ -199,7 +210,7 @@ class Connections:
         if reader is None:
             options = self.options
             client = aioredis.Redis.from_url(
-                options.url, single_connection_client=True, decode_responses=True, encoding_errors=encoding_errors,
+                options.url, decode_responses=True, encoding_errors=encoding_errors,
                 socket_connect_timeout=options.op_timeout, socket_timeout=None, retry=Retry(NoBackoff(), 0),
                 **_connection_class(options.url),
             )
