@@ -201,6 +201,10 @@ class DomainConsumer(ReaderService):
                     self.deliver(stream, entry_id, fields)
             backlog = resume or received >= count
             resume = False
+            if received:
+                # Let the deliveries just started take their first step (a fast handler: up to
+                # its reply, written at once) before this loop spends its time on the next read.
+                await asyncio.sleep(0)
 
     def deliver(self, stream: str, entry_id: str, fields: dict[str, str] | None) -> None:
         """Deliver that entry in a task of its own; ``fields`` None: it was deleted from the
