@@ -23,6 +23,39 @@ __all__ = ["Command", "PipelineCoalescer", "RoundTrip"]
 #: Idle connections a coalescer keeps for its next flushes; beyond, they go back to the pool.
 _KEEP = 4
 
+#: Acknowledgements that the callers of one flush share: command -> how many leading arguments
+#: name its target (``XACK stream group``, ``XDEL stream``); the rest are entry ids.
+_MERGEABLE = {"xack": 2, "xdel": 1}
+
+
+def _merge(commands: list[Command]) -> tuple[list[Command], list[int]]:
+    """The commands to send for ``commands``, and where each one's reply is among theirs.
+
+    The XACKs (and XDELs) of one stream become one command carrying every id, sent after the
+    other commands: what Redis does per id is the same, an acknowledgement still follows the
+    reply it goes with, and a flush of 32 replies sends 34 commands, not 96. Each caller gets
+    the shared command's reply (or error) for its own."""
+    sent: list[Command] = []
+    slots: list[int] = []  # >= 0: index in sent; < 0: -1 - index in tail
+    tail: list[tuple[str, tuple[Any, ...], list[Any]]] = []
+    merged: dict[tuple[str, tuple[Any, ...]], int] = {}
+    for command, args, kwargs in commands:
+        width = _MERGEABLE.get(command)
+        if width is None or kwargs:
+            slots.append(len(sent))
+            sent.append((command, args, kwargs))
+            continue
+        key = (command, args[:width])
+        index = merged.get(key)
+        if index is None:
+            index = merged[key] = len(tail)
+            tail.append((command, args[:width], []))
+        tail[index][2].extend(args[width:])
+        slots.append(-1 - index)
+    base = len(sent)
+    sent.extend((command, (*target, *ids), {}) for command, target, ids in tail)
+    return sent, [slot if slot >= 0 else base - 1 - slot for slot in slots]
+
 #: A command as callers give it: ``(name, args, kwargs)`` of the redis-py method.
 Command = tuple[str, tuple[Any, ...], dict[str, Any]]
 
@@ -155,11 +188,17 @@ class PipelineCoalescer:
             await self._execute(batch)
 
     async def _execute(self, batch: list[_Pending]) -> None:
-        commands = batch[0].commands if len(batch) == 1 else [c for item in batch for c in item.commands]
+        slots: list[int] | None = None
+        if len(batch) == 1:
+            commands = batch[0].commands
+        else:
+            commands, slots = _merge([c for item in batch for c in item.commands])
         self._busy += 1
         try:
             async with asyncio.timeout(self.timeout):
                 results = await self._send(commands)
+            if slots is not None:
+                results = [results[slot] for slot in slots]
         except asyncio.CancelledError:
             for item in batch:
                 item.future.cancel()
