@@ -20,6 +20,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["Command", "PipelineCoalescer", "RoundTrip"]
 
+#: A command as callers give it: ``(name, args, kwargs)`` of the redis-py method.
+Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+
 #: Idle connections a coalescer keeps for its next flushes; beyond, they go back to the pool.
 _KEEP = 4
 
@@ -55,9 +58,6 @@ def _merge(commands: list[Command]) -> tuple[list[Command], list[int]]:
     base = len(sent)
     sent.extend((command, (*target, *ids), {}) for command, target, ids in tail)
     return sent, [slot if slot >= 0 else base - 1 - slot for slot in slots]
-
-#: A command as callers give it: ``(name, args, kwargs)`` of the redis-py method.
-Command = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 
 class RoundTrip:
@@ -128,7 +128,7 @@ class PipelineCoalescer:
     pool (kept for the next flushes, up to a few idle ones): a command that fails (a
     ``ResponseError``) fails only its own caller's future; a connection error or timeout fails
     every command of that flush (none of them is known to have been applied). A connection
-    error on a connection used before is retried once on a new one (it may be stale after a
+    error on a connection used before is retried once, reconnected (it may be stale after a
     Redis restart), as redis-py's pool retries. Flushes do not wait for each other: a batch is
     sent while earlier ones are still in flight, on another connection. A caller that gave up
     (its future cancelled) is skipped when the results arrive; its command may still have been

@@ -152,7 +152,7 @@ def decode(fields: dict[str, str]) -> Envelope:
             deadline = float(fields["deadline"])
         except ValueError:
             raise WireError(f"invalid 'deadline' {fields['deadline']!r}: expected unix seconds") from None
-    headers = {k: value for k in _HEADERS_KEPT if (value := get(k))}
+    headers = {k: header for k in _HEADERS_KEPT if (header := get(k))}
     return Envelope(
         name=name, kind=kind, id=get("id") or None, payload=payload, headers=headers,
         reply_to=get("reply_to") or None, deadline=deadline, session=session, partials=get("partials") == "1",

@@ -1,15 +1,14 @@
 """The Redis transport's connections, the blocking readers stop can wake, and reconnect backoff.
 
-One bounded pool serves every command; hot-path writes on it go through a
-:class:`~bollydog.transport.batching.PipelineCoalescer`. ``op_timeout`` bounds each round trip
-as a whole (:meth:`Connections.bounded`, the coalescer's flush, a blocking read), not each
-socket operation: redis-py's ``socket_timeout`` wraps every write in ``asyncio.wait_for`` (a
-task and a loop pass per command) and every reply of a pipeline in a timer of its own, which
-cost the sequential request/reply a tenth of its latency. Each blocking reader (``XREAD`` /
-``XREADGROUP ... BLOCK``) has a connection of its own, whose ``CLIENT ID`` lets a stopping
-service wake it with ``CLIENT UNBLOCK``: cancelling a read in progress is unreliable in redis-py
-(the cancellation can be swallowed by its read timeout), and a read cut short may lose entries
-Redis already handed over. :class:`ReaderService` is the service shape of such a loop.
+One bounded pool serves every command; hot-path writes go through a
+:class:`~bollydog.transport.batching.PipelineCoalescer`, on connections it leases from the pool.
+``op_timeout`` bounds each round trip as a whole (:meth:`Connections.bounded`, the coalescer's
+flush, a blocking read), not each socket operation: redis-py's ``socket_timeout`` (5 s unless
+told otherwise) wraps every write in ``asyncio.wait_for`` (a task and a loop pass per command)
+and every reply in a timer of its own. Each blocking reader (``XREAD`` / ``XREADGROUP ...
+BLOCK``) has a connection of its own, whose ``CLIENT ID`` lets a stopping service wake it with
+``CLIENT UNBLOCK``: a read cut short by a cancellation drops its connection, and may lose
+entries Redis already handed over. :class:`ReaderService` is the service shape of such a loop.
 """
 
 from __future__ import annotations
