@@ -225,6 +225,11 @@ class PipelineCoalescer:
                     future.set_result(results[start])
             start = end
 
+    async def close(self) -> None:
+        """Disconnect the idle connections (used again, they reconnect)."""
+        for connection in self._idle:
+            await connection.disconnect()
+
     async def _send(self, commands: list[Command]) -> list[Any]:
         idle = self._idle
         reused = bool(idle)

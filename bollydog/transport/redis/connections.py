@@ -245,6 +245,7 @@ class Connections:
         for reader in self._readers.values():
             await reader.close()
         try:
+            await self.writes.close()
             await self.client.aclose()
         except NETWORK_ERRORS:  # pragma: no cover - best effort
             pass
