@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 
 from bollydog.context import parse_traceparent
 from bollydog.encoding import jsonable
@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
 VERSION = "1"
 #: Reserved fields bollydog producers send as headers, outside ``payload``.
 _HEADER_FIELDS = ("trace_id", "span_id", "parent_span_id", "created_by", "delivery_count")
+#: The envelope fields :func:`decode` keeps as headers for :func:`build`.
+_HEADERS_KEPT = (*_HEADER_FIELDS, "traceparent", "created_time")
 _PAYLOAD_EXCLUDE: set[str] = set(RESERVED_FIELDS - CLIENT_SETTABLE_FIELDS)
 
 
@@ -119,41 +121,41 @@ def decode(fields: dict[str, str]) -> Envelope:
         for key, value in fields.items():
             if not _is_text(value) or not _is_text(key):
                 raise WireError(f"field {key!r} is not valid UTF-8")
-    version = fields.get("v", VERSION)
+    get = fields.get
+    version = get("v", VERSION)
     if version != VERSION:
         raise WireError(f"unsupported envelope version {version!r} (this consumer reads {VERSION!r})")
-    name = fields.get("name")
+    name = get("name")
     if not name or "." not in name:
         raise WireError(f"missing or invalid 'name' {name!r}: expected 'domain.message'")
-    kind = fields.get("kind") or ""
+    kind = get("kind") or ""
     if kind not in ("", "command", "event"):
         raise WireError(f"invalid 'kind' {kind!r}: expected 'command' or 'event'")
     try:
-        payload = json.loads(fields.get("payload") or "{}")
+        payload = json.loads(get("payload") or "{}")
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep for json
         raise WireError(f"'payload' is not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise WireError(f"'payload' must be a JSON object, got {type(payload).__name__}")
-    forbidden = sorted(k for k in payload if k in _PAYLOAD_EXCLUDE)
-    if forbidden:
+    if not _PAYLOAD_EXCLUDE.isdisjoint(payload):
+        forbidden = sorted(k for k in payload if k in _PAYLOAD_EXCLUDE)
         raise WireError(f"'payload' sets reserved fields {forbidden}: send them as envelope fields")
     session = None
-    if fields.get("session"):
+    if get("session"):
         try:
             session = Session.model_validate_json(fields["session"])
         except ValidationError as exc:
             raise WireError(f"invalid 'session': {exc.errors(include_url=False)[0]['msg']}") from None
     deadline = None
-    if fields.get("deadline"):
+    if get("deadline"):
         try:
             deadline = float(fields["deadline"])
         except ValueError:
             raise WireError(f"invalid 'deadline' {fields['deadline']!r}: expected unix seconds") from None
-    headers = {k: fields[k] for k in (*_HEADER_FIELDS, "traceparent", "created_time") if fields.get(k)}
+    headers = {k: header for k in _HEADERS_KEPT if (header := get(k))}
     return Envelope(
-        name=name, kind=kind, id=fields.get("id") or None, payload=payload, headers=headers,
-        reply_to=fields.get("reply_to") or None, deadline=deadline, session=session,
-        partials=fields.get("partials") == "1",
+        name=name, kind=kind, id=get("id") or None, payload=payload, headers=headers,
+        reply_to=get("reply_to") or None, deadline=deadline, session=session, partials=get("partials") == "1",
     )
 
 
@@ -227,7 +229,14 @@ def _dumps(value: Any) -> str:
 
     Non-ASCII text is written as itself; a lone surrogate (``"\\ud800"``, which JSON input can
     carry but UTF-8 cannot) makes the whole text fall back to ``\\u`` escapes, still valid JSON.
+    Written by pydantic-core, several times faster than ``json.dumps`` on text (0.4 against
+    1.8 ms for a 1 MB string), the same JSON but for the exponent of small floats (``1e-7``
+    where ``json.dumps`` writes ``1e-07``); ``json.dumps`` for what it cannot write.
     """
+    try:
+        return to_json(value, inf_nan_mode="constants").decode()
+    except PydanticSerializationError:  # a lone surrogate: not UTF-8
+        pass
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     if not text.isascii():
         try:

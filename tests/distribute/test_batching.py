@@ -29,7 +29,7 @@ def count_flushes(coalescer: PipelineCoalescer) -> list[int]:
     execute = coalescer._execute
 
     async def counting(batch):
-        sizes.append(len(batch))
+        sizes.append(sum(len(item.commands) for item in batch))  # commands, not callers
         await execute(batch)
 
     coalescer._execute = counting
@@ -119,3 +119,32 @@ async def test_a_cancelled_run_sends_none_of_its_commands(redis_url, prefix, raw
         await task
     await asyncio.sleep(0.1)
     assert (await raw.exists(f"{prefix}:reply"), await raw.exists(f"{prefix}:ack")) == (0, 0)
+
+
+async def test_the_acknowledgements_of_one_flush_share_one_xack_and_one_xdel(redis_url, prefix, raw):
+    stream, group, replies = f"{prefix}:s", "g", f"{prefix}:replies"
+    await raw.xgroup_create(stream, group, id="0", mkstream=True)
+    for i in range(5):
+        await raw.xadd(stream, {"n": str(i)})
+    [(_, entries)] = await raw.xreadgroup(group, "c", {stream: ">"}, count=10)
+    coalescer = PipelineCoalescer(raw)
+    sent: list[list] = []
+    send = coalescer._send
+
+    async def recording(commands):
+        sent.append([(name, args) for name, args, _ in commands])
+        return await send(commands)
+
+    coalescer._send = recording
+    results = await asyncio.gather(*(
+        coalescer.run(("xadd", (replies, {"id": entry_id}), {}), ("xack", (stream, group, entry_id), {}),
+                      ("xdel", (stream, entry_id), {}))
+        for entry_id, _ in entries
+    ))
+    ids = [entry_id for entry_id, _ in entries]
+    assert len(sent) == 1  # one round trip ...
+    assert [name for name, _ in sent[0]] == ["xadd"] * 5 + ["xack", "xdel"]  # ... acknowledgements last
+    assert sent[0][5] == ("xack", (stream, group, *ids)) and sent[0][6] == ("xdel", (stream, *ids))
+    assert [r[1:] for r in results] == [[5, 5]] * 5  # every caller gets the shared replies
+    assert (await raw.xpending(stream, group))["pending"] == 0
+    assert await raw.xlen(stream) == 0 and await raw.xlen(replies) == 5

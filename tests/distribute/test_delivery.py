@@ -200,3 +200,39 @@ async def test_redis_unreachable_fails_fast(prefix):
         assert time.monotonic() - started < 1.5
         with pytest.raises(TransportError):
             await front.execute(calc.Noted(text="lost"))
+
+
+async def test_a_silent_redis_fails_requests_within_op_timeout(prefix):
+    """A server that accepts connections and never answers: op_timeout bounds each round trip."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from bollydog.transport.redis.connections import BlockingReader, Connections
+    from bollydog.transport.redis.options import RedisOptions
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        while await reader.read(65536):
+            pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
+    try:
+        async with process(url, prefix, [], op_timeout=0.3, block_ms=100) as front:
+            started = time.monotonic()
+            with pytest.raises(TransportError, match=r"no answer from Redis within 0\.3s \(op_timeout\)"):
+                await front.execute(calc.Add(a=1, b=2, expire_time=5))
+            assert time.monotonic() - started < 1.0
+        connections = Connections(RedisOptions(url=url, op_timeout=0.3, block_ms=100))
+        reader: BlockingReader = connections.reader("test")
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError, match=r"no answer from Redis within 0\.4s \(block_ms \+ op_timeout\)"):
+            await reader.read("xread", {f"{prefix}:s": "0"}, block=100)
+        assert time.monotonic() - started < 1.0 and reader.client_id is None
+        await connections.close()
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -381,7 +381,9 @@ class TransportContract:
             with caplog.at_level(logging.ERROR, logger="bollydog.transport"):
                 source = await deployment.inject("calc", {"name": "calc.nosuch", "payload": "{}"})
                 (letter,) = await eventually(lambda: _count(worker.transport.dead_letters(), 1))
-        assert letter["dl_entry"] == source and letter["dl_id"] != source
+        # Two ids of two streams: equal when both entries were added in the same millisecond
+        # (a fast consumer), and then the line below cannot tell them apart; usually they differ.
+        assert letter["dl_entry"] == source
         (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter ")]
         assert line.startswith(f"dead letter {letter['dl_id']} (was entry {source} of ")
         assert await worker.transport.replay([letter["dl_id"]]) == [letter["dl_id"]]

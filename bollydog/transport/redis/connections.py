@@ -1,18 +1,23 @@
 """The Redis transport's connections, the blocking readers stop can wake, and reconnect backoff.
 
-One bounded pool serves every command; hot-path writes on it go through a
-:class:`~bollydog.transport.batching.PipelineCoalescer`. Each blocking reader (``XREAD`` /
-``XREADGROUP ... BLOCK``) has a connection of its own, whose ``CLIENT ID`` lets a stopping
-service wake it with ``CLIENT UNBLOCK``: cancelling a read in progress is unreliable in redis-py
-(the cancellation can be swallowed by its read timeout), and a read cut short may lose entries
-Redis already handed over. :class:`ReaderService` is the service shape of such a loop.
+One bounded pool serves every command; hot-path writes go through a
+:class:`~bollydog.transport.batching.PipelineCoalescer`, on connections it leases from the pool.
+``op_timeout`` bounds each round trip as a whole (:meth:`Connections.bounded`, the coalescer's
+flush, a blocking read), not each socket operation: redis-py's ``socket_timeout`` (5 s unless
+told otherwise) wraps every write in ``asyncio.wait_for`` (a task and a loop pass per command)
+and every reply in a timer of its own. Each blocking reader (``XREAD`` / ``XREADGROUP ...
+BLOCK``) has a connection of its own, whose ``CLIENT ID`` lets a stopping service wake it with
+``CLIENT UNBLOCK``: a read cut short by a cancellation drops its connection, and may lose
+entries Redis already handed over. :class:`ReaderService` is the service shape of such a loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from mode import Service
@@ -21,7 +26,8 @@ try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError, ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError:  # pragma: no cover - exercised by the missing-extra test
     from bollydog.errors import MissingDependencyError
 
@@ -33,10 +39,12 @@ try:
 except ImportError:  # pragma: no cover - the redis extra brings hiredis
     _hiredis_pack = None
 
-from bollydog.transport.batching import PipelineCoalescer
+from bollydog.transport.batching import PipelineCoalescer, RoundTrip
 from bollydog.transport.redis.options import RedisOptions
 
-__all__ = ["ENTRY_ERRORS", "NETWORK_ERRORS", "Backoff", "BlockingReader", "Connections", "Outage", "ReaderService"]
+__all__ = [
+    "ENTRY_ERRORS", "NETWORK_ERRORS", "Backoff", "BlockingReader", "Connections", "Outage", "ReaderService", "no_answer",
+]
 
 log = logging.getLogger("bollydog.transport.redis")
 
@@ -46,6 +54,11 @@ ENTRY_ERRORS = "surrogateescape"
 
 #: What a lost or unreachable server raises.
 NETWORK_ERRORS = (RedisError, OSError)
+
+
+def no_answer(seconds: float, option: str = "op_timeout") -> RedisTimeoutError:
+    """The error of a round trip that got no answer in time (a :data:`NETWORK_ERRORS` one)."""
+    return RedisTimeoutError(f"no answer from Redis within {seconds}s ({option})")
 
 
 class Backoff:
@@ -96,29 +109,47 @@ class Outage:
 
 
 class BlockingReader:
-    """One loop's connection for blocking reads, and the client id that wakes it."""
+    """One loop's connection for blocking reads, and the client id that wakes it.
 
-    __slots__ = ("name", "client", "client_id")
+    The connection is the reader's own (made by its client's pool, never pooled), used through
+    a :class:`~bollydog.transport.batching.RoundTrip`: no pool checkout, lock or retry per read.
+    """
 
-    def __init__(self, name: str, client: Any) -> None:
+    __slots__ = ("name", "client", "client_id", "limit", "connection", "_trip")
+
+    def __init__(self, name: str, client: Any, limit: float) -> None:
         self.name = name
-        self.client = client  # a single-connection redis.asyncio.Redis
+        self.client = client  # a redis.asyncio.Redis: how commands are built and parsed
+        self.connection: Any = client.connection_pool.make_connection()  # connects on first use
         self.client_id: int | None = None  # learnt on (re)connecting; None: not blocked in a read
+        self.limit = limit  # seconds a read may take: its BLOCK plus op_timeout
+        self._trip = RoundTrip(client)
 
     async def read(self, command: str, *args: Any, **kwargs: Any) -> Any:
         """``client.<command>(...)``, a blocking read: learn the connection's id first, so
-        that :meth:`Connections.wake` can interrupt it."""
-        if self.client_id is None:
-            self.client_id = int(await self.client.client_id())
+        that :meth:`Connections.wake` can interrupt it. A read that gets no answer within
+        :attr:`limit` (a server gone silent) raises a Redis ``TimeoutError``; its connection
+        is dropped and the next read reconnects."""
         try:
-            return await getattr(self.client, command)(*args, **kwargs)
+            async with asyncio.timeout(self.limit):
+                if self.client_id is None:
+                    (client_id,) = await self._trip(self.connection, [("client_id", (), {})])
+                    self.client_id = int(client_id)
+                (result,) = await self._trip(self.connection, [(command, args, kwargs)])
+        except TimeoutError:
+            self.client_id = None
+            raise no_answer(self.limit, "block_ms + op_timeout") from None
         except BaseException:
             self.client_id = None  # the connection may be gone; the next read learns the new id
             raise
+        if isinstance(result, ResponseError):
+            raise result
+        return result
 
     async def close(self) -> None:
         self.client_id = None
         try:
+            await self.connection.disconnect()
             await self.client.aclose()
         except NETWORK_ERRORS:  # pragma: no cover - best effort
             pass
@@ -156,6 +187,8 @@ class Connections:
         self.options = options
         # A bounded pool: beyond max_connections commands wait (op_timeout at most) for a free
         # connection. One quick retry: a pooled connection may be stale after a Redis restart.
+        # socket_timeout=None (redis-py's default is 5s): op_timeout bounds each round trip
+        # instead (see the module doc).
         # encoding_errors="surrogateescape" (here and on the consumers' readers): an entry that
         # is not UTF-8 is read, not a UnicodeDecodeError out of the read loops, with its invalid
         # bytes kept as lone surrogates, so that the envelope check (wire.decode) dead-letters it
@@ -163,10 +196,10 @@ class Connections:
         pool = aioredis.BlockingConnectionPool.from_url(
             options.url, max_connections=options.max_connections, timeout=options.op_timeout,
             decode_responses=True, encoding_errors=ENTRY_ERRORS, socket_connect_timeout=options.op_timeout,
-            socket_timeout=options.op_timeout, retry=Retry(NoBackoff(), 1), **_connection_class(options.url),
+            socket_timeout=None, retry=Retry(NoBackoff(), 1), **_connection_class(options.url),
         )
         self.client: Any = aioredis.Redis.from_pool(pool)
-        self.writes = PipelineCoalescer(self.client)
+        self.writes = PipelineCoalescer(self.client, options.op_timeout)
         self._readers: dict[str, BlockingReader] = {}
 
     def reader(self, name: str, encoding_errors: str = ENTRY_ERRORS) -> BlockingReader:
@@ -176,12 +209,22 @@ class Connections:
         if reader is None:
             options = self.options
             client = aioredis.Redis.from_url(
-                options.url, single_connection_client=True, decode_responses=True, encoding_errors=encoding_errors,
-                socket_connect_timeout=options.op_timeout, socket_timeout=options.block + options.op_timeout,
-                retry=Retry(NoBackoff(), 0), **_connection_class(options.url),
+                options.url, decode_responses=True, encoding_errors=encoding_errors,
+                socket_connect_timeout=options.op_timeout, socket_timeout=None, retry=Retry(NoBackoff(), 0),
+                **_connection_class(options.url),
             )
-            reader = self._readers[name] = BlockingReader(name, client)
+            reader = self._readers[name] = BlockingReader(name, client, options.block + options.op_timeout)
         return reader
+
+    @contextlib.asynccontextmanager
+    async def bounded(self) -> AsyncIterator[None]:
+        """Bound the round trips inside to ``op_timeout`` (a Redis ``TimeoutError`` past it):
+        what redis-py's socket timeout did for each command of the pool."""
+        try:
+            async with asyncio.timeout(self.options.op_timeout):
+                yield
+        except TimeoutError:
+            raise no_answer(self.options.op_timeout) from None
 
     async def wake(self, *readers: BlockingReader) -> None:
         """Interrupt the blocking reads of ``readers`` (``CLIENT UNBLOCK``); best effort."""
@@ -202,6 +245,7 @@ class Connections:
         for reader in self._readers.values():
             await reader.close()
         try:
+            await self.writes.close()
             await self.client.aclose()
         except NETWORK_ERRORS:  # pragma: no cover - best effort
             pass

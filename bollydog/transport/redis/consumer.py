@@ -98,7 +98,8 @@ class RedisDelivery(Deliverer):
 
     async def recall(self, dedup_key: str) -> tuple[bool, dict[str, str] | None]:
         try:
-            cached = await self.connections.client.get(dedup_key)
+            async with self.connections.bounded():
+                cached = await self.connections.client.get(dedup_key)
         except NETWORK_ERRORS:
             return False, None
         if cached is None:
@@ -143,7 +144,8 @@ class DomainConsumer(ReaderService):
         for stream in self.streams:
             try:
                 # From id 0: entries produced before any consumer existed are consumed too.
-                await self.connections.client.xgroup_create(stream, self.domain, id="0", mkstream=True)
+                async with self.connections.bounded():
+                    await self.connections.client.xgroup_create(stream, self.domain, id="0", mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -199,6 +201,10 @@ class DomainConsumer(ReaderService):
                     self.deliver(stream, entry_id, fields)
             backlog = resume or received >= count
             resume = False
+            if received:
+                # Let the deliveries just started take their first step (a fast handler: up to
+                # its reply, written at once) before this loop spends its time on the next read.
+                await asyncio.sleep(0)
 
     def deliver(self, stream: str, entry_id: str, fields: dict[str, str] | None) -> None:
         """Deliver that entry in a task of its own; ``fields`` None: it was deleted from the

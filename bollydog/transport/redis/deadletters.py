@@ -37,7 +37,7 @@ class RedisDeadLetters:
         the dead letter's id, or None when Redis could not be reached (the entry stays pending)."""
         options = self.options
         try:
-            async with self.connections.client.pipeline(transaction=False) as pipe:
+            async with self.connections.bounded(), self.connections.client.pipeline(transaction=False) as pipe:
                 pipe.xadd(self.keys.deadletter, letter, maxlen=options.deadletter_maxlen, approximate=True)
                 if reply_to and reply is not None:
                     pipe.xadd(reply_to, reply, maxlen=options.reply_maxlen, approximate=True)
@@ -53,7 +53,8 @@ class RedisDeadLetters:
     async def read(self, count: int = 100) -> list[dict[str, str]]:
         """The oldest ``count`` dead letters: their fields plus ``dl_id`` (the entry id)."""
         try:
-            entries = await self.connections.client.xrange(self.keys.deadletter, count=count)
+            async with self.connections.bounded():
+                entries = await self.connections.client.xrange(self.keys.deadletter, count=count)
         except NETWORK_ERRORS as exc:
             raise TransportError(f"cannot read dead letters from Redis ({self.options.url}): {exc}") from exc
         # For display: bytes that are not UTF-8 (kept as they came, see connections.ENTRY_ERRORS) as U+FFFD.
@@ -65,14 +66,16 @@ class RedisDeadLetters:
         wanted = None if ids is None else set(ids)
         replayed: list[str] = []
         try:
-            for entry_id, fields in await client.xrange(self.keys.deadletter):
+            async with self.connections.bounded():
+                letters = await client.xrange(self.keys.deadletter)
+            for entry_id, fields in letters:
                 if wanted is not None and entry_id not in wanted:
                     continue
                 stream = fields.get("dl_stream")
                 if not stream:
                     continue
                 original = {k: v for k, v in fields.items() if not k.startswith("dl_")}
-                async with client.pipeline(transaction=True) as pipe:
+                async with self.connections.bounded(), client.pipeline(transaction=True) as pipe:
                     pipe.xadd(stream, original, maxlen=self.options.maxlen, approximate=True)
                     pipe.xdel(self.keys.deadletter, entry_id)
                     await pipe.execute()

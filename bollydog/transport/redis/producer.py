@@ -59,10 +59,10 @@ class RedisProducer(Requester):
 
     async def send(self, message: BaseMessage, domain: str, fields: dict[str, str]) -> None:
         try:
-            await self.connections.writes.submit(
-                "xadd", self.keys.stream(domain, self.options.band(message.priority)), fields,
-                maxlen=self.options.maxlen, approximate=True,
-            )
+            await self.connections.writes.run((
+                "xadd", (self.keys.stream(domain, self.options.band(message.priority)), fields),
+                {"maxlen": self.options.maxlen, "approximate": True},
+            ))
         except NETWORK_ERRORS as exc:
             raise self._send_error(message, domain, exc) from exc
 
@@ -113,7 +113,8 @@ class ReplyReader(ReaderService):
                 response = await self.reader.read("xread", {key: last}, count=512, block=options.block_ms)
                 if loop.time() - refreshed > _REFRESH_EVERY:
                     refreshed = loop.time()
-                    await self.connections.client.expire(key, _REPLY_TTL)
+                    async with self.connections.bounded():
+                        await self.connections.client.expire(key, _REPLY_TTL)
             except NETWORK_ERRORS as exc:
                 if self.stopping():
                     return
@@ -126,7 +127,13 @@ class ReplyReader(ReaderService):
                 continue
             backoff.reset()
             outage.recovered()
+            received = False
             for _, entries in response or ():
                 for entry_id, fields in entries:
                     last = entry_id
+                    received = True
                     producer.receive(fields)
+            if received:
+                # The callers just answered resume (and send their next requests) before this
+                # loop spends its time on the next read.
+                await asyncio.sleep(0)

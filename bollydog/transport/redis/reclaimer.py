@@ -51,7 +51,8 @@ class Reclaimer(Service):
         async for _ in self.itertimer(self.tick, name=f"bollydog-redis-upkeep-{consumer.domain}"):
             try:
                 if consumer.hub.accepting and not consumer.should_stop:
-                    await consumer.liveness.announce(consumer.connections.client, [consumer.domain])
+                    async with consumer.connections.bounded():
+                        await consumer.liveness.announce(consumer.connections.client, [consumer.domain])
                 await self._touch()
                 if time.monotonic() >= next_claim and not consumer.should_stop:
                     next_claim = time.monotonic() + interval
@@ -64,9 +65,10 @@ class Reclaimer(Service):
         consumer = self.consumer
         stale = consumer.inflight.stale(consumer.domain, consumer.options.claim_idle / 3)
         for stream, ids in stale.items():
-            await consumer.connections.client.xclaim(
-                stream, consumer.domain, consumer.keys.consumer, 0, ids, justid=True
-            )
+            async with consumer.connections.bounded():
+                await consumer.connections.client.xclaim(
+                    stream, consumer.domain, consumer.keys.consumer, 0, ids, justid=True
+                )
 
     async def _claim(self, stream: str) -> None:
         consumer = self.consumer
@@ -74,16 +76,20 @@ class Reclaimer(Service):
         domain, name = consumer.domain, consumer.keys.consumer
         start = "0-0"
         while not consumer.should_stop and len(inflight) < options.concurrency:
-            response = await client.xautoclaim(
-                stream, domain, name, int(options.claim_idle * 1000), start_id=start, count=inflight.room(options.batch)
-            )
+            async with consumer.connections.bounded():
+                response = await client.xautoclaim(
+                    stream, domain, name, int(options.claim_idle * 1000), start_id=start,
+                    count=inflight.room(options.batch),
+                )
             start = response[0]
             claimed = [(i, f) for i, f in response[1] if not inflight.holds(stream, i)]
             if claimed:
                 ids = [i for i, _ in claimed]
-                pending = await client.xpending_range(
-                    stream, domain, min=ids[0], max=ids[-1], count=len(ids) + len(inflight) + 16, consumername=name,
-                )
+                async with consumer.connections.bounded():
+                    pending = await client.xpending_range(
+                        stream, domain, min=ids[0], max=ids[-1], count=len(ids) + len(inflight) + 16,
+                        consumername=name,
+                    )
                 deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
                 for entry_id, fields in claimed:
                     times = deliveries.get(entry_id, 1)
