@@ -60,7 +60,8 @@ class _Front:
     anything else through the Starlette app; and it keeps the running requests (in
     ``requests``), so that a shutdown past its grace period can cut them.
 
-    Straight, because a message route's path is a fixed string: one dict lookup finds it where
+    Straight, because a message route's path is a fixed string (aliases take no parameters,
+    and no two routes share a path: :func:`build_routes`): one dict lookup finds it where
     Starlette would run its two middleware layers, match the path against every route in turn
     and wrap the endpoint twice more, about a third of the time of a trivial request. What
     the lookup does not find (another method, an unknown path, a trailing slash, a request
@@ -207,9 +208,7 @@ class HttpService(Entrypoint):
             for path in spec.paths:
                 routes.append(MessageRoute(path, endpoint.handle, methods=spec.methods, name=f"{spec.key}:{path}"))
                 direct[path] = _Direct(frozenset(spec.methods), endpoint)
-        # A path parameter in an alias (`/count/{n}`) could match another route's fixed path
-        # before it, in Starlette's order: then every request takes Starlette's router.
-        self._direct = {} if any("{" in path for path in direct) else direct
+        self._direct = direct
         routes.append(Route("/_bollydog/messages/{iid}", self._outcome, methods=["GET"]))
         routes.append(Route("/_bollydog/reload", self._reload_status, methods=["GET"]))
         if self.settings.openapi:

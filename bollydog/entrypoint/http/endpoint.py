@@ -29,6 +29,7 @@ from bollydog.context import current_session, format_traceparent, parse_tracepar
 from bollydog.entrypoint.http.responses import (
     JSON,
     RequestError,
+    ResultResponse,
     error_response,
     json_response,
 )
@@ -51,6 +52,14 @@ def message_headers(message: "BaseMessage") -> dict[str, str]:
         "traceparent": format_traceparent(message.trace_id, message.span_id),
         "x-bollydog-message-id": message.iid,
     }
+
+
+def raw_message_headers(message: "BaseMessage") -> list[tuple[bytes, bytes]]:
+    """:func:`message_headers` as the raw (bytes) headers of an ASGI response."""
+    return [
+        (b"traceparent", format_traceparent(message.trace_id, message.span_id).encode("latin-1")),
+        (b"x-bollydog-message-id", message.iid.encode("latin-1")),
+    ]
 
 
 def _multi_dict(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -227,7 +236,7 @@ class MessageEndpoint:
             if spec.debouncer is not None:
                 return await self._debounced(spec.debouncer, message, session.username)
             result = await run(service.hub, message)
-            return Response(dumps(result), 200, message_headers(message), JSON)
+            return ResultResponse(dumps(result), raw_message_headers(message))
         except Exception as exc:
             headers = message_headers(message) if message is not None else None
             return error_response(
@@ -258,7 +267,7 @@ class MessageEndpoint:
         await self.service.hub.put_message(message)  # refused: nobody joins it
         debouncer.start(key, message)
         result = await outcome(message)
-        return Response(dumps(result), 200, message_headers(message), JSON)
+        return ResultResponse(dumps(result), raw_message_headers(message))
 
     async def _stream(self, message: "BaseMessage") -> Response:
         # Admitted here, before the response starts: a refusal is a plain 503.

@@ -32,7 +32,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, cast
 
-import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -131,8 +130,8 @@ class _Bounded:
     """The head deadline and the connection cap, over one of uvicorn's HTTP protocols.
 
     It relies on what both of uvicorn's HTTP protocols have: ``config``, ``connections``,
-    ``transport``, ``cycle``, ``loop`` and the ``connection_made`` / ``data_received`` /
-    ``on_response_complete`` callbacks. The deadline itself is enforced by the server's
+    ``transport``, ``cycle`` (the request being answered, from its head on), ``loop`` and the
+    ``connection_made`` / ``data_received`` / ``on_response_complete`` callbacks. The deadline itself is enforced by the server's
     :class:`HeadSweep`, which reads ``_armed_at``.
     """
 
@@ -174,6 +173,9 @@ class _Bounded:
     def _head_expired(self) -> None:
         """Called by the sweep: the head deadline passed."""
         self._armed_at = _DISARMED
+        # Nothing marks a head's end: a request whose head arrived has a cycle being answered
+        # (its body may still come: it is not under the deadline), and its response's end
+        # arms the deadline again. An upgraded connection has left the server's set.
         if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
             return
         if self._head_bytes:
@@ -193,12 +195,7 @@ class _Bounded:
 
 
 class _BoundedH11(_Bounded, H11Protocol):
-    conn: h11.Connection
-
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self._armed_at != _DISARMED and self.conn.their_state is not h11.IDLE:
-            self._armed_at = _DISARMED  # a request head arrived (or the connection switched protocol)
+    pass
 
 
 @functools.cache
@@ -210,9 +207,7 @@ def http_protocol() -> type[asyncio.Protocol]:
         return _BoundedH11
 
     class BoundedHttpTools(_Bounded, HttpToolsProtocol):
-        def on_headers_complete(self) -> None:
-            self._armed_at = _DISARMED  # the head is complete (a WebSocket handshake too)
-            super().on_headers_complete()
+        pass
 
     return BoundedHttpTools
 
