@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from bollydog.models.base import BaseMessage
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+#: The methods whose fields come from the query string only.
+_QUERY_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
 
 def message_headers(message: "BaseMessage") -> dict[str, str]:
@@ -110,7 +112,7 @@ async def read_fields(request: Request, limit: int) -> tuple[dict[str, Any], boo
     """The message fields of a request and whether they arrived as text (``strings``)."""
     query = request.scope.get("query_string", b"")
     fields = query_fields(query) if query else {}
-    if request.method in ("GET", "HEAD", "DELETE"):
+    if request.method in _QUERY_METHODS:
         return fields, True
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # The body is read (within ``limit``) before any parsing, forms included.
@@ -204,10 +206,15 @@ class MessageEndpoint:
             if spec.limiter is not None:
                 client = session.username or (request.client.host if request.client else "-")
                 spec.limiter.check(client)
-            fields, textual = await read_fields(request, service.max_body_size)
+            scope = request.scope
+            if scope["method"] in _QUERY_METHODS:  # no body to read: no coroutine to await
+                query = scope.get("query_string", b"")
+                fields, textual = (query_fields(query) if query else {}), True
+            else:
+                fields, textual = await read_fields(request, service.max_body_size)
             # One pass over the raw headers: Starlette's lookup raises and catches a KeyError
             # for each absent one, and most requests carry none of these.
-            raw_headers = dict(request.scope["headers"])
+            raw_headers = dict(scope["headers"])
             raw_qos = raw_headers.get(b"x-bollydog-qos")
             if raw_qos is not None:
                 qos_header = raw_qos.decode("latin-1")
@@ -221,16 +228,19 @@ class MessageEndpoint:
                 fields.setdefault("qos", qos_header)
             session_token = current_session.set(session)
             traceparent = raw_headers.get(b"traceparent")
-            parent_token = remote_parent.set(parse_traceparent(traceparent.decode("latin-1")) if traceparent else None)
-            try:
-                message = spec.message.from_input(fields, strings=textual)
-            finally:
-                remote_parent.reset(parent_token)
+            if traceparent is None and remote_parent.get() is None:
+                message = spec.message.from_input(fields, strings=textual)  # a trace of its own
+            else:
+                parent_token = remote_parent.set(parse_traceparent(traceparent.decode("latin-1")) if traceparent else None)
+                try:
+                    message = spec.message.from_input(fields, strings=textual)
+                finally:
+                    remote_parent.reset(parent_token)
             # From here on the hub reports what goes wrong with the message (a handler's
             # failure is logged once, by the hub); a refusal is answered, not logged.
             admitted = True
             if message.qos == 0:
-                return await self._fire_and_forget(message, request.scope.get("root_path", ""))
+                return await self._fire_and_forget(message, scope.get("root_path", ""))
             if b"text/event-stream" in raw_headers.get(b"accept", b""):
                 return await self._stream(message)
             if spec.debouncer is not None:
