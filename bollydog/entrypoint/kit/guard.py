@@ -19,6 +19,9 @@ subclasses here, which add:
   it (a header line over its 8 KiB limit: 431) was never answered by uvicorn, which only
   writes answers to requests the library parsed; the client hung. It gets the library's
   answer and the connection is closed;
+* **one send per response**: the connection's transport is a
+  :class:`~bollydog.entrypoint.kit.coalesce.CoalescingTransport`, so a response's head and
+  body (two writes of uvicorn's) leave in one system call;
 * **an abort hook** for the WebSocket entrypoint: the scope of an accepted socket carries
   :data:`ABORT`, the transport's ``abort``, to drop a client that stopped reading (its close
   frame can no longer be written: the send buffer is full).
@@ -36,6 +39,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bollydog.encoding import dumps
+from bollydog.entrypoint.kit.coalesce import CoalescingTransport
 
 __all__ = ["ABORT", "HeadSweep", "Limits", "head_sweep", "http_protocol", "websocket_protocol"]
 
@@ -146,7 +150,8 @@ class _Bounded:
     _refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[misc]
+        # One send per response, not uvicorn's two (its head, then its body): see coalesce.py.
+        super().connection_made(CoalescingTransport(cast(asyncio.Transport, transport), self.loop))  # type: ignore[misc]
         limits = cast(Config, self.config).limits
         if limits.max_connections is not None and len(self.connections) > limits.max_connections:
             self._refuse(limits)
