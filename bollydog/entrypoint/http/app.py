@@ -63,10 +63,10 @@ class _Front:
     Straight, because a message route's path is a fixed string (aliases take no parameters,
     and no two routes share a path: :func:`build_routes`): one dict lookup finds it where
     Starlette would run its two middleware layers, match the path against every route in turn
-    and wrap the endpoint twice more, about a third of the time of a trivial request. What
-    the lookup does not find (another method, an unknown path, a trailing slash, a request
-    below a host's mount point) takes the Starlette path and gets its answer: 405 with
-    ``Allow``, 404 naming the route, the built-in routes.
+    and wrap the endpoint twice more, a third of the application's own time for a trivial
+    request. What the lookup does not find (another method, an unknown path, a trailing
+    slash, a request below a host's mount point) takes the Starlette path and gets its
+    answer: 405 with ``Allow``, 404 naming the route, the built-in routes.
 
     A request cancelled while the service stops (by the cut, or by uvicorn's own
     ``timeout_graceful_shutdown``) is answered 503 (or, if its response had started, ended)

@@ -2,8 +2,9 @@
 
 uvicorn's HTTP protocols write a response in two calls, its head at ``http.response.start``
 and its body at ``http.response.body``; the transport sends each at once, so every small
-response costs two ``send`` system calls and, with ``TCP_NODELAY``, two TCP segments. On the
-loopback that second call is about a sixth of a trivial request's whole cost. The protocols
+response costs two ``send`` system calls and, with ``TCP_NODELAY``, two TCP segments (and
+the client's work for each). Sending it in one cut the server's CPU per trivial request by
+about a fifth on the loopback (``benchmarks/http.py``, both ends on one machine). The protocols
 of :mod:`.guard` give uvicorn this transport instead: a write is kept until the end of the
 current turn of the loop (one ``call_soon``), then everything kept is sent in one call. A
 large write (over :data:`DIRECT`), a close or an end of file sends what is kept first, so the
