@@ -116,4 +116,3 @@ async def test_a_trailing_slash_is_a_json_404_naming_the_route(client):
     assert "without the trailing slash" in body["message"]
     r = await client.get("/demo/svc/nothing/", follow_redirects=False)
     assert r.status_code == 404 and "trailing slash" not in r.json()["message"]
-
