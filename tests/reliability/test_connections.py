@@ -132,3 +132,75 @@ async def test_the_h11_protocol_has_the_same_bounds(monkeypatch: pytest.MonkeyPa
         assert (await answer(served.http.port, HEAD + b"\r\n")).startswith(b"HTTP/1.1 503 ")
         for _, writer in idle:
             writer.close()
+
+
+async def test_the_408_comes_between_header_timeout_and_a_quarter_more() -> None:
+    # One sweep per server, a quarter of header_timeout apart: never early, at most T/4 late.
+    async with serving(http={"header_timeout": 0.8}) as served:
+        results = await asyncio.gather(*(trickle(served.http.port, HEAD, every=0.05) for _ in range(8)))
+    for data, lasted in results:
+        assert data.startswith(b"HTTP/1.1 408 ")
+        assert 0.8 <= lasted < 0.8 * 1.25 + 0.15  # the slack: loop turns and the client's own read
+
+
+async def test_an_upgraded_websocket_outlives_the_head_deadline() -> None:
+    async with serving(ws={"header_timeout": 0.4}) as served:
+        async with connect(served.ws.url) as client:
+            await asyncio.sleep(1.0)  # several sweeps: the handshake ended the deadline
+            await client.send(json.dumps({"type": "ping", "id": 2}))
+            assert json.loads(await asyncio.wait_for(client.recv(), 5)) == {"type": "pong", "id": 2}
+
+
+async def test_a_request_arms_no_timer_and_the_sweep_stops_with_the_server() -> None:
+    from bollydog.entrypoint.kit import guard
+
+    async with serving(http={"header_timeout": 0.4}) as served:
+        server = served.http.site._serving.server  # type: ignore[attr-defined]
+        sweep = server.sweep
+        assert isinstance(sweep, guard.HeadSweep) and sweep.interval == pytest.approx(0.1)
+        loop = asyncio.get_running_loop()
+        timers = 0
+        call_later = loop.call_later
+
+        def counting(delay: float, callback: object, *args: object) -> asyncio.TimerHandle:
+            nonlocal timers
+            # A timer of the guard's own (uvicorn's keep-alive timer is uvicorn's), not the sweep's.
+            defined_in = getattr(getattr(callback, "__func__", callback), "__module__", None)
+            if defined_in == guard.__name__ and getattr(callback, "__self__", None) is not sweep:
+                timers += 1
+            return call_later(delay, callback, *args)  # type: ignore[arg-type]
+
+        async with httpx.AsyncClient(base_url=served.http.url) as client:
+            loop.call_later = counting  # type: ignore[method-assign]
+            try:
+                for _ in range(5):  # keep-alive: five heads on one connection
+                    assert (await client.post(served.path("echo"), json={"text": "hi"})).status_code == 200
+            finally:
+                del loop.call_later  # type: ignore[method-assign]
+        assert timers == 0
+        assert sweep._timer is not None
+    assert sweep._timer is None
+
+
+async def test_the_sweep_closes_only_connections_past_the_deadline() -> None:
+    from bollydog.entrypoint.kit.guard import HeadSweep
+
+    class Connection:
+        def __init__(self, armed_at: float) -> None:
+            self._armed_at = armed_at
+            self.expired = False
+
+        def _head_expired(self) -> None:
+            self.expired = True
+
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    late, fresh, disarmed = Connection(now - 2.0), Connection(now + 0.5), Connection(float("inf"))
+    upgraded = object()  # a WebSocket protocol: no head deadline
+    sweep = HeadSweep(1.0, {late, fresh, disarmed, upgraded})
+    sweep._sweep(loop)
+    try:
+        assert late.expired and not fresh.expired and not disarmed.expired
+        assert sweep._timer is not None  # it repeats
+    finally:
+        sweep.stop()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -28,6 +29,7 @@ from bollydog.context import current_session, format_traceparent, parse_tracepar
 from bollydog.entrypoint.http.responses import (
     JSON,
     RequestError,
+    ResultResponse,
     error_response,
     json_response,
 )
@@ -42,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from bollydog.models.base import BaseMessage
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+#: The methods whose fields come from the query string only.
+_QUERY_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
 
 def message_headers(message: "BaseMessage") -> dict[str, str]:
@@ -50,6 +54,14 @@ def message_headers(message: "BaseMessage") -> dict[str, str]:
         "traceparent": format_traceparent(message.trace_id, message.span_id),
         "x-bollydog-message-id": message.iid,
     }
+
+
+def raw_message_headers(message: "BaseMessage") -> list[tuple[bytes, bytes]]:
+    """:func:`message_headers` as the raw (bytes) headers of an ASGI response."""
+    return [
+        (b"traceparent", format_traceparent(message.trace_id, message.span_id).encode("latin-1")),
+        (b"x-bollydog-message-id", message.iid.encode("latin-1")),
+    ]
 
 
 def _multi_dict(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -85,11 +97,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def query_fields(query: bytes) -> dict[str, Any]:
+    """The fields of a query string, as Starlette's ``request.query_params`` reads it (a
+    repeated name gives a list)."""
+    text = query.decode("latin-1")
+    if "%" in text or "+" in text:
+        return _multi_dict(parse_qsl(text, keep_blank_values=True))
+    # Nothing to unquote: parse_qsl's own split, without its per-pair unquoting and the
+    # multi-dict Starlette builds around it (most of what reading a GET's fields cost).
+    return _multi_dict([(name, value) for name, _, value in (pair.partition("=") for pair in text.split("&") if pair)])
+
+
 async def read_fields(request: Request, limit: int) -> tuple[dict[str, Any], bool]:
     """The message fields of a request and whether they arrived as text (``strings``)."""
     query = request.scope.get("query_string", b"")
-    fields = _multi_dict(request.query_params.multi_items()) if query else {}
-    if request.method in ("GET", "HEAD", "DELETE"):
+    fields = query_fields(query) if query else {}
+    if request.method in _QUERY_METHODS:
         return fields, True
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # The body is read (within ``limit``) before any parsing, forms included.
@@ -183,10 +206,15 @@ class MessageEndpoint:
             if spec.limiter is not None:
                 client = session.username or (request.client.host if request.client else "-")
                 spec.limiter.check(client)
-            fields, textual = await read_fields(request, service.max_body_size)
+            scope = request.scope
+            if scope["method"] in _QUERY_METHODS:  # no body to read: no coroutine to await
+                query = scope.get("query_string", b"")
+                fields, textual = (query_fields(query) if query else {}), True
+            else:
+                fields, textual = await read_fields(request, service.max_body_size)
             # One pass over the raw headers: Starlette's lookup raises and catches a KeyError
             # for each absent one, and most requests carry none of these.
-            raw_headers = dict(request.scope["headers"])
+            raw_headers = dict(scope["headers"])
             raw_qos = raw_headers.get(b"x-bollydog-qos")
             if raw_qos is not None:
                 qos_header = raw_qos.decode("latin-1")
@@ -200,22 +228,25 @@ class MessageEndpoint:
                 fields.setdefault("qos", qos_header)
             session_token = current_session.set(session)
             traceparent = raw_headers.get(b"traceparent")
-            parent_token = remote_parent.set(parse_traceparent(traceparent.decode("latin-1")) if traceparent else None)
-            try:
-                message = spec.message.from_input(fields, strings=textual)
-            finally:
-                remote_parent.reset(parent_token)
+            if traceparent is None and remote_parent.get() is None:
+                message = spec.message.from_input(fields, strings=textual)  # a trace of its own
+            else:
+                parent_token = remote_parent.set(parse_traceparent(traceparent.decode("latin-1")) if traceparent else None)
+                try:
+                    message = spec.message.from_input(fields, strings=textual)
+                finally:
+                    remote_parent.reset(parent_token)
             # From here on the hub reports what goes wrong with the message (a handler's
             # failure is logged once, by the hub); a refusal is answered, not logged.
             admitted = True
             if message.qos == 0:
-                return await self._fire_and_forget(message, request.scope.get("root_path", ""))
+                return await self._fire_and_forget(message, scope.get("root_path", ""))
             if b"text/event-stream" in raw_headers.get(b"accept", b""):
                 return await self._stream(message)
             if spec.debouncer is not None:
                 return await self._debounced(spec.debouncer, message, session.username)
             result = await run(service.hub, message)
-            return Response(dumps(result), 200, message_headers(message), JSON)
+            return ResultResponse(dumps(result), raw_message_headers(message))
         except Exception as exc:
             headers = message_headers(message) if message is not None else None
             return error_response(
@@ -246,7 +277,7 @@ class MessageEndpoint:
         await self.service.hub.put_message(message)  # refused: nobody joins it
         debouncer.start(key, message)
         result = await outcome(message)
-        return Response(dumps(result), 200, message_headers(message), JSON)
+        return ResultResponse(dumps(result), raw_message_headers(message))
 
     async def _stream(self, message: "BaseMessage") -> Response:
         # Admitted here, before the response starts: a refusal is a plain 503.

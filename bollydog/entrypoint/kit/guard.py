@@ -9,7 +9,9 @@ subclasses here, which add:
 
 * **a head deadline** (``header_timeout``): a connection has that long, from when it opens or
   its previous response ended, to complete a request head; then it is answered 408 (if it sent
-  anything) and closed. A WebSocket handshake is a request head too;
+  anything) and closed. A WebSocket handshake is a request head too. One :class:`HeadSweep`
+  per server enforces it, a quarter of ``header_timeout`` apart: a connection is answered
+  between ``header_timeout`` and 1.25 times it;
 * **a connection cap** (``max_connections``): open TCP connections of the server, idle,
   slow and upgraded ones included. One more is answered 503 with ``Retry-After`` and closed
   (after a short linger, so that the client reads the answer instead of a reset);
@@ -17,6 +19,9 @@ subclasses here, which add:
   it (a header line over its 8 KiB limit: 431) was never answered by uvicorn, which only
   writes answers to requests the library parsed; the client hung. It gets the library's
   answer and the connection is closed;
+* **one send per response**: the connection's transport is a
+  :class:`~bollydog.entrypoint.kit.coalesce.CoalescingTransport`, so a response's head and
+  body (two writes of uvicorn's) leave in one system call;
 * **an abort hook** for the WebSocket entrypoint: the scope of an accepted socket carries
   :data:`ABORT`, the transport's ``abort``, to drop a client that stopped reading (its close
   frame can no longer be written: the send buffer is full).
@@ -26,16 +31,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any, cast
 
-import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bollydog.encoding import dumps
+from bollydog.entrypoint.kit.coalesce import CoalescingTransport
 
-__all__ = ["ABORT", "Limits", "http_protocol", "websocket_protocol"]
+__all__ = ["ABORT", "HeadSweep", "Limits", "head_sweep", "http_protocol", "websocket_protocol"]
 
 #: Scope key of an accepted WebSocket: a callable that aborts its connection.
 ABORT = "bollydog.abort"
@@ -73,12 +79,64 @@ def _response(status: str, error: str, message: str, headers: str = "") -> bytes
 _TIMEOUT = _response("408 Request Timeout", "RequestTimeout", "the request head did not arrive in time")
 
 
+#: ``_Bounded._armed_at`` of a connection with no head pending (never expires).
+_DISARMED = math.inf
+
+
+class HeadSweep:
+    """The head deadline of one server's connections: one repeating timer, not one per request.
+
+    Every connection keeps only when its head deadline was armed (``loop.time()``, a float); a
+    sweep every quarter of ``timeout`` closes the connections whose head has been pending for
+    ``timeout`` or longer. A head is therefore answered between ``timeout`` and ``timeout``
+    plus a quarter of it after its connection opened (or its previous response ended), where
+    one ``call_later`` per request, armed and cancelled, cost every request its timer.
+
+    ``connections`` is the server's own set (uvicorn's ``ServerState.connections``): uvicorn
+    adds a connection when it opens and removes it when it closes or is upgraded to a
+    WebSocket, so the sweep looks at exactly the open HTTP connections (an upgraded socket's
+    protocol has no head deadline and is passed over).
+    """
+
+    def __init__(self, timeout: float, connections: set[Any]) -> None:
+        self.timeout = timeout
+        self.interval = timeout / 4
+        self.connections = connections
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Sweep on ``loop`` until :meth:`stop`."""
+        self.stop()
+        self._timer = loop.call_later(self.interval, self._sweep, loop)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = loop.call_later(self.interval, self._sweep, loop)
+        cutoff = loop.time() - self.timeout
+        # A snapshot: closing a transport removes its connection from the set (later, in
+        # connection_lost), and a connection may open meanwhile.
+        for connection in tuple(self.connections):
+            if getattr(connection, "_armed_at", _DISARMED) <= cutoff:
+                connection._head_expired()
+
+
+def head_sweep(limits: Limits, connections: set[Any]) -> HeadSweep | None:
+    """The sweep of a server with ``limits`` over its ``connections``; ``None`` without a head
+    deadline."""
+    return None if limits.header_timeout is None else HeadSweep(limits.header_timeout, connections)
+
+
 class _Bounded:
     """The head deadline and the connection cap, over one of uvicorn's HTTP protocols.
 
     It relies on what both of uvicorn's HTTP protocols have: ``config``, ``connections``,
-    ``transport``, ``cycle``, ``loop`` and the ``connection_made`` / ``data_received`` /
-    ``on_response_complete`` / ``connection_lost`` callbacks.
+    ``transport``, ``cycle`` (the request being answered, from its head on), ``loop`` and the
+    ``connection_made`` / ``data_received`` / ``on_response_complete`` callbacks. The deadline itself is enforced by the server's
+    :class:`HeadSweep`, which reads ``_armed_at``.
     """
 
     config: uvicorn.Config
@@ -86,27 +144,24 @@ class _Bounded:
     transport: asyncio.Transport
     cycle: Any
     loop: asyncio.AbstractEventLoop
-    _head_timer: asyncio.TimerHandle | None = None
-    _head_bytes = False  # bytes of a head arrived since the deadline was armed
+    #: When the head deadline was armed (``loop.time()``); :data:`_DISARMED` while none is pending.
+    _armed_at = _DISARMED
+    _head_bytes = False  # bytes arrived since the deadline was armed
     _refused = False
 
-    @property
-    def _limits(self) -> Limits:
-        return cast(Config, self.config).limits
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[misc]
-        limits = self._limits
+        # One send per response, not uvicorn's two (its head, then its body): see coalesce.py.
+        super().connection_made(CoalescingTransport(cast(asyncio.Transport, transport), self.loop))  # type: ignore[misc]
+        limits = cast(Config, self.config).limits
         if limits.max_connections is not None and len(self.connections) > limits.max_connections:
             self._refuse(limits)
             return
-        self._arm()
+        self._armed_at = self.loop.time()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # read and dropped until the linger ends
-        if self._head_timer is not None:
-            self._head_bytes = True
+        self._head_bytes = True  # read only while a head is pending
         super().data_received(data)  # type: ignore[misc]
 
     def eof_received(self) -> None:
@@ -116,26 +171,16 @@ class _Bounded:
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
-            self._arm()  # keep-alive: the next head has the same deadline
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)  # type: ignore[misc]
-
-    def _arm(self) -> None:
-        self._disarm()
-        timeout = self._limits.header_timeout
-        if timeout is not None:
+            # keep-alive: the next head has the same deadline
             self._head_bytes = False
-            self._head_timer = self.loop.call_later(timeout, self._head_expired)
-
-    def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+            self._armed_at = self.loop.time()
 
     def _head_expired(self) -> None:
-        self._head_timer = None
+        """Called by the sweep: the head deadline passed."""
+        self._armed_at = _DISARMED
+        # Nothing marks a head's end: a request whose head arrived has a cycle being answered
+        # (its body may still come: it is not under the deadline), and its response's end
+        # arms the deadline again. An upgraded connection has left the server's set.
         if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
             return
         if self._head_bytes:
@@ -155,12 +200,7 @@ class _Bounded:
 
 
 class _BoundedH11(_Bounded, H11Protocol):
-    conn: h11.Connection
-
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self._head_timer is not None and self.conn.their_state is not h11.IDLE:
-            self._disarm()  # a request head arrived (or the connection switched protocol)
+    pass
 
 
 @functools.cache
@@ -172,9 +212,7 @@ def http_protocol() -> type[asyncio.Protocol]:
         return _BoundedH11
 
     class BoundedHttpTools(_Bounded, HttpToolsProtocol):
-        def on_headers_complete(self) -> None:
-            self._disarm()
-            super().on_headers_complete()
+        pass
 
     return BoundedHttpTools
 

@@ -12,7 +12,8 @@ stop the same way:
 * uvicorn installs no signal handlers: the process owner (the bollydog CLI) handles
   SIGINT/SIGTERM. There is no ASGI lifespan: the entrypoint's start and stop are the lifespan;
 * every connection is bounded (:mod:`.guard`): ``header_timeout`` seconds to send a request
-  head (then 408 and closed), at most ``max_connections`` open at once (then 503), and a
+  head (then 408 and closed; one sweep per server, a quarter of ``header_timeout`` apart,
+  enforces it for every connection), at most ``max_connections`` open at once (then 503), and a
   WebSocket handshake the library refuses is answered (431 for a header over 8 KiB);
 * :meth:`Site.start` returns once uvicorn accepts connections; :meth:`Site.stop` stops
   accepting, lets open connections finish within ``shutdown_timeout`` and returns when uvicorn
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 import uvicorn
 from starlette.types import ASGIApp
 
-from bollydog.entrypoint.kit.guard import Config, Limits, http_protocol, websocket_protocol
+from bollydog.entrypoint.kit.guard import Config, Limits, head_sweep, http_protocol, websocket_protocol
 from bollydog.errors import ConfigError
 from bollydog.reload.handoff import announce, inherited_socket
 
@@ -71,19 +72,30 @@ def listen(host: str, port: int, backlog: int, *, section: str, env: str) -> soc
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without signal handling, and with an event set once it accepts connections."""
+    """uvicorn without signal handling, with an event set once it accepts connections, and
+    the head deadline's sweep over its connections while it serves."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.ready = asyncio.Event()
+        self.sweep = head_sweep(config.limits, self.server_state.connections)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield  # the process owner (bollydog CLI) handles SIGINT/SIGTERM, not the server
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.sweep is not None:
+            self.sweep.start(asyncio.get_running_loop())
         await super().startup(sockets=sockets)
         self.ready.set()
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().serve(sockets=sockets)
+        finally:
+            if self.sweep is not None:
+                self.sweep.stop()
 
 
 class _Serving(Protocol):
@@ -224,7 +236,7 @@ class Site:
         refused; a process taking over the same listening socket gets them instead."""
         self._serving.stop_accepting()
 
-    def _config(self, app: ASGIApp) -> uvicorn.Config:
+    def _config(self, app: ASGIApp) -> Config:
         options: dict[str, Any] = {}
         if self.ws_max_size is not None:
             options["ws_max_size"] = self.ws_max_size
