@@ -298,12 +298,12 @@ class BaseMessage(BaseModel):
                 f"{cls.domain}.{cls.name}", [{"field": "__root__", "message": "input nested too deeply", "type": "too_deep"}]
             ) from None
         errors = [] if data.keys().isdisjoint(CLIENT_SETTABLE_FIELDS) else _client_setting_errors(cls, message, data)
-        # Lax validation turns JSON true into 1: an integer field given a boolean is refused,
-        # as the OpenAPI document's "type": "integer" says.
+        # Lax validation turns JSON true into 1 (or 1.0): a number field given a boolean is
+        # refused, as the OpenAPI document's "type": "integer" / "number" says.
         errors.extend(
-            {"field": key, "message": "must be an integer, not a boolean", "type": "int_type"}
+            {"field": key, "message": f"must be {_NUMBER_KINDS[kind]}, not a boolean", "type": f"{kind.__name__}_type"}
             for key, given in data.items()
-            if isinstance(given, bool) and type(message.__dict__.get(key)) is int
+            if isinstance(given, bool) and (kind := type(message.__dict__.get(key))) in _NUMBER_KINDS
         )
         # Only what the client gave can be out of range (defaults are the code's own).
         values = message.__dict__
@@ -432,6 +432,9 @@ class BaseMessage(BaseModel):
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         yield from ((k, v) for k, v in super().__repr_args__() if k not in RESERVED_FIELDS)
         yield "iid", self.iid
+
+
+_NUMBER_KINDS: dict[type, str] = {int: "an integer", float: "a number"}
 
 
 def _client_setting_errors(cls: type["BaseMessage"], message: "BaseMessage", data: dict[str, Any]) -> list[dict[str, Any]]:

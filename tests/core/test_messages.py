@@ -215,3 +215,18 @@ def test_text_nested_beyond_what_json_follows_is_a_field_error():
     with pytest.raises(InvalidMessageError) as refused:
         _Bounded.from_input({"items": deep}, strings=True)
     assert [e["field"] for e in refused.value.errors] == ["items"]
+
+
+def test_from_input_refuses_a_boolean_for_a_number_field_as_the_schema_says() -> None:
+    from bollydog.errors import InvalidMessageError
+
+    class Measure(Command):
+        ratio: float = 0.0
+        count: int = 0
+
+    for data, field, expected in (({"ratio": True}, "ratio", "a number"), ({"count": False}, "count", "an integer"),
+                                  ({"expire_time": True}, "expire_time", "a number")):
+        with pytest.raises(InvalidMessageError) as refused:
+            Measure.from_input(data)
+        assert [(e["field"], e["message"]) for e in refused.value.errors] == [(field, f"must be {expected}, not a boolean")]
+    assert Measure.from_input({"ratio": 1, "count": 2}).ratio == 1.0  # an integer is a number
