@@ -30,7 +30,8 @@ raw; CPU is each process's CPU time per request (median over rounds), so where t
 is visible, and "CPU ratio" is raw's total CPU per request over the side's (per round, median):
 the comparison at equal CPU that the rest of the machine's load does not bend. Latency: p50/p99 over every sequential request of all rounds.
 
-Targets (bollydog, 100 B payload): sequential p50 <= 1 ms, p99 <= 2.5 ms.
+Targets (bollydog, 100 B payload): 64 in flight, >= 0.85 of raw by req/s and at equal CPU;
+sequential p50 within 0.1 ms of raw's, p50 <= 1 ms, p99 <= 2.5 ms.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ BASELINE = "raw"
 SIDES = ["bollydog", "raw", "faststream"]
 HANDLERS = "benchmarks._distribute_app"
 P50_TARGET, P99_TARGET = 1.0, 2.5
+#: Against raw: the share of its req/s and of its CPU per request; the sequential p50 margin (ms).
+RATIO_TARGET, P50_MARGIN = 0.85, 0.1
 
 
 # -- child processes: one JSON line per message on the protocol pipe ------------------------------
@@ -391,7 +394,9 @@ def measure(sides: list[str], fronts: dict[str, Child], consumers: dict[str, Chi
 
 
 def report(title: str, sides: list[str], results: dict[str, dict[str, list[Any]]], out: Any,
-           latency: bool) -> None:
+           latency: bool) -> dict[str, tuple[float, float]]:
+    """Print the rows; each side's median (req/s ratio, CPU ratio) to raw."""
+    medians: dict[str, tuple[float, float]] = {}
     out(f"\n{title}; ratio = req/s / {BASELINE}'s in the same round")
     lat_head = f" {'p50 ms':>7} {'p99 ms':>7}" if latency else ""
     out(f"{'side':<10} {H.triple_header('req/s min / median / max', 7)}  "
@@ -408,12 +413,14 @@ def report(title: str, sides: list[str], results: dict[str, dict[str, list[Any]]
         cpu = (f"{H.median(row['front']):>16.0f} {H.median(row['consumer']):>8.0f} {H.median(row['redis']):>6.0f} "
                f"{H.median(row['total']):>6.0f}  {H.median(cpu_ratios):>9.2f}")
         out(f"{side:<10} {H.triple(row['rate'], ',.0f', 7)}  {H.triple(ratios, '.2f', 6)}{lat}  {cpu}")
+        medians[side] = (H.median(ratios), H.median(cpu_ratios))
     others = [o for side in sides for o in results[side]["others"]]
     out("(CPU ratio: raw's CPU µs per request / this side's, per round, median; the rest of the "
         "machine, other processes and interrupts, took a median "
         f"{H.median([o[0] for o in others]):.0%} of CPU {CONSUMER_CPU} and"
         f" {H.median([o[1] for o in others]):.0%} "
         f"of CPU {FRONT_CPU} during these rounds)")
+    return medians
 
 
 def main(args: argparse.Namespace) -> None:
@@ -439,7 +446,8 @@ def main(args: argparse.Namespace) -> None:
         f"defaults; {args.inflight} in flight for the concurrent rows")
     consumers: dict[str, Child] = {}
     fronts: dict[str, Child] = {}
-    p50_bollydog = p99_bollydog = None
+    p50_bollydog = p99_bollydog = p50_raw = None
+    flight_ratios: tuple[float, float] | None = None
     try:
         for side in sides:
             consumers[side] = Child("consumer", side, url, prefixes[side], CONSUMER_CPU)
@@ -456,10 +464,14 @@ def main(args: argparse.Namespace) -> None:
             if size == 100 and "bollydog" in seq:
                 p50_bollydog = H.percentile(seq["bollydog"]["lat_ms"], 0.5)
                 p99_bollydog = H.percentile(seq["bollydog"]["lat_ms"], 0.99)
+                if BASELINE in seq:
+                    p50_raw = H.percentile(seq[BASELINE]["lat_ms"], 0.5)
             flight = measure(sides, fronts, consumers, redis_pid,
                              {"mode": "flight", "n": flight_n, "inflight": args.inflight, "size": size}, args)
-            report(f"payload {size_name(size)}, {args.inflight} in flight, {flight_n:,} requests per round",
-                   sides, flight, out, latency=False)
+            ratios = report(f"payload {size_name(size)}, {args.inflight} in flight, {flight_n:,} requests per round",
+                            sides, flight, out, latency=False)
+            if size == 100 and "bollydog" in ratios and BASELINE in flight:
+                flight_ratios = ratios["bollydog"]
     finally:
         for child_process in [*fronts.values(), *consumers.values()]:
             child_process.close()
@@ -473,8 +485,16 @@ def main(args: argparse.Namespace) -> None:
         client.close()
         if redis_process is not None:
             H.stop(redis_process)
+    if flight_ratios is not None:
+        by_rate, by_cpu = flight_ratios
+        met = by_rate >= RATIO_TARGET and by_cpu >= RATIO_TARGET
+        out(f"\nTargets (bollydog, 100 B): {args.inflight} in flight >= {RATIO_TARGET} of raw by req/s and at equal "
+            f"CPU: {by_rate:.2f} and {by_cpu:.2f} -> {'met' if met else 'NOT met'}")
+    if p50_bollydog is not None and p50_raw is not None:
+        out(f"sequential p50 within {P50_MARGIN} ms of raw's: {p50_bollydog:.3f} against {p50_raw:.3f} ms -> "
+            f"{'met' if p50_bollydog <= p50_raw + P50_MARGIN else 'NOT met'}")
     if p50_bollydog is not None:
-        out(f"\nTargets (bollydog, 100 B, sequential): p50 <= {P50_TARGET} ms: {p50_bollydog:.3f} -> "
+        out(f"Targets (bollydog, 100 B, sequential): p50 <= {P50_TARGET} ms: {p50_bollydog:.3f} -> "
             f"{'met' if p50_bollydog <= P50_TARGET else 'NOT met'}; p99 <= {P99_TARGET} ms: {p99_bollydog:.3f} -> "
             f"{'met' if p99_bollydog <= P99_TARGET else 'NOT met'}")
     if args.write_docs:

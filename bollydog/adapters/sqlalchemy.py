@@ -720,40 +720,51 @@ class SqlRunStore:
     async def record(self, step: StepRecord, transaction: Any = None, owner: str | None = None) -> None:
         row = {"run_id": step.run_id, "step": step.step, "kind": step.kind, "name": step.name,
                "ok": step.ok, "value": step.value}
+        if owner is None:
+            statement: Any = sa.insert(_STEPS)
+        else:
+            statement, row = _FENCED_STEP, {**row, "fence_run_id": step.run_id, "fence_owner": owner}
         if transaction is not None:
             session: AsyncSession = transaction
-            if owner is not None:
-                _held(await session.execute(_fence(step.run_id, owner)), step.run_id)
-            await session.execute(sa.insert(_STEPS), [row])
-            return
-        async with self._engine().begin() as conn:
-            if owner is not None:
-                _held(await conn.execute(_fence(step.run_id, owner)), step.run_id)
-            await conn.execute(sa.insert(_STEPS), [row])
+            result = await session.execute(statement, row)
+        else:
+            async with self._engine().begin() as conn:
+                result = await conn.execute(statement, row)
+        if owner is not None:
+            _held(result, step.run_id)
 
     async def finish(self, run_id: str, status: Status, outcome: str | None, owner: str | None = None) -> None:
+        condition = [_RUNS.c.run_id == run_id]
+        if owner is not None:
+            condition += [_RUNS.c.owner == owner, _RUNS.c.status == "running"]
         async with self._engine().begin() as conn:
-            if owner is not None:
-                _held(await conn.execute(_fence(run_id, owner)), run_id)
-            await conn.execute(
-                sa.update(_RUNS).where(_RUNS.c.run_id == run_id)
+            result = await conn.execute(
+                sa.update(_RUNS).where(*condition)
                 .values(status=status, outcome=outcome, updated=time.time(), owner=None, lease_until=0.0,
                         takeovers=0)
             )
+        if owner is not None:
+            _held(result, run_id)
 
-    async def claim(self, run_id: str, owner: str, until: float, seen_owner: str | None, seen_until: float) -> bool:
+    async def claim(self, run_ids: Sequence[str], owner: str, until: float, now: float,
+                    gone: Sequence[str] = ()) -> builtins.list[str]:
+        # The condition is evaluated by the write itself: a lease renewed meanwhile, or a
+        # concurrent claim that committed first, no longer matches it.
+        unheld = [_RUNS.c.owner.is_(None), _RUNS.c.lease_until < now]
+        if gone:
+            unheld.append(_RUNS.c.owner.in_(builtins.list(gone)))
         async with self._engine().begin() as conn:
             if conn.dialect.name == "postgresql":
                 # The row is locked by its holder's step that commits now, or by a holder that
                 # stopped in the middle of that commit: do not wait for the latter.
                 await conn.execute(sa.text("SET LOCAL lock_timeout = '1s'"))
             result = await conn.execute(
-                sa.update(_RUNS).where(
-                    _RUNS.c.run_id == run_id, _RUNS.c.status == "running",
-                    _RUNS.c.owner.is_not_distinct_from(seen_owner), _RUNS.c.lease_until == seen_until,
-                ).values(owner=owner, lease_until=until, takeovers=_RUNS.c.takeovers + 1)
+                sa.update(_RUNS)
+                .where(_RUNS.c.run_id.in_(builtins.list(run_ids)), _RUNS.c.status == "running", sa.or_(*unheld))
+                .values(owner=owner, lease_until=until, takeovers=_RUNS.c.takeovers + 1)
+                .returning(_RUNS.c.run_id)
             )
-            return bool(result.rowcount == 1)
+            return [run_id for (run_id,) in result]
 
     async def renew(self, run_ids: Sequence[str], owner: str, until: float) -> builtins.list[str]:
         async with self._engine().begin() as conn:
@@ -828,13 +839,22 @@ def _add_run_columns(conn: Any) -> None:
                     raise
 
 
-def _fence(run_id: str, owner: str) -> Any:
-    # A write to the run's row: it waits for a concurrent claim of the row to commit (a row lock
-    # in PostgreSQL, the write lock in SQLite), then matches only if ``owner`` still holds it.
-    return (
-        sa.update(_RUNS).where(_RUNS.c.run_id == run_id, _RUNS.c.owner == owner, _RUNS.c.status == "running")
-        .values(updated=time.time())
+def _fenced_step_statement() -> Any:
+    """A step's row, inserted only while ``fence_owner`` holds its running run: one statement,
+    built once (its compiled form is cached). In PostgreSQL the run's row is read FOR SHARE, so
+    a concurrent claim of it waits for this transaction (and one that committed first makes the
+    insert add nothing); SQLite runs the statement under its write lock."""
+    held = (
+        sa.select(_RUNS.c.run_id)
+        .where(_RUNS.c.run_id == sa.bindparam("fence_run_id"), _RUNS.c.owner == sa.bindparam("fence_owner"),
+               _RUNS.c.status == "running")
+        .with_for_update(read=True)
     )
+    values = sa.select(*(sa.bindparam(c.name, type_=c.type) for c in _STEPS.columns)).where(sa.exists(held))
+    return sa.insert(_STEPS).from_select([c.name for c in _STEPS.columns], values)
+
+
+_FENCED_STEP = _fenced_step_statement()
 
 
 def _held(result: Any, run_id: str) -> None:

@@ -137,7 +137,8 @@ class Keeper:
             if run.owner == self.owner and run.lease_until >= now:
                 return found
             if self.claimable(run.owner, run.lease_until, now) or run.owner == self.owner:
-                if await self.store.claim(run_id, self.owner, self.until(), run.owner, run.lease_until):
+                gone = [run.owner] if run.owner is not None and is_gone(run.owner) else []
+                if await self.store.claim([run_id], self.owner, self.until(), now, gone):
                     return await self.store.run(run_id)
                 continue  # another process took it first: look again
             await asyncio.sleep(min(max(run.lease_until - now, 0.01), self.interval))
@@ -170,25 +171,31 @@ class Keeper:
         """Take the runs nobody holds: their lease ran out (this process's own included: a run
         cut by its deadline is not renewed), or their process is gone. A run taken over more
         than ``max_takeovers`` times is parked instead: each of its holders died or was cut."""
-        taken: list[RunRecord] = []
         now = time.time()
+        candidates: list[str] = []
+        gone: set[str] = set()
         for run_id, owner, lease_until, takeovers in await self.store.leases():
             if run_id in self.held or not self.claimable(owner, lease_until, now):
                 continue
-            try:
-                if takeovers >= self.max_takeovers:
-                    await self._park(run_id, takeovers)
-                    continue
-                if not await self.store.claim(run_id, self.owner, self.until(), owner, lease_until):
-                    continue
-                found = await self.store.run(run_id)
-            except Exception as exc:  # the database is away: what is taken so far resumes
-                log.warning("durable runs not taken over: %s: %s", type(exc).__name__, exc)
-                break
-            if found is not None:
-                self.held[run_id] = None
-                taken.append(found[0])
-        return taken
+            if takeovers >= self.max_takeovers:
+                await self._park(run_id, takeovers)
+                continue
+            candidates.append(run_id)
+            if owner is not None and lease_until >= now:
+                gone.add(owner)  # claimable while its lease runs: its process is gone
+        claimed: set[str] = set()
+        try:
+            for chunk in range(0, len(candidates), _CLAIM_CHUNK):  # bounded statements (bound parameters)
+                taken = await self.store.claim(candidates[chunk:chunk + _CLAIM_CHUNK], self.owner, self.until(),
+                                               now, sorted(gone))
+                claimed.update(taken)
+                for run_id in taken:
+                    self.held[run_id] = None
+            return [run for run in await self.store.runs([RUNNING]) if run.run_id in claimed] if claimed else []
+        except BaseException:  # what was taken is not resumed here: left to its lease, not renewed
+            for run_id in claimed:
+                self.drop(run_id)
+            raise
 
     async def _park(self, run_id: str, takeovers: int) -> None:
         error = RunMismatchError(
@@ -212,6 +219,9 @@ class Keeper:
             log.warning("durable runs held by %s not released (%s): they are taken over after the lease",
                         self.owner, exc)
 
+
+#: Runs claimed in one statement at most.
+_CLAIM_CHUNK = 500
 
 #: The keeper of each run store (an object of the application's unit of work).
 _KEEPERS: "weakref.WeakKeyDictionary[Any, Keeper]" = weakref.WeakKeyDictionary()

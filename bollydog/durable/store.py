@@ -71,9 +71,11 @@ class RunStore(Protocol):
         """Set the run's status and outcome; it has no owner after."""
         ...
 
-    async def claim(self, run_id: str, owner: str, until: float, seen_owner: str | None, seen_until: float) -> bool:
-        """Hold the running run for ``owner`` until ``until`` (one takeover more) if its owner
-        and lease end are still the ones seen; whether it did."""
+    async def claim(self, run_ids: Sequence[str], owner: str, until: float, now: float,
+                    gone: Sequence[str] = ()) -> list[str]:
+        """Hold for ``owner`` until ``until`` (one takeover more each) those of the running runs
+        ``run_ids`` that nobody holds at the moment of the write: no owner, a lease ended before
+        ``now``, or an owner in ``gone``; those."""
         ...
 
     async def renew(self, run_ids: Sequence[str], owner: str, until: float) -> list[str]:
