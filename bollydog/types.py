@@ -227,6 +227,12 @@ class Entrypoint(Service):
         connection from now on and ends its idle ones (under ``--reload`` the process taking
         over gets them); requests it already read are still admitted. Default: nothing."""
 
+    def settling(self) -> bool:
+        """After :meth:`stop_accepting`: True while a connection that had no request yet is
+        still read for one its client may have sent; the hub admits work until none is
+        (briefly). Default: False."""
+        return False
+
     def registry_changed(self) -> None:
         """The hub's registry was swapped by a hot reload: rebuild what was derived from it
         (routes, OpenAPI, tool lists). Default: nothing (names resolved per request)."""

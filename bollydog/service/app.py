@@ -235,6 +235,12 @@ class HubService(HubT):
         if self.entrypoints:
             await asyncio.sleep(0)
             await asyncio.sleep(0)
+            # Connections opened just before the stop may have their first request on its way:
+            # admitted while their server still reads them (kit/guard.py FRESH_GRACE).
+            while any(entrypoint.settling() for entrypoint in self.entrypoints):
+                await asyncio.sleep(_SETTLE_POLL)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
         self._accepting = False
         closing: dict[asyncio.Future[Any], Entrypoint] = {
             asyncio.ensure_future(e.stop()): e for e in reversed(self.entrypoints)
@@ -596,3 +602,5 @@ class HubService(HubT):
 #: Seconds cancelled work gets to unwind when it has no compensation to run (a forced stop, or
 #: a second cancellation), and forced entrypoints to close.
 _UNWIND_TIME = 0.2
+#: How often a stopping hub looks whether its entrypoints still read fresh connections.
+_SETTLE_POLL = 0.005

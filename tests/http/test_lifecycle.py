@@ -173,3 +173,23 @@ async def test_stream_running_past_the_grace_ends_with_a_503_error_event():
     assert json.loads(data.removeprefix("data: ")) == {
         "error": "HubNotRunningError", "message": "the hub stopped before this message completed", "status": 503,
     }
+
+
+async def test_a_request_sent_on_a_new_connection_as_the_stop_begins_is_answered():
+    # A client connected just before the stop and is sending its first request: a close of
+    # that "idle" connection would be a drop it cannot tell from a failure.
+    hub = HubService(apps=[demo_app()])
+    http = hub.add_entrypoint(HttpService(port=0))
+    await hub.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", http.port)
+    await asyncio.sleep(0.05)  # accepted by the server, nothing sent yet
+    stopping = asyncio.ensure_future(hub.stop())
+    await asyncio.sleep(0.01)  # the stop has begun
+    writer.write(b"GET /demo/svc/ping HTTP/1.1\r\nhost: x\r\n\r\n")
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 5)  # answered, then closed
+    writer.close()
+    await stopping
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), raw
+    assert json.loads(body) == "pong"

@@ -303,6 +303,9 @@ class HttpService(Entrypoint):
         over gets the requests from now on."""
         self.site.stop_accepting()
 
+    def settling(self) -> bool:
+        return self.site.settling()
+
     async def on_stop(self) -> None:
         self.site.stop_accepting()
         self.requests.close()

@@ -41,10 +41,13 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from bollydog.encoding import dumps
 from bollydog.entrypoint.kit.coalesce import CoalescingTransport
 
-__all__ = ["ABORT", "HeadSweep", "Limits", "head_sweep", "http_protocol", "websocket_protocol"]
+__all__ = ["ABORT", "FRESH_GRACE", "HeadSweep", "Limits", "head_sweep", "http_protocol", "websocket_protocol"]
 
 #: Scope key of an accepted WebSocket: a callable that aborts its connection.
 ABORT = "bollydog.abort"
+#: How long a connection that had no request yet is still read when the server stops: a
+#: request its client sent as the stop began is answered (the hub admits it meanwhile).
+FRESH_GRACE = 0.05
 #: How long a refused connection is read (and discarded) after its 503, so that closing it
 #: does not reset the connection before the client has read the answer.
 _LINGER = 1.0
@@ -148,6 +151,9 @@ class _Bounded:
     _armed_at = _DISARMED
     _head_bytes = False  # bytes arrived since the deadline was armed
     _refused = False
+    _answered = False  # a response of this connection completed
+    #: Stopping, this connection had no request yet and may still get the one on its way.
+    fresh_pending = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # One send per response, not uvicorn's two (its head, then its body): see coalesce.py.
@@ -168,7 +174,26 @@ class _Bounded:
         if self._refused:
             self.transport.close()
 
+    def shutdown(self) -> None:
+        """The server stops: close when idle. A connection that has not had a request yet was
+        most likely opened to send one, which may be on its way: it is read for
+        :data:`FRESH_GRACE` more (a request then is answered, then the connection closed),
+        instead of a close its client would see as a drop."""
+        if self.fresh_pending:
+            return
+        if self._answered or self.cycle is not None or self._refused or self.transport.is_closing():
+            super().shutdown()  # type: ignore[misc]
+            return
+        self.fresh_pending = True
+        self.loop.call_later(FRESH_GRACE, self._shutdown_fresh)
+
+    def _shutdown_fresh(self) -> None:
+        self.fresh_pending = False
+        if not self.transport.is_closing():
+            super().shutdown()  # type: ignore[misc]  # idle: closed; answering: closed after it
+
     def on_response_complete(self) -> None:
+        self._answered = True
         super().on_response_complete()  # type: ignore[misc]
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
             # keep-alive: the next head has the same deadline

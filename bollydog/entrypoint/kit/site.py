@@ -107,6 +107,8 @@ class _Serving(Protocol):
 
     def stop_accepting(self) -> None: ...
 
+    def settling(self) -> bool: ...
+
 
 class _NotServing:
     """Before start and after stop: nothing to stop."""
@@ -119,6 +121,9 @@ class _NotServing:
 
     def stop_accepting(self) -> None:
         return None
+
+    def settling(self) -> bool:
+        return False
 
 
 class _Running:
@@ -142,6 +147,9 @@ class _Running:
             server.close()
         for connection in list(self.server.server_state.connections):
             connection.shutdown()
+
+    def settling(self) -> bool:
+        return any(getattr(c, "fresh_pending", False) for c in self.server.server_state.connections)
 
 
 class Site:
@@ -235,6 +243,11 @@ class Site:
         its next tick, a tenth of a second later, and requests arriving meanwhile would be
         refused; a process taking over the same listening socket gets them instead."""
         self._serving.stop_accepting()
+
+    def settling(self) -> bool:
+        """After :meth:`stop_accepting`: whether a connection that had no request yet is still
+        read for the one its client may have sent (``guard.FRESH_GRACE``)."""
+        return self._serving.settling()
 
     def _config(self, app: ASGIApp) -> Config:
         options: dict[str, Any] = {}
