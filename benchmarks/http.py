@@ -141,7 +141,13 @@ def serve_bollydog(port: int, stack: str) -> None:
 def _serve_uvicorn(app: Any, port: int, stack: str) -> None:
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, **uvicorn_options(stack))
+    _serve_config(uvicorn.Config(app, host="127.0.0.1", port=port, **uvicorn_options(stack)))
+
+
+def _serve_config(config: Any) -> None:
+    """Serve ``config`` (a uvicorn.Config) until killed; tell the parent once it accepts."""
+    import uvicorn
+
     server = uvicorn.Server(config)
 
     async def main() -> None:
@@ -180,28 +186,11 @@ def serve_starlette(port: int, stack: str) -> None:
 def serve_starlette_one_write(port: int, stack: str) -> None:
     """Bare Starlette served through bollydog's connection guard (the one-write transport, the
     head deadline): what bollydog's server layer is worth without bollydog's application code."""
-    import uvicorn
-
     from bollydog.entrypoint.kit import guard
 
-    loop, http = STACKS[stack][:2]
-    protocol = guard._BoundedH11 if http == "h11" else guard.http_protocol()
-    config = guard.Config(_starlette_app(), limits=guard.Limits(), host="127.0.0.1", port=port,
-                          **{**uvicorn_options(stack), "http": protocol})
-    server = uvicorn.Server(config)
-
-    async def main() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                await task
-                raise RuntimeError("uvicorn stopped during startup")
-            await asyncio.sleep(0.02)
-        _ready(config)
-        await task
-
-    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-        runner.run(main())
+    protocol = guard._BoundedH11 if STACKS[stack][1] == "h11" else guard.http_protocol()
+    _serve_config(guard.Config(_starlette_app(), limits=guard.Limits(), host="127.0.0.1", port=port,
+                               **{**uvicorn_options(stack), "http": protocol}))
 
 
 def serve_fastapi(port: int, stack: str) -> None:

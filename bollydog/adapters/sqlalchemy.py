@@ -522,8 +522,9 @@ _OUTBOX = sa.Table(
 )
 
 
-class _SqlOutboxStore:
-    """The ``bollydog_outbox`` table of a :class:`SqlAlchemyUnitOfWork`."""
+class _OwnTable:
+    """One of bollydog's own tables (outbox, inbox, durable runs) in a
+    :class:`SqlAlchemyUnitOfWork`'s database."""
 
     def __init__(self, unit_of_work: SqlAlchemyUnitOfWork) -> None:
         self.unit_of_work = unit_of_work
@@ -531,8 +532,12 @@ class _SqlOutboxStore:
     def _engine(self) -> AsyncEngine:
         engine = self.unit_of_work.engine
         if engine is None:
-            raise RuntimeError(f"{self.unit_of_work!r} is not connected")
+            raise RuntimeError(f"{self.unit_of_work!r} is not connected: start its app first")
         return engine
+
+
+class _SqlOutboxStore(_OwnTable):
+    """The ``bollydog_outbox`` table of a :class:`SqlAlchemyUnitOfWork`."""
 
     async def write(self, transaction: Any, rows: Iterable[OutboxRow]) -> None:
         session: AsyncSession = transaction
@@ -558,22 +563,16 @@ _INBOX = sa.Table(
 )
 
 
-class SqlInbox:
+class SqlInbox(_OwnTable):
     """The ``bollydog_inbox`` table of a :class:`SqlAlchemyUnitOfWork`
     (:class:`~bollydog.models.protocol.Inbox`): one row per Event and handler, written in the
     handler's transaction; rows older than ``retention`` seconds are deleted now and then."""
 
     def __init__(self, unit_of_work: SqlAlchemyUnitOfWork, retention: float) -> None:
-        self.unit_of_work = unit_of_work
+        super().__init__(unit_of_work)
         self.retention = retention
         self._next_prune = 0.0
         self._pruning: asyncio.Task[None] | None = None
-
-    def _engine(self) -> AsyncEngine:
-        engine = self.unit_of_work.engine
-        if engine is None:
-            raise RuntimeError(f"{self.unit_of_work!r} is not connected")
-        return engine
 
     async def seen(self, message_id: str, handler: str) -> bool:
         if time.monotonic() >= self._next_prune and self._pruning is None:
@@ -690,18 +689,9 @@ _STEPS = sa.Table(
 )
 
 
-class SqlRunStore:
+class SqlRunStore(_OwnTable):
     """The runs and steps of durable handlers in a :class:`SqlAlchemyUnitOfWork`'s database
     (:class:`~bollydog.durable.store.RunStore`)."""
-
-    def __init__(self, unit_of_work: SqlAlchemyUnitOfWork) -> None:
-        self.unit_of_work = unit_of_work
-
-    def _engine(self) -> AsyncEngine:
-        engine = self.unit_of_work.engine
-        if engine is None:
-            raise RuntimeError(f"{self.unit_of_work!r} is not connected: start its app first")
-        return engine
 
     async def start(self, run: RunRecord) -> tuple[RunRecord, builtins.list[StepRecord]]:
         try:

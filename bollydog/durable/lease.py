@@ -137,7 +137,8 @@ class Keeper:
             if run.owner == self.owner and run.lease_until >= now:
                 return found
             if self.claimable(run.owner, run.lease_until, now) or run.owner == self.owner:
-                gone = [run.owner] if run.owner is not None and is_gone(run.owner) else []
+                # An owner still within its lease is claimable only because its process is gone.
+                gone = [run.owner] if run.owner is not None and run.lease_until >= now else []
                 if await self.store.claim([run_id], self.owner, self.until(), now, gone):
                     return await self.store.run(run_id)
                 continue  # another process took it first: look again
@@ -268,13 +269,12 @@ class Keepers:
             _KEEPERS.pop(keeper.store, None)
         self.keepers = []
 
-    async def _renew(self) -> int:
+    async def _renew(self) -> None:
         for keeper in self.keepers:
             try:
                 await keeper.renew()
             except Exception as exc:  # the database is away for a moment: the next turn retries
                 log.warning("durable leases not renewed: %s: %s", type(exc).__name__, exc)
-        return 0
 
     async def _take_over(self) -> int:
         taken = 0
@@ -289,7 +289,7 @@ class Keepers:
         return taken
 
     @staticmethod
-    async def _every(interval: float, work: Callable[[], Awaitable[int]]) -> None:
+    async def _every(interval: float, work: Callable[[], Awaitable[object]]) -> None:
         while True:
             await asyncio.sleep(interval)
             await work()

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from bollydog.durable.store import CANCELLED
 from bollydog.errors import RunLeaseLostError
 from bollydog.settings import reload_settings
 from tests.orchestration.relay_handlers import Relay
-from tests.persistence.kits import PostgresSchema, postgres_url
+from tests.persistence.kits import PostgresSchema
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -268,16 +268,6 @@ async def test_a_killed_process_run_is_taken_over_without_waiting_for_its_lease(
     steps = marks(database)
     assert sorted(step for step, _ in steps) == [1, 2, 3, 4, 5]
     assert {pid for step, pid in steps if step >= 4} == {os.getpid()}
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[PostgresSchema]:
-    made = PostgresSchema(postgres_url())
-    await made.create()
-    try:
-        yield made
-    finally:
-        await made.drop()
 
 
 async def test_a_paused_process_loses_its_run_to_another_and_commits_nothing_after(

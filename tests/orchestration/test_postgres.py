@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bollydog.bootstrap import build
-from tests.persistence.kits import PostgresSchema, postgres_url
+from tests.persistence.kits import PostgresSchema
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[PostgresSchema]:
-    made = PostgresSchema(postgres_url())
-    await made.create()
-    try:
-        yield made
-    finally:
-        await made.drop()
 
 
 def saga_config(schema: PostgresSchema) -> dict[str, Any]:
