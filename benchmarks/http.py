@@ -491,7 +491,7 @@ INTRO = """\
 `HttpService` (route match, session, `from_input` validation, trace context, hub dispatch
 through its middleware layers, JSON response with `traceparent` and message id headers) and
 through bare Starlette, FastAPI and Litestar routes. bollydog's server sends each response in
-one write (its connection guard keeps what one turn of the loop writes); the peers run
+one write (its connection guard keeps what one turn of the loop writes, and sends a response at once when no other request is in flight); the peers run
 uvicorn's protocols as they are, which write a response's head and body apart. `starlette-1w`
 is bare Starlette served through bollydog's connection guard (the same one-write transport and
 head deadline): the target is against bare Starlette, and the ratio against `starlette-1w` says

@@ -116,6 +116,7 @@ async def test_a_served_response_leaves_in_one_write() -> None:
     from uvicorn.protocols.http import httptools_impl
 
     writes: list[bytes] = []
+    writers: list[asyncio.Task[object] | None] = []
     async with serve() as (_, http, client):
         real = httptools_impl.HttpToolsProtocol.connection_made
 
@@ -126,6 +127,7 @@ async def test_a_served_response_leaves_in_one_write() -> None:
 
             def record(data: bytes) -> None:
                 writes.append(bytes(data))
+                writers.append(asyncio.current_task())
                 write(data)
 
             inner.write = record  # type: ignore[method-assign]
@@ -140,3 +142,6 @@ async def test_a_served_response_leaves_in_one_write() -> None:
             httptools_impl.HttpToolsProtocol.connection_made = real  # type: ignore[method-assign]
     assert len(writes) == 3
     assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") and w.endswith(b"}") for w in writes)
+    # A lone request's response is sent as it ends, by the request's own task, not a turn of
+    # the loop later (a callback runs in no task): the client of a lone connection waits for it.
+    assert all(task is not None for task in writers)

@@ -6,7 +6,9 @@ response costs two ``send`` system calls and, with ``TCP_NODELAY``, two TCP segm
 the client's work for each). Sending it in one cut the server's CPU per trivial request by
 about a fifth on the loopback (``benchmarks/http.py``, both ends on one machine). The protocols
 of :mod:`.guard` give uvicorn this transport instead: a write is kept until the end of the
-current turn of the loop (one ``call_soon``), then everything kept is sent in one call. A
+current turn of the loop (one ``call_soon``), then everything kept is sent in one call; a
+response that ends while no other request is in flight is sent as it ends (the protocol
+calls :meth:`CoalescingTransport.flush`), since nothing would join it and its client waits. A
 large write (over :data:`DIRECT`), a close or an end of file sends what is kept first, so the
 bytes leave in order and nothing is held past its connection.
 """

@@ -147,6 +147,7 @@ class _Bounded:
     transport: asyncio.Transport
     cycle: Any
     loop: asyncio.AbstractEventLoop
+    tasks: set[asyncio.Task[Any]]  # the server's requests being answered
     #: When the head deadline was armed (``loop.time()``); :data:`_DISARMED` while none is pending.
     _armed_at = _DISARMED
     _head_bytes = False  # bytes arrived since the deadline was armed
@@ -194,6 +195,10 @@ class _Bounded:
 
     def on_response_complete(self) -> None:
         self._answered = True
+        if len(self.tasks) <= 1:
+            # No other request in flight: no other write will join this one in the loop's
+            # turn, and the client waits for it (a lone connection's latency).
+            cast(CoalescingTransport, self.transport).flush()
         super().on_response_complete()  # type: ignore[misc]
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
             # keep-alive: the next head has the same deadline
