@@ -13,8 +13,12 @@ max of the per-round ratios (path / raw of the same round). Memory per queued me
 tracemalloc over messages waiting in the queue. ``--growth N``: RSS before and after N more
 sequential ``execute`` calls (after a warm-up), to show that nothing accumulates.
 
-Targets: ``execute`` sequential >= 0.25 of raw, ``put_message`` + ``state`` sequential >= 0.10
-(medians of the per-round ratios).
+Scaling: ``execute`` with 1, 10, 100 and 1000 messages in flight (one ``gather`` of k at a time)
+against the raw handler's coroutines gathered the same way.
+
+Targets: ``execute`` sequential >= 0.25 of raw, ``execute`` + ``await state`` >= 0.22,
+``put_message`` + ``state`` sequential >= 0.10 (medians of the per-round ratios); at most 800
+bytes per queued message; no RSS growth over ``--growth`` executes (at most a byte each).
 """
 
 from __future__ import annotations
@@ -41,7 +45,12 @@ from benchmarks import _harness as H  # noqa: E402
 from bollydog.models.base import Command  # noqa: E402
 from bollydog.service.app import HubService  # noqa: E402
 
-TARGETS = {"execute, sequential": 0.25, "put_message+state, sequential": 0.10}
+TARGETS = {"execute, sequential": 0.25, "execute+state, sequential": 0.22, "put_message+state, sequential": 0.10}
+#: At most this many bytes per queued message; at most this RSS growth per execute over --growth.
+MEMORY_TARGET = 800
+GROWTH_TARGET = 1.0
+#: Messages in flight at once for the scaling rows (one ``gather`` of k at a time, both sides).
+IN_FLIGHT = (1, 10, 100, 1000)
 
 
 class RawAdd(BaseModel):
@@ -80,6 +89,23 @@ async def execute_sequential(hub: HubService, n: int) -> None:
         await hub.execute(Add(a=i, b=1))
 
 
+async def execute_state_sequential(hub: HubService, n: int) -> None:
+    for i in range(n):
+        message = Add(a=i, b=1)
+        await hub.execute(message)
+        await message.state
+
+
+async def raw_in_flight(n: int, k: int) -> None:
+    for start in range(0, n, k):
+        await asyncio.gather(*(raw_handler(RawAdd(a=i, b=1)) for i in range(start, start + k)))
+
+
+async def execute_in_flight(hub: HubService, n: int, k: int) -> None:
+    for start in range(0, n, k):
+        await asyncio.gather(*(hub.execute(Add(a=i, b=1)) for i in range(start, start + k)))
+
+
 async def queued_sequential(hub: HubService, n: int) -> None:
     for i in range(n):
         message = await hub.put_message(Add(a=i, b=1))
@@ -102,12 +128,12 @@ async def timed(run, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def against_raw(run, n: int, rounds: int) -> tuple[list[float], list[float], list[float]]:
+async def against_raw(run, n: int, rounds: int, raw_run=raw_sequential) -> tuple[list[float], list[float], list[float]]:
     """Per-round ``(rates, raw rates, ratios)`` over ``rounds`` alternating rounds of n/rounds."""
     per_round = max(n // rounds, 1)
     rates, raws, ratios = [], [], []
     for _ in range(rounds):
-        raw = await timed(raw_sequential, per_round)
+        raw = await timed(raw_run, per_round)
         measured = await timed(run, per_round)
         rates.append(measured)
         raws.append(raw)
@@ -189,8 +215,13 @@ async def queued_bytes_per_message(n: int) -> float:
     return size / n
 
 
-async def growth(n: int, out: H.Output) -> None:
-    """RSS around ``n`` sequential executes on one hub, after a warm-up of n/10."""
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+async def growth(n: int, out: H.Output) -> float:
+    """RSS around ``n`` sequential executes on one hub, after a warm-up of n/10; returns the
+    growth in bytes per execute."""
     hub = HubService()
     hub.register(add)
     async with hub:
@@ -205,6 +236,7 @@ async def growth(n: int, out: H.Output) -> None:
     out(f"growth: RSS {before / 2**20:,.1f} MiB before and {after / 2**20:,.1f} MiB after {n:,} sequential "
         f"executes ({n / elapsed:,.0f} msg/s): {(after - before) / 2**10:+,.0f} KiB, "
         f"{(after - before) / n:+.3f} bytes per execute")
+    return (after - before) / n
 
 
 async def main(args) -> None:
@@ -221,37 +253,54 @@ async def main(args) -> None:
         await raw_sequential(2000)
         paths = {
             "execute, sequential": (lambda n: execute_sequential(hub, n), sequential, rounds),
+            "execute+state, sequential": (lambda n: execute_state_sequential(hub, n), sequential, rounds),
             "put_message+state, sequential": (lambda n: queued_sequential(hub, n), sequential // 4, rounds),
             # One round is one burst of n concurrent messages.
             "execute, concurrent": (lambda n: execute_concurrent(hub, n), concurrent * 3, 3),
             "put_message+state, concurrent": (lambda n: queued_concurrent(hub, n), concurrent * 3, 3),
         }
         results = {name: await against_raw(run, n, r) for name, (run, n, r) in paths.items()}
+        in_flight = {
+            k: await against_raw(
+                lambda n, k=k: execute_in_flight(hub, n, k), sequential // 2, rounds,
+                lambda n, k=k: raw_in_flight(n, k),
+            )
+            for k in IN_FLIGHT
+        }
         steps = await breakdown(hub, 20_000, 5)
     per_message = statistics.median([await queued_bytes_per_message(2000) for _ in range(3)])
     out(f"{'path':<31} {H.triple_header('msg/s min / median / max', 9)}  "
         f"{H.triple_header('raw msg/s min / median / max', 9)}  {H.triple_header('ratio min / median / max', 6)}")
     for name, (rates, raws, ratios) in results.items():
         out(f"{name:<31} {H.triple(rates, ',.0f', 9)}  {H.triple(raws, ',.0f', 9)}  {H.triple(ratios, '.3f', 6)}")
+    out(f"execute with k in flight (one gather of k at a time; raw: its handler coroutines gathered the same way), "
+        f"{sequential // 2:,} messages in {rounds} alternating rounds:")
+    for k, (rates, raws, ratios) in in_flight.items():
+        out(f"  {k:>4} in flight                  {H.triple(rates, ',.0f', 9)}  {H.triple(raws, ',.0f', 9)}  "
+            f"{H.triple(ratios, '.3f', 6)}")
     out(f"memory per queued message: {per_message:,.0f} bytes")
     out("where execute's time goes, us per message (min of 5 rounds of 20,000; each row adds one layer):")
     for label, micros in steps:
         out(f"  {label:<62} {micros:6.2f}")
-    if args.growth:
-        await growth(args.growth, out)
+    growth_per_execute = await growth(args.growth, out) if args.growth else None
     out("Targets (median of per-round ratios):")
     for name, target in TARGETS.items():
         ratio = statistics.median(results[name][2])
-        out(f"- {name} >= {target:.2f} of raw: {ratio:.4f} -> {'met' if ratio >= target else 'NOT met'}")
+        out(f"- {name} >= {target:.2f} of raw: {ratio:.4f} -> {met(ratio >= target)}")
+    out(f"- memory per queued message <= {MEMORY_TARGET} bytes: {per_message:,.0f} -> {met(per_message <= MEMORY_TARGET)}")
+    if growth_per_execute is not None:
+        out(f"- no growth over {args.growth:,} executes (<= {GROWTH_TARGET:g} byte of RSS per execute): "
+            f"{growth_per_execute:+.3f} -> {met(growth_per_execute <= GROWTH_TARGET)}")
     if args.write_docs:
         H.write_docs("Dispatch", INTRO, out)
 
 
-INTRO = """In one process: `await hub.execute(cmd)` and `put_message` + `await cmd.state` for a trivial
-command (`a + b`), against a raw baseline (a plain pydantic model with the same two int fields,
-its handler awaited directly), rounds alternating raw / path, the process pinned to one CPU.
-The concurrent rows pay one asyncio task per message (`gather` for `execute`, the hub's own
-task for the queue). The last block takes `execute` apart, one layer per row, on messages built
+INTRO = """In one process: `await hub.execute(cmd)`, `execute` then `await cmd.state`, and `put_message` +
+`await cmd.state` for a trivial command (`a + b`), against a raw baseline (a plain pydantic
+model with the same two int fields, its handler awaited directly), rounds alternating raw /
+path, the process pinned to one CPU. The concurrent rows pay one asyncio task per message
+(`gather` for `execute`, the hub's own task for the queue) against the sequential raw path; the
+in-flight rows gather k messages at a time on both sides, so the raw side pays the same tasks. The last block takes `execute` apart, one layer per row, on messages built
 beforehand: what stands between it and the 0.25 target is building the message (pydantic
 validates the two fields and fills twelve framework fields; a model hook draws the ids and
 inherits trace, session and priority: the second row against the plain model of the first)
