@@ -21,7 +21,6 @@ import random
 import time
 import types
 import typing
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -59,6 +58,7 @@ _FORBIDDEN_FIELD_NAMES = RESERVED_FIELDS | {"name", "domain", "state", "wait_for
 _CLASS_DEFAULTS = frozenset({"expire_time", "delivery_count", "qos"})
 #: Reserved fields untrusted input may set (delivery preferences, not identity or trace).
 CLIENT_SETTABLE_FIELDS: frozenset[str] = frozenset({"expire_time", "priority", "qos"})
+_CLIENT_REFUSED = RESERVED_FIELDS - CLIENT_SETTABLE_FIELDS
 #: What untrusted input may ask of those: a deadline of at least a millisecond and at most the
 #: class's own default (a client cannot extend the server's timeout), a priority in this range.
 CLIENT_MIN_EXPIRE_TIME = 0.001
@@ -143,6 +143,7 @@ class BaseMessage(BaseModel):
     )
 
     _bd_defaults: ClassVar[Any] = None
+    _bd_collections: ClassVar[Any] = None  # (class, its list/set/tuple fields): _collection_fields
     #: The ``domain`` its class body declares, if any (else the registry decides it).
     _bd_declared_domain: ClassVar[str | None] = None
     # A slot, not a PrivateAttr: it costs nothing until a result is awaited or set, and it stays
@@ -280,15 +281,20 @@ class BaseMessage(BaseModel):
         ``strings=True`` accepts values given as text (query strings, command lines): ``"3"``
         for an int, ``"2024-01-01"`` for a date, JSON for list and dict fields.
         """
-        errors = [
-            {"field": key, "message": "reserved field, cannot be set by a client", "type": "reserved"}
-            for key in data
-            if key in RESERVED_FIELDS and key not in CLIENT_SETTABLE_FIELDS
-        ]
-        if errors:
-            raise InvalidMessageError(f"{cls.domain}.{cls.name}", errors)
+        if not data.keys().isdisjoint(_CLIENT_REFUSED):
+            raise InvalidMessageError(f"{cls.domain}.{cls.name}", [
+                {"field": key, "message": "reserved field, cannot be set by a client", "type": "reserved"}
+                for key in data
+                if key in _CLIENT_REFUSED
+            ])
         if strings:
-            data = {key: _decode_text(cls, key, value) for key, value in data.items()}
+            many = _collection_fields(cls)
+            # Only text that opens JSON, or that a list field takes as its one element, changes:
+            # most inputs have none, and are passed on as they are.
+            for key, value in data.items():
+                if type(value) is str and (value[:1] in "[{" or key in many):
+                    data = {key: _decode_text(cls, key, value, many) for key, value in data.items()}
+                    break
         try:
             message = cls(**data)
         except ValidationError as exc:
@@ -298,18 +304,23 @@ class BaseMessage(BaseModel):
                 f"{cls.domain}.{cls.name}", [{"field": "__root__", "message": "input nested too deeply", "type": "too_deep"}]
             ) from None
         errors = [] if data.keys().isdisjoint(CLIENT_SETTABLE_FIELDS) else _client_setting_errors(cls, message, data)
-        # Lax validation turns JSON true into 1 (or 1.0): a number field given a boolean is
+        # Only what the client gave can be out of range (defaults are the code's own). Lax
+        # validation turns JSON true into 1 (or 1.0): a number field given a boolean is
         # refused, as the OpenAPI document's "type": "integer" / "number" says.
-        errors.extend(
-            {"field": key, "message": f"must be {_NUMBER_KINDS[kind]}, not a boolean", "type": f"{kind.__name__}_type"}
-            for key, given in data.items()
-            if isinstance(given, bool) and (kind := type(message.__dict__.get(key))) in _NUMBER_KINDS
-        )
-        # Only what the client gave can be out of range (defaults are the code's own).
         values = message.__dict__
-        for key in data:
-            if key in values:
-                errors.extend(_int_range_errors(values[key], (key,)))
+        low, high = _INT64
+        for key, given in data.items():
+            value = values.get(key)
+            kind = type(value)
+            if kind is int or kind is float:
+                if type(given) is bool:
+                    errors.append({
+                        "field": key, "message": f"must be {_NUMBER_KINDS[kind]}, not a boolean", "type": f"{kind.__name__}_type",
+                    })
+                elif kind is int and not low <= value <= high:  # type: ignore[operator]
+                    errors.extend(_int_range_errors(value, (key,)))
+            elif kind is not str and value is not None and kind is not bool:
+                errors.extend(_int_range_errors(value, (key,)))  # containers and models
         if errors:
             raise InvalidMessageError(f"{cls.domain}.{cls.name}", errors)
         return message
@@ -477,14 +488,14 @@ def _int_range_errors(value: Any, path: tuple[Any, ...]) -> list[dict[str, Any]]
     return errors
 
 
-def _decode_text(cls: type[BaseModel], key: str, value: Any) -> Any:
-    """A text value for a field: JSON for a list/dict field; for a list/set/tuple field, text
-    that does not open JSON is its one element (``?plates=A``); scalars rely on lax validation.
-    Text opening a JSON list or object that does not parse is left as is: a field error, rather
-    than a list of one malformed item."""
-    if not isinstance(value, str):  # the common cases, decided first
+def _decode_text(cls: type[BaseModel], key: str, value: Any, collections: frozenset[str]) -> Any:
+    """A text value for a field: JSON for a list/dict field; for a list/set/tuple field (its
+    name in ``collections``), text that does not open JSON is its one element (``?plates=A``);
+    scalars rely on lax validation. Text opening a JSON list or object that does not parse is
+    left as is: a field error, rather than a list of one malformed item."""
+    if not isinstance(value, str):
         return value
-    many = key in _collection_fields(cls)
+    many = key in collections
     if value[:1] not in "[{":
         return [value] if many else value
     field = cls.__pydantic_fields__.get(key)
@@ -497,17 +508,14 @@ def _decode_text(cls: type[BaseModel], key: str, value: Any) -> Any:
     return [decoded] if many and not isinstance(decoded, list) else decoded
 
 
-#: Per message class, the fields whose type is a list, set or tuple (computed once a class).
-_COLLECTION_FIELDS: "weakref.WeakKeyDictionary[type[BaseModel], frozenset[str]]" = weakref.WeakKeyDictionary()
-
-
 def _collection_fields(cls: type[BaseModel]) -> frozenset[str]:
-    names = _COLLECTION_FIELDS.get(cls)
-    if names is None:
-        names = _COLLECTION_FIELDS[cls] = frozenset(
-            name for name, field in cls.__pydantic_fields__.items() if _is_collection(field.annotation)
-        )
-    return names
+    """The fields of ``cls`` whose type is a list, set or tuple, computed once per class (the
+    entry names its class: a subclass has fields of its own)."""
+    cached = getattr(cls, "_bd_collections", None)
+    if cached is None or cached[0] is not cls:
+        cached = (cls, frozenset(name for name, field in cls.__pydantic_fields__.items() if _is_collection(field.annotation)))
+        type.__setattr__(cls, "_bd_collections", cached)
+    return cached[1]
 
 
 def _is_collection(annotation: Any) -> bool:
