@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import gc
 import statistics
 import sys
@@ -219,6 +220,22 @@ def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def parts_of_queued() -> str:
+    """What one queued ``Add`` is made of: the framework's fixed part, then the rest."""
+    message = Add(a=1000, b=1)
+    values = message.__dict__
+    parts = {
+        "object": sys.getsizeof(message),
+        "__dict__ (12 fields)": sys.getsizeof(values),
+        "fields set": sys.getsizeof(message.__pydantic_fields_set__),
+        "ids (iid, trace_id, span_id)": sum(sys.getsizeof(values[k]) for k in ("iid", "trace_id", "span_id")),
+        "created_time": sys.getsizeof(values["created_time"]),
+        "queue entry (tuple, sequence number, context copy)": sys.getsizeof((0, 0, None, None)) + sys.getsizeof(10**6)
+        + sys.getsizeof(contextvars.copy_context()),
+    }
+    return ", ".join(f"{name} {size:,}" for name, size in parts.items())
+
+
 async def growth(n: int, out: H.Output) -> float:
     """RSS around ``n`` sequential executes on one hub, after a warm-up of n/10; returns the
     growth in bytes per execute."""
@@ -278,7 +295,7 @@ async def main(args) -> None:
     for k, (rates, raws, ratios) in in_flight.items():
         out(f"  {k:>4} in flight                  {H.triple(rates, ',.0f', 9)}  {H.triple(raws, ',.0f', 9)}  "
             f"{H.triple(ratios, '.3f', 6)}")
-    out(f"memory per queued message: {per_message:,.0f} bytes")
+    out(f"memory per queued message: {per_message:,.0f} bytes; its parts, in bytes: {parts_of_queued()}")
     out("where execute's time goes, us per message (min of 5 rounds of 20,000; each row adds one layer):")
     for label, micros in steps:
         out(f"  {label:<62} {micros:6.2f}")
@@ -295,19 +312,23 @@ async def main(args) -> None:
         H.write_docs("Dispatch", INTRO, out)
 
 
-INTRO = """In one process: `await hub.execute(cmd)`, `execute` then `await cmd.state`, and `put_message` +
-`await cmd.state` for a trivial command (`a + b`), against a raw baseline (a plain pydantic
-model with the same two int fields, its handler awaited directly), rounds alternating raw /
-path, the process pinned to one CPU. The concurrent rows pay one asyncio task per message
-(`gather` for `execute`, the hub's own task for the queue) against the sequential raw path; the
-in-flight rows gather k messages at a time on both sides, so the raw side pays the same tasks. The last block takes `execute` apart, one layer per row, on messages built
+INTRO = """In one process: `await hub.execute(cmd)`, `execute` then `await cmd.state`, and
+`put_message` + `await cmd.state` for a trivial command (`a + b`), against a raw baseline (a
+plain pydantic model with the same two int fields, its handler awaited directly), rounds
+alternating raw / path, the process pinned to one CPU. The concurrent rows pay one asyncio
+task per message (`gather` for `execute`, the hub's own task for the queue) against the
+sequential raw path; the in-flight rows gather k messages at a time on both sides, so the raw
+side pays the same tasks. A queued message adds a task and a loop turn of asyncio's
+pure-Python loop per message.
+
+The block after the memory figure takes `execute` apart, one layer per row, on messages built
 beforehand: what stands between it and the 0.25 target is building the message (pydantic
-validates the two fields and fills twelve framework fields; a model hook draws the ids and
+validates the two fields and fills ten framework fields; a model hook draws the ids and
 inherits trace, session and priority: the second row against the plain model of the first)
 and the layers (context frame, the hub's anonymous session, retry and deadline layers,
 shutdown tracking and the result slot: the last row against the third), against the whole raw
-path of the first row. A queued message adds a
-task and a loop turn of asyncio's pure-Python loop per message."""
+path of the first row. The memory line is followed by what one queued message is made of
+(`sys.getsizeof` of its parts)."""
 
 
 if __name__ == "__main__":
