@@ -257,6 +257,10 @@ def explicit_uvicorn_stack(loop: str, http: str) -> list:
     Configs built, for the caller to check what was served. Benchmark-only."""
     import uvicorn
 
+    # Imported before uvicorn.Config is replaced: bollydog's guard.Config must subclass uvicorn's
+    # own Config, not the one below (which would put the plain protocol names back).
+    from bollydog.entrypoint.kit import guard, site
+
     built: list = []
     base = uvicorn.Config
 
@@ -270,8 +274,6 @@ def explicit_uvicorn_stack(loop: str, http: str) -> list:
 
     # bollydog's sites build a Config of their own (with connection limits) and pass their
     # bounded protocol classes: the same stack, on bollydog's subclasses of uvicorn's protocols.
-    from bollydog.entrypoint.kit import guard, site
-
     bounded = guard._BoundedH11 if http == "h11" else guard.http_protocol()
 
     class GuardedConfig(guard.Config):  # type: ignore[misc, valid-type]

@@ -66,6 +66,8 @@ PATHS = {
     "fastapi": "/add",
     "litestar": "/add",
 }
+#: The servers that run on bollydog's connection guard (its protocols); the others on uvicorn's.
+GUARDED = frozenset({"bollydog", "starlette-1w"})
 #: The peers and what provides them (the ``bench`` extra).
 PEERS = {"fastapi": "fastapi", "litestar": "litestar"}
 BASELINE = "starlette"
@@ -104,7 +106,8 @@ def _ready(config: Any) -> None:
     # is built on: the parser is uvicorn's either way.
     protocol = next(c for c in config.http_protocol_class.__mro__ if c.__module__.startswith("uvicorn."))
     print(json.dumps({"pid": os.getpid(), "loop": f"{type(loop).__module__}.{type(loop).__name__}",
-                      "http": f"{protocol.__module__}.{protocol.__name__}"}), flush=True)
+                      "http": f"{protocol.__module__}.{protocol.__name__}",
+                      "guarded": config.http_protocol_class.__module__ == "bollydog.entrypoint.kit.guard"}), flush=True)
 
 
 def _loop_factory(stack: str) -> Any:
@@ -340,6 +343,8 @@ class Server:
         _, _, loop_module, protocol = STACKS[self.stack]
         if not info["loop"].startswith(loop_module) or not info["http"].endswith("." + protocol):
             raise RuntimeError(f"{self.name}: asked for {self.stack}, runs {info['loop']} + {info['http']}")
+        if info["guarded"] != (self.name in GUARDED):
+            raise RuntimeError(f"{self.name}: {'not ' if not info['guarded'] else ''}served by bollydog's connection guard")
         H.check_pinned(self.pid, H.SERVER_CPU, self.name)
         self.loop, self.protocol = info["loop"], info["http"].rsplit(".", 1)[1]
         import httpx
