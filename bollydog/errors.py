@@ -379,6 +379,16 @@ def describe(error: BaseException) -> ErrorInfo:
     )
 
 
+def brief(error: BaseException) -> str:
+    """``error`` in a few words, for a message that reports several: a mapped error's code and
+    message (public by design), an unmapped one's class name only (its text may hold internals,
+    such as SQL and its parameters, and is in the log)."""
+    if isinstance(error, (ErrorMapping, RemoteHandlerError)) and not isinstance(error, BaseExceptionGroup):
+        info = describe(error)
+        return f"{info.code}: {info.message}"
+    return type(error).__name__
+
+
 def log_failure(logger: logging.Logger, error: BaseException, info: ErrorInfo, what: str, *args: Any) -> None:
     """Log a failure once, as its status deserves: a refusal (4xx) is an info line, a
     temporary condition (503, 504...) a warning line, a server failure (500) an error with

@@ -62,7 +62,11 @@ def configure_logging(level: str = "INFO", *, json: bool = False, file: str | No
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=False if file else sys.stderr.isatty())
+        # A plain traceback: structlog's default (rich, when installed) prints every frame's
+        # locals, hundreds of lines per failure that may hold secrets (tokens, sessions).
+        else structlog.dev.ConsoleRenderer(
+            colors=False if file else sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -9,10 +9,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bollydog.errors import ConfigError
+
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -20,7 +23,7 @@ class Settings(BaseSettings):
 
     command_expire_time: float = Field(60.0, gt=0, description="Default Command timeout, seconds.")
     event_expire_time: float = Field(60.0, gt=0, description="Default Event timeout, seconds.")
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="Level of the CLI's log: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
     log_json: bool = False
     log_file: str | None = None
     handlers: str = Field("", description="Comma-separated handler modules for config-less use.")
@@ -46,6 +49,14 @@ class Settings(BaseSettings):
         "auto", description="The CLI's event loop: uvloop when installed (auto), or as named."
     )
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LEVELS:
+            raise ValueError(f"not a log level; one of {', '.join(_LEVELS)}")
+        return level
+
     @property
     def handler_modules(self) -> list[str]:
         return [m.strip() for m in self.handlers.split(",") if m.strip()]
@@ -62,7 +73,7 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"BOLLYDOG_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}"
+            f"BOLLYDOG_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors(include_url=False)
         )
         raise ConfigError(f"invalid environment setting: {problems}") from None

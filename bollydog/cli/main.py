@@ -12,6 +12,8 @@ forced it.
 from __future__ import annotations
 
 import json
+import types
+import typing
 import sys
 from pathlib import Path
 import logging
@@ -65,9 +67,15 @@ def cli() -> None:
     configure_logging(settings.log_level, json=settings.log_json, file=settings.log_file)
 
 
-def parse_fields(args: list[str]) -> dict[str, Any]:
-    """``--name=value`` / ``--name value`` pairs; a repeated name gives a list."""
+#: The value of a flag given without one (``--urgent``): true, for a boolean field only.
+BARE_FLAG = "true"
+
+
+def parse_fields(args: list[str]) -> tuple[dict[str, Any], set[str]]:
+    """``--name=value`` / ``--name value`` pairs (a repeated name gives a list), and the names
+    given as bare flags, with no value."""
     fields: dict[str, Any] = {}
+    bare: set[str] = set()
     index = 0
     while index < len(args):
         arg = args[index]
@@ -76,7 +84,8 @@ def parse_fields(args: list[str]) -> dict[str, Any]:
         name, sep, value = arg[2:].partition("=")
         if not sep:
             if index + 1 >= len(args) or args[index + 1].startswith("--"):
-                value = "true"  # a bare flag
+                value = BARE_FLAG
+                bare.add(name.replace("-", "_"))
             else:
                 index += 1
                 value = args[index]
@@ -87,7 +96,32 @@ def parse_fields(args: list[str]) -> dict[str, Any]:
         else:
             fields[name] = value
         index += 1
-    return fields
+    return fields, bare
+
+
+def check_bare_flags(message_class: type[BaseMessage], bare: set[str]) -> None:
+    """A flag without a value sets a boolean field; any other field needs its value."""
+    fields = message_class.model_fields
+    errors = [
+        {"field": name, "message": f"needs a value (--{name.replace('_', '-')}=...): only a boolean field is set by a bare flag",
+         "type": "cli"}
+        for name in sorted(bare)
+        if name in fields and not _takes_bool(fields[name].annotation)
+    ]
+    if errors:
+        raise InvalidMessageError(f"{message_class.domain}.{message_class.name}", errors)
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """``bool``, ``bool | None``, ``Optional[bool]``: what a bare flag may set."""
+    if annotation is bool:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _takes_bool(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return any(arm is bool for arm in typing.get_args(annotation))
+    return False
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -105,7 +139,7 @@ def execute(ctx: click.Context, config: str | None, message_ref: str, include: s
     from bollydog.bootstrap import build
 
     async def main() -> None:
-        fields = parse_fields(ctx.args)
+        fields, bare = parse_fields(ctx.args)
         composition = build(
             config, include=_split(include), exclude=_split(exclude), entrypoints=False, consumers=False
         )
@@ -113,10 +147,13 @@ def execute(ctx: click.Context, config: str | None, message_ref: str, include: s
         async with hub:
             message_class = _resolve_for_cli(hub, message_ref, config)
             current_session.set(Session.local_user())
+            check_bare_flags(message_class, bare)
             message = message_class.from_input(fields, strings=True)
             await _check_remote_route(hub, message_class)
             try:
-                result = await hub.execute(message)
+                # Through the hub's admission, as an entrypoint's request: a failure is logged
+                # once, by the hub, with its trace id, before it is printed below.
+                result = await hub.submit(message)
             except Exception as exc:  # the handler's own errors too, with their exit status
                 fail_with(exc)
             # Printed before the hub stops: flushing telemetry on stop (an OTLP endpoint with
@@ -151,6 +188,15 @@ def _resolve_for_cli(hub: HubT, reference: str, config: str | None) -> type[Base
             raise UnknownMessageError(
                 f"{exc}. No --config was given and BOLLYDOG_HANDLERS is empty, so only the "
                 "built-in messages are known: pass --config path/to/config.yaml"
+            ) from None
+        # A domain of the config left out here, with no transport to reach it: say so, rather
+        # than that the message does not exist.
+        prefix = reference.partition(".")[0]
+        if prefix in hub.registry.unloaded_domains():
+            raise UnknownMessageError(
+                f"{exc}. Domain '{prefix}' is in the config but left out by --include/--exclude, and "
+                "the config has no transport (a distribute section) to reach a process running it: "
+                "run it here (drop it from --exclude), or add the transport"
             ) from None
         raise
 

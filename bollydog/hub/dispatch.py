@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bollydog.context import AnonymousSession, current_session, handler_frame
-from bollydog.errors import EventHandlersError, NoHandlerError, TransportError, describe, log_failure
+from bollydog.errors import EventHandlersError, NoHandlerError, TransportError, brief, describe, log_failure
 from bollydog.handlers import ASYNCGEN, Handler, HandlerRegistry
 from bollydog.hub.middleware import Middleware, Next, compose
 from bollydog.hub.orchestration import drive
@@ -125,8 +125,9 @@ class Dispatcher:
                 log, failure.error, describe(failure.error), "event handler %s failed for %s (%s) trace_id=%s",
                 failure.handler.qualname, event.name, event.iid, event.trace_id,
             )
+        causes = "; ".join(f"{f.handler.qualname} ({brief(f.error)})" for f in failures)
         raise EventHandlersError(
-            f"{len(failures)} of {len(handlers)} handlers of {event.name} failed",
+            f"{len(failures)} of {len(handlers)} handlers of {event.name} failed: {causes}",
             [f.error for f in failures],
         )
 

@@ -26,7 +26,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
-from bollydog.errors import ConcurrentDispatchError
+from bollydog.errors import ConcurrentDispatchError, brief
 from bollydog.hub.steps import LocalStep
 from bollydog.hub.waiting import WaitFor
 from bollydog.models.base import BaseMessage, Event
@@ -157,7 +157,7 @@ async def _run_concurrently(
     for outcome in outcomes:
         if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
             raise outcome
-    names = ", ".join(m.name for m, o in zip(messages, outcomes) if isinstance(o, Exception))
+    causes = "; ".join(f"{m.name} ({brief(o)})" for m, o in zip(messages, outcomes) if isinstance(o, Exception))
     return None, ConcurrentDispatchError(
-        f"{len(failures)} of {len(messages)} concurrent messages failed: {names}", failures, outcomes
+        f"{len(failures)} of {len(messages)} concurrent messages failed: {causes}", failures, outcomes
     )

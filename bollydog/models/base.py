@@ -281,12 +281,15 @@ class BaseMessage(BaseModel):
         ``strings=True`` accepts values given as text (query strings, command lines): ``"3"``
         for an int, ``"2024-01-01"`` for a date, JSON for list and dict fields.
         """
+        errors: list[dict[str, Any]] = []
         if not data.keys().isdisjoint(_CLIENT_REFUSED):
-            raise InvalidMessageError(f"{cls.domain}.{cls.name}", [
+            # Refused, and the rest still checked: the answer names every bad field at once.
+            errors = [
                 {"field": key, "message": "reserved field, cannot be set by a client", "type": "reserved"}
                 for key in data
                 if key in _CLIENT_REFUSED
-            ])
+            ]
+            data = {key: value for key, value in data.items() if key not in _CLIENT_REFUSED}
         if strings:
             many = _collection_fields(cls)
             # Only text that opens JSON, or that a list field takes as its one element, changes:
@@ -298,12 +301,14 @@ class BaseMessage(BaseModel):
         try:
             message = cls(**data)
         except ValidationError as exc:
-            raise InvalidMessageError(f"{cls.domain}.{cls.name}", validation_errors(exc)) from None
+            raise InvalidMessageError(f"{cls.domain}.{cls.name}", [*errors, *validation_errors(exc)]) from None
         except RecursionError:  # a value nested deeper than the interpreter follows
             raise InvalidMessageError(
-                f"{cls.domain}.{cls.name}", [{"field": "__root__", "message": "input nested too deeply", "type": "too_deep"}]
+                f"{cls.domain}.{cls.name}",
+                [*errors, {"field": "__root__", "message": "input nested too deeply", "type": "too_deep"}],
             ) from None
-        errors = [] if data.keys().isdisjoint(CLIENT_SETTABLE_FIELDS) else _client_setting_errors(cls, message, data)
+        if not data.keys().isdisjoint(CLIENT_SETTABLE_FIELDS):
+            errors.extend(_client_setting_errors(cls, message, data))
         # Only what the client gave can be out of range (defaults are the code's own). Lax
         # validation turns JSON true into 1 (or 1.0): a number field given a boolean is
         # refused, as the OpenAPI document's "type": "integer" / "number" says.

@@ -57,6 +57,17 @@ def test_execute_leaves_out_an_excluded_domain(plain: str) -> None:
     result = invoke("execute", "--config", plain, "--exclude", "lots", "--message", "lots.ping")
     assert result.exit_code == 2, result.output
     assert "lots.ping" in result.output
+    assert "Domain 'lots' is in the config but left out by --include/--exclude" in result.output
+    assert "no transport (a distribute section)" in result.output
+
+
+def test_a_bare_flag_sets_a_boolean_field_only(plain: str) -> None:
+    result = invoke("execute", "--config", plain, "--message", "lots.park", "--plates=A", "--note")
+    assert result.exit_code == 2, result.output
+    assert "note: needs a value (--note=...): only a boolean field is set by a bare flag" in result.output
+    given = invoke("execute", "--config", plain, "--message", "lots.park", "--plates=A", "--note=ok")
+    assert given.exit_code == 0, given.output
+    assert json.loads(given.stdout)["note"] == "ok"
 
 
 def test_ls_with_exclude_shows_the_schedules_run_elsewhere(split: str) -> None:

@@ -126,6 +126,15 @@ def test_from_input_refuses_identity_and_trace_fields_and_names_bad_fields():
     with pytest.raises(InvalidMessageError) as info:
         Add.from_input({"a": 1, "b": 2, "trace_id": "ab" * 16, "iid": "x"})
     assert {e["field"] for e in info.value.errors} == {"trace_id", "iid"}
+    # A reserved field does not hide the other bad fields: every one is named at once.
+    with pytest.raises(InvalidMessageError) as info:
+        Add.from_input({"a": "x", "iid": "abc", "priority": 1000})
+    assert {e["field"]: e["type"] for e in info.value.errors} == {
+        "iid": "reserved", "a": "int_parsing", "b": "missing",
+    }
+    with pytest.raises(InvalidMessageError) as info:
+        Add.from_input({"a": 1, "b": 2, "iid": "abc", "priority": 1000})
+    assert {e["field"]: e["type"] for e in info.value.errors} == {"iid": "reserved", "priority": "out_of_range"}
     with pytest.raises(InvalidMessageError) as info:
         Add.from_input({"a": "x"})
     assert {e["field"]: e["type"] for e in info.value.errors} == {"a": "int_parsing", "b": "missing"}

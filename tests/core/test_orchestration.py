@@ -187,6 +187,34 @@ async def test_uncaught_concurrent_failure_propagates_with_partial_results():
     assert info.value.results[0] == 2 and isinstance(info.value.results[1], LookupError)
 
 
+async def test_a_concurrent_failure_names_each_cause_without_the_text_of_unmapped_ones():
+    from bollydog.errors import DomainError
+
+    class Taken(DomainError):
+        status_code = 409
+
+    class Claim(Command):
+        pass
+
+    class Pair(Command):
+        pass
+
+    async def claim(command: Claim) -> None:
+        raise Taken("plate G1 is taken")
+
+    async def pair(command: Pair):
+        yield [Claim(), Fail(reason="INSERT INTO vehicles VALUES ('secret')"), Double(value=1)]
+
+    hub = HubService()
+    hub.register(pair, claim, fail, double)
+    async with hub:
+        with pytest.raises(ConcurrentDispatchError) as info:
+            await hub.execute(Pair())
+    text = str(info.value)
+    assert text.startswith("2 of 3 concurrent messages failed: claim (Taken: plate G1 is taken); fail (LookupError)")
+    assert "secret" not in text  # an unmapped error's text stays in the log
+
+
 async def test_coroutine_returning_a_message_hands_off_to_it(hub):
     assert await hub.execute(Chain(value=4)) == 10
 
