@@ -170,6 +170,13 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         if self.engine is not None:
             return
         engine = self._create_engine()
+        if self.runs is not None and isinstance(engine.pool, (StaticPool, SingletonThreadPool)):
+            await _dispose_quietly(engine)
+            raise ConfigError(
+                f"unit_of_work: durable runs need a database that outlives the process, and {self.safe_url} "
+                "is in memory (one connection, gone at exit): use a file (sqlite+aiosqlite:///runs.db) "
+                "or a server database"
+            )
         try:
             async with asyncio.timeout(self.connect_timeout):
                 async with engine.connect() as conn:

@@ -573,7 +573,8 @@ class Session(BaseModel):
 
     @classmethod
     def anonymous(cls, uid: str | None = None) -> "Session":
-        """A new session with no user; ``uid`` defaults to a new random id.
+        """A new session with no user (``data == {"anonymous": True}``, as every entrypoint
+        gives an unauthenticated request); ``uid`` defaults to a new random id.
 
         The hub gives a top-level message no entrypoint gave a session to the one of uid
         ``message.iid`` (made when first read): an id already drawn, for a session that
@@ -582,7 +583,7 @@ class Session(BaseModel):
         # Built by hand, as model_construct would, at half its cost: this runs for every
         # top-level message and every request. (The slots are pydantic v2's.)
         session = _new_object(cls)
-        _set_slot(session, "__dict__", {"uid": uid or _new_iid(), "username": None, "data": {}})
+        _set_slot(session, "__dict__", {"uid": uid or _new_iid(), "username": None, "data": {"anonymous": True}})
         _set_slot(session, "__pydantic_fields_set__", {"uid"})
         _set_slot(session, "__pydantic_extra__", None)
         _set_slot(session, "__pydantic_private__", None)

@@ -81,8 +81,9 @@ def test_an_anonymous_session_is_a_plain_session():
     from bollydog.models.base import Session
 
     first, second = Session.anonymous(), Session.anonymous()
-    assert first.uid != second.uid and first.username is None and first.data == {}
-    assert first == Session(uid=first.uid) and Session.model_validate(first.model_dump()) == first
+    assert first.uid != second.uid and first.username is None and first.data == {"anonymous": True}
+    assert first == Session(uid=first.uid, data={"anonymous": True})
+    assert Session.model_validate(first.model_dump()) == first
     first.data["cart"] = 1
-    assert second.data == {}  # its own dict
-    assert Session.model_validate_json(first.model_dump_json()).data == {"cart": 1}
+    assert second.data == {"anonymous": True}  # its own dict
+    assert Session.model_validate_json(first.model_dump_json()).data == {"anonymous": True, "cart": 1}

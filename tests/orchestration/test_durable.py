@@ -106,6 +106,17 @@ async def test_without_a_run_store_a_durable_handler_says_what_to_configure(tmp_
             await hub.execute(Fulfil(key="k"))
 
 
+async def test_durable_runs_in_an_in_memory_database_are_refused_at_start() -> None:
+    from bollydog.adapters.sqlalchemy import SqlAlchemyUnitOfWork
+
+    unit_of_work = SqlAlchemyUnitOfWork("sqlite+aiosqlite://", durable=True)
+    with pytest.raises(ConfigError, match=r"durable runs need a database that outlives the process.*use a file"):
+        await unit_of_work.connect()
+    plain = SqlAlchemyUnitOfWork("sqlite+aiosqlite://")  # without durable runs: fine
+    await plain.connect()
+    await plain.disconnect()
+
+
 def test_durable_applies_to_generators_only() -> None:
     async def plain(command: Fulfil) -> None: ...
 

@@ -191,9 +191,7 @@ def session_from_claims(claims: Mapping[str, Any] | None) -> Session:
 def anonymous() -> Session:
     """A new session with no user, as every entrypoint gives an unauthenticated request:
     ``username`` None, ``data == {"anonymous": True}``."""
-    session = Session.anonymous()  # built without validation: this runs once per request
-    session.data["anonymous"] = True
-    return session
+    return Session.anonymous()  # built without validation: this runs once per request
 
 
 class Authenticator(Protocol):
