@@ -65,6 +65,8 @@ class HandlerRegistry:
         self.messages: dict[str, list[type[BaseMessage]]] = {}  # short name -> classes
         #: Commands handled in other processes: class -> (domain, service name of its app).
         self.remote: dict[type[BaseMessage], tuple[str, str]] = {}
+        #: Event class -> the domains of other processes that handle it (listed by ``ls``).
+        self.remote_events: dict[type[BaseMessage], set[str]] = {}
         self._domains: dict[str, tuple[frozenset[str], frozenset[str]]] = {}  # modules, packages
         self._claims: dict[type[BaseMessage], dict[str, int]] = {}  # class -> domain -> strength
         self._names: dict[type[BaseMessage], str] = {}
@@ -138,6 +140,7 @@ class HandlerRegistry:
         for message_type in message_types:
             if issubclass(message_type, Event):
                 self._claim(message_type, domain, _HANDLES_EVENT)
+                self.remote_events.setdefault(message_type, set()).add(domain)
             elif message_type not in self.commands:
                 self._check_declared(message_type, domain, f"domain '{domain}'")
                 self.remote[message_type] = (domain, service)

@@ -73,6 +73,7 @@ def describe_messages(registry: HandlerRegistry) -> list[dict[str, Any]]:
             kind, handlers = "command", [f"(remote: domain {registry.remote[cls][0]})"]
         else:
             kind, handlers = "event", [h.qualname for h in registry.event_handlers(cls)]
+            handlers += [f"(remote: domain {domain})" for domain in sorted(registry.remote_events.get(cls, ()))]
         name = registry.name_of(cls)
         described.append(
             {

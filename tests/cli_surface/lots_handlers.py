@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bollydog.models.base import Command
+from bollydog.models.base import Command, Event
 
 
 class Ping(Command):
@@ -35,3 +35,12 @@ async def slow(command: Slow) -> int:
 
 async def park(command: Park) -> dict[str, object]:
     return {"plates": command.plates, "spots": sorted(command.spots), "note": command.note}
+
+
+class Parked(Event):
+    domain = "lots"
+    plate: str
+
+
+async def count_parked(event: Parked) -> None:
+    return None

@@ -61,6 +61,18 @@ def test_execute_leaves_out_an_excluded_domain(plain: str) -> None:
     assert "no transport (a distribute section)" in result.output
 
 
+def test_ls_on_the_front_names_where_remote_handlers_run(split: str) -> None:
+    result = invoke("ls", "--config", split, "--exclude", "lots", "--json")
+    assert result.exit_code == 0, result.output
+    handlers = {m["message"]: m["handlers"] for m in json.loads(result.stdout)["messages"]}
+    assert handlers["lots.ping"] == ["(remote: domain lots)"]
+    assert handlers["lots.parked"] == ["(remote: domain lots)"]  # an Event handled elsewhere
+    here = invoke("ls", "--config", split, "--json")
+    assert {m["message"]: m["handlers"] for m in json.loads(here.stdout)["messages"]}["lots.parked"] == [
+        "tests.cli_surface.lots_handlers.count_parked"
+    ]
+
+
 def test_a_bare_flag_sets_a_boolean_field_only(plain: str) -> None:
     result = invoke("execute", "--config", plain, "--message", "lots.park", "--plates=A", "--note")
     assert result.exit_code == 2, result.output
