@@ -129,7 +129,7 @@ class Deliverer(abc.ABC):
         if not self.accepts(envelope.name):
             await self.dead_letter(
                 entry, f"{envelope.name} is not accepted by consumer {self.consumer} (accept/reject options)",
-                wire.WireError(f"{envelope.name} is not accepted from the transport here"),
+                wire.WireError(f"{envelope.name} is not accepted from the transport here"), envelope.id,
             )
             return
         if envelope.deadline is not None and time.time() > envelope.deadline:
@@ -146,14 +146,14 @@ class Deliverer(abc.ABC):
             try:
                 message = wire.build(wire.resolve(hub.registry, envelope.name), envelope, self.max_deliveries)
             except wire.WireError as exc:
-                await self.dead_letter(entry, str(exc), exc)
+                await self.dead_letter(entry, str(exc), exc, envelope.id)
                 return
             if isinstance(message, Event):
                 await self._run_event(entry.domain, message)
             elif hub.registry.command_handler(type(message)) is None:
                 await self.dead_letter(
                     entry, f"no handler for {envelope.name} in this process",
-                    wire.WireError(f"no handler for {envelope.name} in consumer {self.consumer}"),
+                    wire.WireError(f"no handler for {envelope.name} in consumer {self.consumer}"), envelope.id,
                 )
                 return
             else:
@@ -199,9 +199,12 @@ class Deliverer(abc.ABC):
         except EventHandlersError:
             pass  # each failure was logged by the hub; an event has no reply
 
-    async def dead_letter(self, entry: Entry, reason: str, error: BaseException | None = None) -> None:
-        """Set ``entry`` aside with ``reason``; its caller, if any, gets ``error`` as the reply.
-        Reported through ``hub.hooks.dead_lettered`` once stored."""
+    async def dead_letter(
+        self, entry: Entry, reason: str, error: BaseException | None = None, message_id: str | None = None
+    ) -> None:
+        """Set ``entry`` aside with ``reason``; its caller, if any, gets ``error`` as the reply,
+        under ``message_id`` (the id generated for an entry that had none). Reported through
+        ``hub.hooks.dead_lettered`` once stored."""
         fields = entry.fields
         letter = {k: v for k, v in fields.items() if not k.startswith("dl_")}
         letter.update(
@@ -211,7 +214,7 @@ class Deliverer(abc.ABC):
         reply_to = fields.get("reply_to") or None
         reply = None
         if reply_to and error is not None:
-            reply = wire.encode_reply(fields.get("id") or "", entry.entry_id, error=error)
+            reply = wire.encode_reply(message_id or fields.get("id") or "", entry.entry_id, error=error)
         dead_letter_id = await self.store_dead_letter(entry, letter, reply_to, reply)
         if dead_letter_id is None:
             return

@@ -54,6 +54,18 @@ class WireError(BollydogError, ValueError):
     """
 
 
+class InvalidFieldsError(WireError):
+    """A valid envelope whose message fields are not: the sender's error (422, as over HTTP).
+    ``errors`` holds one ``{"field", "message", "type"}`` dict per problem."""
+
+    status_code = 422
+    fields = ("errors",)
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = list(errors or [])
+
+
 @dataclass(slots=True)
 class Envelope:
     """A decoded request or event entry (fields validated, message not built yet)."""
@@ -208,8 +220,9 @@ def build(
     try:
         return message_class(**data)
     except ValidationError as exc:
-        details = "; ".join(f"{e['field']}: {e['message']}" for e in validation_errors(exc))
-        raise WireError(f"invalid {envelope.name}: {details}") from None
+        errors = validation_errors(exc)
+        details = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise InvalidFieldsError(f"invalid {envelope.name}: {details}", errors) from None
 
 
 # -- replies -------------------------------------------------------------------------------------

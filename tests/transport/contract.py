@@ -352,15 +352,21 @@ class TransportContract:
             *BAD_ENTRIES,
             ({"name": "calc.add", "payload": json.dumps({"a": "x", "b": 1}), "reply_to": key, "id": "f" * 32},
              "invalid calc.add: a:"),
+            ({"name": "calc.add", "payload": json.dumps({"a": 1}), "reply_to": key}, "invalid calc.add: b:"),  # no id
         ]
         async with deployment.process(["calc"]) as worker:
             for fields, _ in bad:
                 await deployment.inject("calc", fields)
             await deployment.inject("calc", {"name": "calc.add", "payload": '{"a": 1, "b": 1}', "reply_to": key, "id": "e" * 32})
-            replies = {r["id"]: r for r in await deployment.replies(key, 2)}
-            assert json.loads(replies["e" * 32]["result"]) == 2
-            failed = replies["f" * 32]
-            assert failed["ok"] == "0" and failed["error_type"] == "bollydog.transport.wire.WireError"
+            replies = {r["id"]: r for r in await deployment.replies(key, 3)}
+            assert json.loads(replies.pop("e" * 32)["result"]) == 2
+            # Invalid fields are the sender's error, as over HTTP; an entry without an id is
+            # answered under the id generated for it.
+            failed, (generated, unnamed) = replies.pop("f" * 32), replies.popitem()
+            for reply in (failed, unnamed):
+                assert reply["ok"] == "0" and reply["error_type"] == "bollydog.transport.wire.InvalidFieldsError"
+                assert reply["error_status"] == "422"
+            assert len(generated) == 32
             dead = await eventually(lambda: _count(worker.transport.dead_letters(), len(bad)))
             assert dead and len(dead) == len(bad)
             for fields, reason in bad:  # handled concurrently: dead letters come in any order
