@@ -53,6 +53,8 @@ async def test_missing_or_bad_token_is_refused_with_a_reason(keys, token) -> Non
         async with connect(service.url, additional_headers=headers) as client:
             reply = await recv(client)
             assert reply["type"] == "error" and reply["error"] == "AuthError"
+            if token is None:  # the way browsers have, named too
+                assert "?access_token=<token> in the URL" in reply["message"]
             with pytest.raises(ConnectionClosed):
                 await recv(client)
             assert client.close_code == 1008

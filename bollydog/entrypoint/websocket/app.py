@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from bollydog.entrypoint.kit.admission import InFlight
-from bollydog.entrypoint.kit.auth import authenticator
+from bollydog.entrypoint.kit.auth import AuthError, authenticator
 from bollydog.entrypoint.kit.settings import EntrypointSettings, JwtSettings, ListenerSettings, TextList
 from bollydog.entrypoint.kit.site import Site
 from bollydog.entrypoint.websocket.connection import Connection
@@ -229,7 +229,12 @@ class SocketService(Entrypoint):
     def _authenticate(self, websocket: Any) -> Session:
         """The connection's session: from a JWT when a public key is configured (headers, or
         the ``access_token`` query parameter browsers have to use)."""
-        return self.auth.session(websocket.headers, websocket.query_params.get("access_token"))
+        try:
+            return self.auth.session(websocket.headers, websocket.query_params.get("access_token"))
+        except AuthError as exc:
+            if exc.reason != "missing":
+                raise
+            raise AuthError(f"{exc}, or ?access_token=<token> in the URL (browsers cannot set headers)", "missing") from None
 
     def track(self, task: "asyncio.Task[None]", slots: asyncio.Semaphore) -> None:
         """Keep a request task until it ends (shutdown waits for it), then free its slot."""
