@@ -45,6 +45,9 @@ def test_handler_error_goes_to_stderr_with_status_1():
     assert done.returncode == 1
     assert done.stdout == ""
     assert "OutOfStock" in done.stderr and "a: 1 wanted, 0 left" in done.stderr
+    # Logged once, by the hub, with the trace id, as under every entrypoint.
+    logged = [line for line in done.stderr.splitlines() if "[bollydog.hub]" in line]
+    assert len(logged) == 1 and "example.reservestock (" in logged[0] and "failed trace_id=" in logged[0]
 
 
 def test_invalid_field_names_the_field_with_status_2():
