@@ -27,7 +27,7 @@ from typing import Any
 
 from mode import Service
 
-from bollydog.builder import ServiceBuilder, check_section, construct, resolve_ref
+from bollydog.builder import ServiceBuilder, check_options, check_section, construct, resolve_ref
 from bollydog.config import ModuleRef, load_config, location
 from bollydog.errors import ConfigError
 from bollydog.handlers import discover, messages_in
@@ -137,6 +137,9 @@ def build(
         hub.add_app(app)
         composition.apps.append(app)
     _add_schedulers(composition, entrypoints)
+    for served in composition.entrypoints:
+        if isinstance(served, Entrypoint):
+            served.check_names()
     return composition
 
 
@@ -262,6 +265,8 @@ def _telemetry_from_environment() -> Any:
 def _construct(key: str, section: Mapping[str, Any], target: type) -> Any:
     if issubclass(target, AppService):
         return ServiceBuilder.from_section(key, section, target).build()
+    if getattr(target, "options_model", None) is not None:
+        check_options(target, section, key, getattr(section, "lines", None) or {}, keys=("app",), skip=("app",))
     return construct(target, {k: v for k, v in section.items() if k != "app"}, where=key)
 
 

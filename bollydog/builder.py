@@ -18,15 +18,23 @@ A domain given no persistence gets an in-memory protocol.
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
+import operator
+import types
+import typing
+from collections import abc
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from bollydog.errors import BollydogError, ConfigError
 from bollydog.handlers import import_handler_module
 from bollydog.models.protocol import Protocol, UnitOfWork
 from bollydog.models.service import AppService
 
-__all__ = ["ServiceBuilder", "check_section", "construct", "resolve_ref"]
+__all__ = ["ServiceBuilder", "check_options", "check_section", "constructor_options", "construct", "resolve_ref"]
 
 #: Config keys of a domain section that the builder reads itself; any other key must be an
 #: option of the AppService's constructor (:meth:`AppService.accepted_options`).
@@ -125,6 +133,13 @@ class ServiceBuilder:
             if spec is None:
                 continue
             target, part_options = _section_part(spec, f"{key}.{part}", base)
+            takes: type = target
+            if part == "protocol" and section.get("unit_of_work") is None:
+                takes = getattr(target, "unit_of_work_class", None) or target
+            check_options(
+                takes, part_options, f"{key}.{part}", getattr(spec, "lines", None) or {},
+                keys=("module",) if takes is target else ("module", "unit_of_work"),
+            )
             getattr(builder, part)(target, **part_options)
         return builder.options(**options)
 
@@ -150,27 +165,154 @@ def check_section(
                 "add 'app: !module ...' naming the entrypoint class "
                 "(HTTP: app: !module bollydog.entrypoint.http.app.HttpService)"
             )
-    options = {k: v for k, v in section.items() if k not in _SECTION_KEYS}
-    _check_options(app, options, key, lines)
+    _check_options(app, section, key, lines)
 
 
 def _check_options(
     app: type[AppService], options: Mapping[str, Any], where: str, locations: Mapping[str, str]
 ) -> None:
-    accepted = [k for k in app.accepted_options() if k not in _SECTION_KEYS]
-    known = [*_SECTION_KEYS, *accepted]
-    problems = []
-    for name in options:
-        if name in accepted:
+    check_options(app, options, where, locations, keys=_SECTION_KEYS, skip=("app", "unit_of_work", "protocol"))
+
+
+def constructor_options(cls: type) -> tuple[dict[str, Any], bool]:
+    """The keyword options ``cls`` takes, each with its type (``Any`` when not annotated), and
+    whether it takes any other keyword too.
+
+    A class with an ``options_model`` (a pydantic model, as the entrypoints have) takes that
+    model's fields. Otherwise: the keyword parameters of each ``__init__`` up the class hierarchy,
+    for as long as one passes ``**options`` on to its parent; a variable keyword parameter of
+    another name (``**engine_options``) takes anything. The bases :class:`Protocol`,
+    :class:`UnitOfWork` and :class:`AppService` end the walk.
+    """
+    model = getattr(cls, "options_model", None)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return {
+            name: Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            for name, info in model.model_fields.items()
+        }, False
+    taken: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
             continue
+        if klass is object:
+            break
+        try:
+            hints = typing.get_type_hints(init)
+        except Exception:  # an annotation that does not evaluate here: its type is not checked
+            hints = {}
+        params = list(inspect.signature(init).parameters.values())
+        for p in params:
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self" and p.name not in taken:
+                taken[p.name] = hints.get(p.name, Any)
+        rest = [p for p in params if p.kind is p.VAR_KEYWORD]
+        if not rest or klass in (Protocol, UnitOfWork, AppService):
+            break
+        if rest[0].name != "options":
+            return taken, True
+    return taken, False
+
+
+def check_options(
+    cls: type,
+    options: Mapping[str, Any],
+    where: str,
+    locations: Mapping[str, str],
+    *,
+    keys: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+) -> None:
+    """Refuse an option ``cls`` does not take (:func:`constructor_options`) and a value of the
+    wrong type. ``keys`` are the section's own keys, read before ``cls`` is made (``app``,
+    ``module``); ``skip`` those whose values are not checked here. Every problem is named with
+    its ``file:line`` (``locations``), the close key and the keys the section takes."""
+    types, takes_any = constructor_options(cls)
+    known = [*keys, *(k for k in types if k not in keys)]
+    problems = []
+    for name, value in options.items():
         at = locations.get(name)
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        problems.append(
-            f"{at + ': ' if at else ''}{where}.{name}: unknown key"
-            + (f" (did you mean '{close[0]}'?)" if close else "")
-        )
+        if name not in types and name not in keys:
+            if takes_any:
+                continue
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            problems.append(
+                f"{at + ': ' if at else ''}{where}.{name}: unknown key"
+                + (f" (did you mean '{close[0]}'?)" if close else "")
+            )
+        elif name not in skip and name in types:
+            problem = _type_problem(types[name], value)
+            if problem is not None:
+                index, expected, got = problem
+                at = locations.get(f"{name}{index}", at)
+                raise ConfigError(f"{at + ': ' if at else ''}{where}.{name}{index}: expected {expected}, got {got}")
     if problems:
-        raise ConfigError(f"{'; '.join(problems)}; {app.__name__} takes {', '.join(known)}")
+        raise ConfigError(f"{'; '.join(problems)}; {cls.__name__} takes {', '.join(known)}")
+
+
+_EXPECTED = {
+    "string_type": "a string", "bool_type": "true or false", "bool_parsing": "true or false",
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "list_type": "a list",
+    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+}
+
+
+def _type_problem(annotation: Any, value: Any) -> tuple[str, str, str] | None:
+    """``(index, expected, got)`` when ``value`` is not of ``annotation``, else None."""
+    from bollydog.config import ModuleRef
+
+    if annotation is Any or isinstance(value, ModuleRef):
+        return None
+    adapter = _adapter(annotation)
+    if adapter is None:
+        return None
+    try:
+        adapter.validate_python(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        path = [part for part in error["loc"] if isinstance(part, int)]
+        index = "".join(f"[{part}]" for part in path)
+        found = value
+        for part in path:
+            found = found[part]
+        expected = _EXPECTED.get(error["type"]) or error["msg"][0].lower() + error["msg"][1:]
+        if expected.startswith("input should be "):
+            expected = expected[len("input should be "):]
+        return index, expected, _kind(found)
+    return None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, (int, float, str)):
+        return f"{'an integer' if isinstance(value, int) else 'a number' if isinstance(value, float) else 'a string'} ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return type(value).__name__
+
+
+@functools.cache
+def _adapter(annotation: Any) -> TypeAdapter[Any] | None:
+    try:
+        return TypeAdapter(_eager(annotation), config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # a type pydantic cannot check (or unhashable metadata): not checked
+        return None
+
+
+def _eager(annotation: Any) -> Any:
+    """``annotation`` with iterables as lists: pydantic checks an ``Iterable`` only when it is
+    iterated, and a config value is a list anyway."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (abc.Iterable, abc.Sequence, abc.Collection) and args:
+        return list[_eager(args[0])]  # type: ignore[misc]
+    if origin in (typing.Union, types.UnionType) and args:
+        return functools.reduce(operator.or_, (_eager(a) for a in args))
+    return annotation
 
 
 def _part(value: Any, options: dict[str, Any], base: type, where: str) -> Any:

@@ -8,7 +8,7 @@ names concrete classes. Annotate ``hub: HubT`` in a handler to have the hub inje
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, Self
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Self
 
 from mode import Service
 
@@ -207,11 +207,18 @@ class Entrypoint(Service):
     #: True when this entrypoint serves the hub's :attr:`~HubT.metrics_scrape` at ``/metrics``
     #: (the telemetry plugin then opens no Prometheus port of its own).
     serves_metrics: bool = False
+    #: The pydantic model of the options (HttpSettings...): its fields are the keys a config
+    #: section takes, checked with their types and lines before the entrypoint is made.
+    options_model: ClassVar[type[Any] | None] = None
 
     def __init__(self, *, hub: HubT | None = None, **options: Any) -> None:
         super().__init__()
         self.hub: HubT = hub if hub is not None else _NoHub()
         self.options = options
+
+    def check_names(self) -> None:
+        """Refuse a setting that names no message of the hub (an ``include`` pattern...); the
+        composition root calls it once every domain is registered, whatever the command."""
 
     def abort_inflight(self, *, forced: bool = False) -> None:
         """Called by the stopping hub once its grace period is over and its own work was cut.

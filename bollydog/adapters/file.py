@@ -238,6 +238,7 @@ class FileProtocol(Protocol):
     """
 
     unit_of_work: FileUnitOfWork
+    unit_of_work_class = FileUnitOfWork
 
     def __init__(self, unit_of_work: UnitOfWork | None = None, **options: Any) -> None:
         if unit_of_work is None:

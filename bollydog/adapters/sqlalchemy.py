@@ -372,6 +372,7 @@ class SqlAlchemyProtocol(Protocol):
     """
 
     unit_of_work: SqlAlchemyUnitOfWork
+    unit_of_work_class = SqlAlchemyUnitOfWork
 
     def __init__(self, unit_of_work: UnitOfWork | None = None, **options: Any) -> None:
         if unit_of_work is None:

@@ -402,8 +402,8 @@ def graph(config: str | None, include: str, exclude: str, traces: str | None) ->
         if traces is not None:
             with open(traces, encoding="utf-8") as lines:
                 observed = observed_sends(lines)
-        composition = build(
-            config, include=_split(include), exclude=_split(exclude), entrypoints=False, consumers=False
+        composition = build(  # entrypoints made, not started: their settings are checked too
+            config, include=_split(include), exclude=_split(exclude), consumers=False
         )
         hub = composition.hub
         declared = hub.registry.domains()
@@ -438,7 +438,7 @@ def docs_asyncapi(config: str | None, include: str, exclude: str, title: str, do
 
     try:
         composition = build(
-            config, include=_split(include), exclude=_split(exclude), entrypoints=False, consumers=False
+            config, include=_split(include), exclude=_split(exclude), consumers=False
         )
         document = build_asyncapi(composition.hub, title=title, version=doc_version)
     except BollydogError as exc:

@@ -54,6 +54,8 @@ class ModuleRef:
     path: str
     key: str | None = field(default=None, compare=False)
     source: str | None = field(default=None, compare=False, repr=False)
+    #: The line it was written on (1-based), when the loader knows it.
+    line: int | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not _MODULE_PATH.fullmatch(self.path):
@@ -71,7 +73,8 @@ class ModuleRef:
             # of that name exists, so errors name the exact module or attribute that is missing.
             first, *attrs = module_part.split(".")
             obj, owner = self._import(first, required=True), first
-        for attr in [*attrs, *(attr_part.split(".") if attr_part else [])]:
+        parts = [*attrs, *(attr_part.split(".") if attr_part else [])]
+        for index, attr in enumerate(parts):
             sub = None
             if isinstance(obj, ModuleType) and not hasattr(obj, attr):
                 sub = self._import(f"{owner}.{attr}", required=False)
@@ -79,6 +82,9 @@ class ModuleRef:
                 obj = sub
             elif hasattr(obj, attr):
                 obj = getattr(obj, attr)
+            elif isinstance(obj, ModuleType) and index < len(parts) - 1:
+                # More follows: the path went on through a module that does not exist.
+                raise self._error(f"no module named '{owner}.{attr}'")
             else:
                 raise self._error(f"{owner!r} has no attribute {attr!r}")
             owner = f"{owner}.{attr}"
@@ -99,7 +105,7 @@ class ModuleRef:
             raise self._error(f"importing {name!r} failed: {type(exc).__name__}: {exc}") from exc
 
     def _error(self, problem: str, what: str = "cannot resolve") -> ConfigError:
-        where = f"{self.source}: " if self.source else ""
+        where = f"{self.source}{'' if self.line is None else f':{self.line}'}: " if self.source else ""
         at = f" at key '{self.key}'" if self.key else ""
         return ConfigError(f"{where}{what} !module {self.path!r}{at}: {problem}")
 
@@ -220,7 +226,8 @@ def _construct_module(loader: yaml.BaseLoader, node: yaml.Node) -> ModuleRef:
     # _prepare_yaml_node already substituted the environment and stored the key path.
     key = getattr(node, "bollydog_key", None)
     source = getattr(node, "bollydog_source", None)
-    return ModuleRef(loader.construct_scalar(node).strip(), key=key, source=source)
+    line = node.start_mark.line + 1 if source is not None else None
+    return ModuleRef(loader.construct_scalar(node).strip(), key=key, source=source, line=line)
 
 
 # Our own loader classes: the tag is registered on them only, so yaml.SafeLoader (and everyone
@@ -294,7 +301,17 @@ def _prepare_yaml_node(
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         setattr(node, "bollydog_source", source)  # read back by _construct_section
+        first_lines: dict[Any, int] = {}
         for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                line = key_node.start_mark.line + 1
+                ident = (key_node.tag, key_node.value)
+                if ident in first_lines:
+                    raise ConfigError(
+                        f"{source}:{line}: {_join(key, key_node.value)}: duplicate key "
+                        f"(first at line {first_lines[ident]})"
+                    )
+                first_lines[ident] = line
             part = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
             _prepare_yaml_node(loader, value_node, _join(key, part), source, env, seen)
     elif isinstance(node, yaml.SequenceNode):

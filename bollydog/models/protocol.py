@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 import typing
-from typing import Any
+from typing import Any, ClassVar
 
 from bollydog.models.base import BaseDomain, Event
 
@@ -200,6 +200,10 @@ class Protocol:
 
     The base class only binds a :class:`UnitOfWork`; adapters add the CRUD surface.
     """
+
+    #: The unit of work this protocol makes of its own keyword options when given none (the
+    #: shorthand of a config with a ``protocol`` section only): a config checks them against it.
+    unit_of_work_class: ClassVar[type[UnitOfWork] | None] = None
 
     def __init__(self, unit_of_work: UnitOfWork | None = None, **options: Any) -> None:
         self.unit_of_work = unit_of_work if unit_of_work is not None else UnitOfWork()

@@ -145,6 +145,8 @@ class HttpService(Entrypoint):
     #: Largest request body accepted (413 beyond).
     max_body_size = 1 << 20
 
+    options_model = HttpSettings
+
     def __init__(self, *, hub: HubT | None = None, **options: Any) -> None:
         super().__init__(hub=hub, **options)
         self.settings = settings = HttpSettings.from_options(options)
@@ -254,6 +256,9 @@ class HttpService(Entrypoint):
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
+
+    def check_names(self) -> None:
+        build_routes(self.hub.registry, self.settings)
 
     async def on_start(self) -> None:
         starlette = self.build_app()

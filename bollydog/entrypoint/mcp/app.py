@@ -105,6 +105,8 @@ class McpService(Entrypoint):
     passes the config's); the HTTP services of the same hub count without it.
     """
 
+    options_model = McpSettings
+
     def __init__(
         self, *, hub: HubT | None = None, http_settings: Sequence["HttpSettings"] = (), **options: Any
     ) -> None:
@@ -146,6 +148,10 @@ class McpService(Entrypoint):
         return self.site.url("http", self.settings.path)
 
     # -- lifecycle -------------------------------------------------------------------------------
+
+    def check_names(self) -> None:
+        registry = self.hub.registry
+        self.filter.check(registry.names(), "mcp", registry.unloaded_domains())
 
     async def on_start(self) -> None:
         hub = self.hub

@@ -111,6 +111,8 @@ class SocketService(Entrypoint):
     Options are the keys of :class:`SocketSettings`.
     """
 
+    options_model = SocketSettings
+
     def __init__(self, *, hub: HubT | None = None, **options: Any) -> None:
         super().__init__(hub=hub, **options)
         self.settings = settings = SocketSettings.from_options(options)
@@ -158,6 +160,10 @@ class SocketService(Entrypoint):
         return self.site.url("ws", self.settings.path)
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    def check_names(self) -> None:
+        registry = self.hub.registry
+        self.filter.check(registry.names(), "websocket", registry.unloaded_domains())
 
     async def on_start(self) -> None:
         if not self.hub:
