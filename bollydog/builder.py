@@ -263,6 +263,10 @@ def _type_problem(annotation: Any, value: Any) -> tuple[str, str, str] | None:
 
     if annotation is Any or isinstance(value, ModuleRef):
         return None
+    if isinstance(value, str) and _is_flag(annotation):
+        # Lax validation reads "false" as False, but the text itself would reach the class,
+        # where any non-empty string is true: a quoted boolean is refused.
+        return "", "true or false (unquoted)", _kind(value)
     adapter = _adapter(annotation)
     if adapter is None:
         return None
@@ -280,6 +284,14 @@ def _type_problem(annotation: Any, value: Any) -> tuple[str, str, str] | None:
             expected = expected[len("input should be "):]
         return index, expected, _kind(found)
     return None
+
+
+def _is_flag(annotation: Any) -> bool:
+    """``bool`` or ``bool | None``."""
+    if annotation is bool:
+        return True
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    return bool(args) and bool in args and all(a in (bool, type(None)) for a in args)
 
 
 def _kind(value: Any) -> str:

@@ -61,7 +61,15 @@ def test_a_unit_of_work_option_of_the_wrong_type_is_refused(tmp_path):
         f"    create_tables: nope\n"
     ))
     assert result.exit_code == 2, result.output
-    assert f"{config}:6: fleet.unit_of_work.create_tables: expected true or false, got a string ('nope')" in result.output
+    assert f"{config}:6: fleet.unit_of_work.create_tables: expected true or false (unquoted), got a string ('nope')" in result.output
+    # Quoted, a boolean is text, which the class would take as true: refused too.
+    quoted, config = _ls(tmp_path, (
+        f"fleet:\n  handlers: [tests.config_checks.parking]\n  unit_of_work:\n"
+        f"    module: !module {SQL}.SqlAlchemyUnitOfWork\n    url: sqlite+aiosqlite://\n"
+        f"    create_tables: 'false'\n"
+    ))
+    assert quoted.exit_code == 2, quoted.output
+    assert "fleet.unit_of_work.create_tables: expected true or false (unquoted), got a string ('false')" in quoted.output
 
 
 def test_a_protocol_section_alone_is_checked_against_the_unit_of_work_it_makes(tmp_path):
@@ -70,7 +78,7 @@ def test_a_protocol_section_alone_is_checked_against_the_unit_of_work_it_makes(t
         f"    module: !module {SQL}.SqlAlchemyProtocol\n    url: sqlite+aiosqlite://\n    echo: loud\n"
     ))
     assert result.exit_code == 2, result.output
-    assert f"{config}:6: fleet.protocol.echo: expected true or false, got a string ('loud')" in result.output
+    assert f"{config}:6: fleet.protocol.echo: expected true or false (unquoted), got a string ('loud')" in result.output
 
 
 def test_an_entrypoint_option_is_named_by_the_section_key(tmp_path):
