@@ -309,7 +309,7 @@ class RemoteHandlerError(BollydogError):
     ) -> None:
         super().__init__(f"{error_type}: {message}")
         self.error_type, self.remote_message = error_type, message
-        self.info = info if info is not None else ErrorInfo(500, error_type.rpartition(".")[2], 1, message)
+        self.info = info if info is not None else ErrorInfo(500, error_type.rpartition(".")[2], 1, message, internal=True)
         # What the remote exception was built with: relayed as is to a further hop, which may
         # have the class and rebuild it.
         self.remote_args = list(remote_args) if remote_args is not None else [message]
@@ -317,6 +317,9 @@ class RemoteHandlerError(BollydogError):
 
 
 # -- the one mapping -----------------------------------------------------------------------------
+
+#: What a client is told of an error without a mapping (its text is logged, with the trace id).
+INTERNAL_MESSAGE = "internal error: the server's log has its details, under this request's trace id"
 
 
 @dataclass(slots=True)
@@ -330,6 +333,9 @@ class ErrorInfo:
     fields: dict[str, Any] = field(default_factory=dict)  # extra body / frame keys
     retry_after: float | None = None  # see ErrorMapping.retry_after
     headers: dict[str, str] = field(default_factory=dict)  # extra HTTP headers
+    #: An error without a mapping: its text (a driver's SQL and parameters, a path...) is for
+    #: the log and the process's own callers, not for clients (see :meth:`body`).
+    internal: bool = False
 
     def __post_init__(self) -> None:
         # Whatever an error (or a reply from another process) says: an error answers with an
@@ -341,9 +347,12 @@ class ErrorInfo:
         if not _RESERVED_BODY_KEYS.isdisjoint(self.fields):
             self.fields = {k: v for k, v in self.fields.items() if k not in _RESERVED_BODY_KEYS}
 
-    def body(self) -> dict[str, Any]:
-        """``{"error": code, "message": ..., **fields}``: an HTTP body, the core of a frame."""
-        return {"error": self.code, "message": self.message, **self.fields}
+    def body(self, *, expose: bool = False) -> dict[str, Any]:
+        """``{"error": code, "message": ..., **fields}``: an HTTP body, the core of a frame.
+        An internal error's message says where its text is instead, unless ``expose`` (an
+        entrypoint's ``debug``)."""
+        message = INTERNAL_MESSAGE if self.internal and not expose else self.message
+        return {"error": self.code, "message": message, **self.fields}
 
 
 def public_attributes(error: BaseException) -> dict[str, Any]:
@@ -357,7 +366,7 @@ def describe(error: BaseException) -> ErrorInfo:
     if isinstance(error, RemoteHandlerError):
         return error.info
     if not isinstance(error, ErrorMapping):
-        return ErrorInfo(500, type(error).__name__, 1, str(error))
+        return ErrorInfo(500, type(error).__name__, 1, str(error), internal=True)
     names = error.fields
     attributes = public_attributes(error)
     if names is None:

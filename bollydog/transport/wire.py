@@ -282,6 +282,8 @@ def encode_error(error: BaseException) -> dict[str, str]:
         "error_status": str(info.status),
         "error_exit": str(info.exit_code),
     }
+    if info.internal:
+        fields["error_internal"] = "1"
     ok, args = _jsonable(args)
     if ok:
         fields["error_args"] = _dumps(args)
@@ -412,6 +414,7 @@ def decode_error(fields: dict[str, str]) -> Exception:
         message=text,
         fields=_json_field(fields, "error_fields", dict) or {},
         retry_after=retry_after,
+        internal=fields.get("error_internal") == "1",
     )
     return RemoteHandlerError(kind, text, info, remote_args=args, remote_attrs=attrs)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from bollydog.errors import INTERNAL_MESSAGE
 from tests.distribute import calc_handlers as calc
 from tests.distribute.conftest import config, process
 
@@ -74,7 +75,7 @@ async def test_sse_through_an_http_front(redis_url, prefix):
             failed = await client.get("/calc/appservice/count", params={"n": 1, "fail": "true"}, headers=sse)
             events = parse_sse(failed.text)
             assert events[0] == ("partial", {"i": 0})
-            assert events[-1][0] == "error" and "counted to 1" in events[-1][1]["message"]
+            assert events[-1][0] == "error" and events[-1][1]["message"] == INTERNAL_MESSAGE
 
 
 async def test_websocket_partial_frames_through_a_front(redis_url, prefix):

@@ -1,8 +1,11 @@
 """Error model: JSON bodies with real status codes, never a bare 500 for bad input."""
 
 import asyncio
+import json
 
 import pytest
+
+from bollydog.errors import INTERNAL_MESSAGE
 
 from conftest import serve
 
@@ -78,8 +81,21 @@ async def test_body_too_large_413(client):
 async def test_handler_failure_500_without_traceback(client):
     r = await client.get("/demo/svc/fail")
     assert r.status_code == 500
-    assert r.json() == {"error": "ValueError", "message": "boom: something broke"}
+    # An unmapped error's text is for the log (it may hold SQL, paths, parameters): the
+    # client gets its type and where to look.
+    assert r.json() == {"error": "ValueError", "message": INTERNAL_MESSAGE}
     assert "x-bollydog-message-id" in r.headers
+
+
+def test_an_unmapped_error_shows_its_text_only_with_debug():
+    from bollydog.entrypoint.http.responses import error_response
+
+    hidden = json.loads(bytes(error_response(ValueError("password=hunter2"), quiet=True).body))
+    assert hidden == {"error": "ValueError", "message": INTERNAL_MESSAGE}
+    shown = json.loads(bytes(error_response(ValueError("password=hunter2"), debug=True, quiet=True).body))
+    assert shown["message"] == "password=hunter2" and shown["traceback"]
+    mapped = json.loads(bytes(error_response(LookupError("x"), quiet=True).body))
+    assert mapped["message"] == INTERNAL_MESSAGE  # a builtin has no mapping either
 
 
 async def test_handler_failure_with_debug_has_traceback():

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from bollydog.errors import INTERNAL_MESSAGE
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SSE = {"accept": "text/event-stream"}
@@ -37,7 +39,7 @@ async def test_failure_becomes_an_error_event(client):
     assert events[0] == ("partial", {"step": 0})
     kind, body = events[-1]
     assert kind == "error"
-    assert body["error"] == "RuntimeError" and body["status"] == 500 and "step 1" in body["message"]
+    assert body["error"] == "RuntimeError" and body["status"] == 500 and body["message"] == INTERNAL_MESSAGE
 
 
 async def test_plain_handler_streams_just_the_result(client):

@@ -11,6 +11,7 @@ from mcp import MCPError
 from mcp_types import INVALID_PARAMS
 
 from bollydog.entrypoint.mcp.server import UNAVAILABLE
+from bollydog.errors import INTERNAL_MESSAGE
 from bollydog.models.base import Session
 from tests.mcp.conftest import connect, started
 
@@ -63,7 +64,7 @@ async def test_handler_failure_is_a_tool_error_with_type_and_message(service, mo
     async with connect(service, mode) as client:
         result = await client.call_tool("tooldemo_boom", {})
     assert result.is_error is True
-    assert result.structured_content == {"error": "ValueError", "message": "boom went the handler"}
+    assert result.structured_content == {"error": "ValueError", "message": INTERNAL_MESSAGE}  # the text: in the log
     assert len(result.meta["bollydog/message_id"]) == 32  # the message was made and ran
 
 

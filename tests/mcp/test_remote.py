@@ -5,6 +5,7 @@ from __future__ import annotations
 from mcp import Client
 
 from bollydog.bootstrap import build
+from bollydog.errors import INTERNAL_MESSAGE
 from bollydog.entrypoint.mcp.app import McpService
 from tests.distribute.conftest import config, process, redis_url, prefix  # noqa: F401  (fixtures)
 
@@ -36,6 +37,6 @@ async def test_a_remote_command_is_a_tool_with_the_callers_session_and_trace(red
                 assert remote["username"] is not None and remote["username"] == remote["created_by"]
                 failed = await client.call_tool("calc_fail", {"text": "boom"})
                 assert failed.is_error and failed.structured_content["error"] == "ValueError"  # rebuilt as its class
-                assert failed.structured_content["message"] == "boom"
+                assert failed.structured_content["message"] == INTERNAL_MESSAGE  # its text stays in the logs
                 invalid = await client.call_tool("calc_add", {"a": 2})  # refused before it leaves
                 assert invalid.is_error and invalid.structured_content["errors"][0]["field"] == "b"

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bollydog.entrypoint.websocket.app import SocketService
-from bollydog.errors import ConfigError
+from bollydog.errors import INTERNAL_MESSAGE, ConfigError
 from bollydog.models.service import AppService
 from bollydog.service.app import HubService
 from tests.websocket.conftest import HANDLERS, TIMEOUT, call, recv, send, start
@@ -155,7 +155,7 @@ async def test_handler_failure_is_an_error_frame(ws) -> None:
     frames = await call(ws, {"name": "boom", "id": "b"})
     assert frames[0]["type"] == "accepted"
     assert frames[-1] == {
-        "type": "error", "id": "b", "error": "ValueError", "message": "boom went the handler", "errors": [],
+        "type": "error", "id": "b", "error": "ValueError", "message": INTERNAL_MESSAGE, "errors": [],
         "status": 500,
     }
     assert (await call(ws, {"name": "echo", "text": "still open"}))[-1]["type"] == "result"

@@ -145,7 +145,7 @@ def describe_outcome(message: BaseMessage, *, debug: bool = False) -> dict[str, 
     if error is None:
         body["status"], body["result"] = "done", future.result()
     else:
-        info = describe(error)
-        body["status"], body["error"], body["message"] = "failed", info.code, info.message
+        failure = describe(error).body()
+        body["status"], body["error"], body["message"] = "failed", failure["error"], failure["message"]
     return body
 

@@ -81,7 +81,7 @@ def error_response(
     seconds = retry_seconds(exc, retry_after)
     if seconds is not None:
         headers["retry-after"] = str(seconds)
-    body = info.body()
+    body = info.body(expose=debug)
     if not quiet:
         log_failure(log, exc, info, "%s failed", context or "request")
     if debug and info.status >= 500:

@@ -307,8 +307,8 @@ class SocketService(Entrypoint):
             return
         frame: dict[str, Any] = {"type": "message", "topic": topic, "data": message, "result": result}
         if error is not None:
-            info = describe(error)
-            frame["error"] = {"error": info.code, "message": info.message}
+            failure = describe(error).body()
+            frame["error"] = {"error": failure["error"], "message": failure["message"]}
         text = encode(frame)
         for connection in subscribers:
             connection.notify(text)
