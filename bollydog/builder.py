@@ -226,12 +226,12 @@ def check_options(
     wrong type. ``keys`` are the section's own keys, read before ``cls`` is made (``app``,
     ``module``); ``skip`` those whose values are not checked here. Every problem is named with
     its ``file:line`` (``locations``), the close key and the keys the section takes."""
-    types, takes_any = constructor_options(cls)
-    known = [*keys, *(k for k in types if k not in keys)]
+    taken, takes_any = constructor_options(cls)
+    known = [*keys, *(k for k in taken if k not in keys)]
     problems = []
     for name, value in options.items():
         at = locations.get(name)
-        if name not in types and name not in keys:
+        if name not in taken and name not in keys:
             if takes_any:
                 continue
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
@@ -239,8 +239,8 @@ def check_options(
                 f"{at + ': ' if at else ''}{where}.{name}: unknown key"
                 + (f" (did you mean '{close[0]}'?)" if close else "")
             )
-        elif name not in skip and name in types:
-            problem = _type_problem(types[name], value)
+        elif name not in skip and name in taken:
+            problem = _type_problem(taken[name], value)
             if problem is not None:
                 index, expected, got = problem
                 at = locations.get(f"{name}{index}", at)
