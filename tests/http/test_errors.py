@@ -87,7 +87,7 @@ async def test_handler_failure_500_without_traceback(client):
     assert "x-bollydog-message-id" in r.headers
 
 
-def test_an_unmapped_error_shows_its_text_only_with_debug():
+async def test_an_unmapped_error_shows_its_text_only_with_debug() -> None:
     from bollydog.entrypoint.http.responses import error_response
 
     hidden = json.loads(bytes(error_response(ValueError("password=hunter2"), quiet=True).body))
