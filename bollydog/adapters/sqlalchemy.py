@@ -859,7 +859,8 @@ def _held(result: Any, run_id: str) -> None:
     if result.rowcount != 1:
         raise RunLeaseLostError(
             f"durable run {run_id} is no longer held by this process: another process took it over "
-            "(its lease ran out here), or it was set aside; nothing of this step was committed",
+            "(its lease ran out here), or it was cancelled (bollydog sagas cancel) or parked; nothing of this "
+            "step was committed",
             run_id=run_id,
         )
 

@@ -432,7 +432,8 @@ class _Run:
         if self.lost:
             raise RunLeaseLostError(
                 f"durable run {self.run_id} of {self.name} is no longer held by this process: another "
-                "process took it over (its lease ran out here), or it was set aside; it stops here",
+                "process took it over (its lease ran out here), or it was cancelled (bollydog sagas cancel) "
+                "or parked; it stops here",
                 run_id=self.run_id,
             )
 
