@@ -105,6 +105,7 @@ def build(
     # Infrastructure first (stable order otherwise): tracing and the transport must be in place
     # before any entrypoint starts taking requests.
     ordered = sorted(targets.items(), key=lambda item: not issubclass(item[1], (Transport, HubPlugin)))
+    entrypoint_keys: list[str] = []  # the config key of each of composition.entrypoints
     for key, target in ordered:
         if issubclass(target, Scheduler):
             composition.schedulers.append(_construct(key, sections[key], target))
@@ -118,6 +119,7 @@ def build(
             entrypoint = _construct(key, sections[key], target)
             hub.add_entrypoint(entrypoint)
             composition.entrypoints.append(entrypoint)
+            entrypoint_keys.append(key)
     hub.transport.consume = consumers
     if not isinstance(hub.transport, InProcessTransport):
         # Domains run by other processes: their handler modules say which messages go there.
@@ -137,10 +139,26 @@ def build(
         hub.add_app(app)
         composition.apps.append(app)
     _add_schedulers(composition, entrypoints)
-    for served in composition.entrypoints:
+    for key, served in zip(entrypoint_keys, composition.entrypoints):
         if isinstance(served, Entrypoint):
-            served.check_names()
+            _check_names(served, key, sections[key], sections)
     return composition
+
+
+def _check_names(entrypoint: Entrypoint, key: str, section: Any, sections: Mapping[str, Any]) -> None:
+    """``entrypoint.check_names()``, its errors told by the section's own key and the option's
+    line: an entrypoint names its settings by its default section (``websocket.include: ...``)."""
+    try:
+        entrypoint.check_names()
+    except ConfigError as exc:
+        text = str(exc)
+        default = getattr(type(entrypoint).options_model, "section", None)
+        at = location(sections, key)
+        if default and text.startswith((f"{default}.", f"{default}:")):
+            option = text[len(default) + 1:].partition(":")[0].partition(".")[0]
+            at = location(section, option) or at
+            text = key + text[len(default):]
+        raise ConfigError(f"{at}: {text}" if at else text) from None
 
 
 def _add_schedulers(composition: Composition, entrypoints: bool) -> None:

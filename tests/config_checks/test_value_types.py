@@ -107,7 +107,7 @@ def test_a_websocket_pattern_naming_no_message_is_refused_by_every_command(tmp_p
         "ws:\n  app: !module bollydog.entrypoint.websocket.app.SocketService\n  include: [flet.*]\n"
     ), command)
     assert result.exit_code == 2, result.output
-    assert "websocket.include: 'flet.*' matches no message" in result.output
+    assert ":7: ws.include: 'flet.*' matches no message" in result.output  # the section's own key and line
 
 
 def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):
