@@ -61,6 +61,22 @@ async def test_writes_of_one_turn_are_sent_in_one_call_in_order() -> None:
     assert raw.sent[1:] == [b"next"]
 
 
+async def test_with_one_request_in_flight_a_write_goes_at_once_and_with_more_it_is_kept() -> None:
+    raw = Recording()
+    in_flight = {"this one"}
+    transport = CoalescingTransport(raw, asyncio.get_running_loop(), in_flight)
+    transport.write(b"head")
+    assert raw.sent == [b"head"]  # nothing would join it: its client waits for it
+    in_flight.add("another")
+    transport.write(b"next")
+    transport.write(b"body")
+    assert raw.sent == [b"head"]
+    in_flight.discard("another")
+    transport.write(b"after")  # kept behind what is kept: the bytes leave in order
+    await next_turn()
+    assert raw.sent == [b"head", b"nextbodyafter"]
+
+
 async def test_a_mutable_buffer_is_copied_when_kept() -> None:
     raw = Recording()
     transport = CoalescingTransport(raw, asyncio.get_running_loop())
@@ -111,12 +127,12 @@ async def test_other_attributes_are_the_transports() -> None:
     assert not transport.is_closing()
 
 
-async def test_a_served_response_leaves_in_one_write() -> None:
-    # The server's own transport: every response of a keep-alive connection in one write.
+async def test_a_served_response_leaves_in_one_write_under_load_and_at_once_alone() -> None:
+    # The server's own transport. Alone, a response's writes go as uvicorn makes them, from the
+    # request's own task; with others in flight, each response leaves in one write.
     from uvicorn.protocols.http import httptools_impl
 
-    writes: list[bytes] = []
-    writers: list[asyncio.Task[object] | None] = []
+    writes: list[tuple[int, bytes, bool]] = []
     async with serve() as (_, http, client):
         real = httptools_impl.HttpToolsProtocol.connection_made
 
@@ -126,8 +142,7 @@ async def test_a_served_response_leaves_in_one_write() -> None:
             write = inner.write
 
             def record(data: bytes) -> None:
-                writes.append(bytes(data))
-                writers.append(asyncio.current_task())
+                writes.append((id(self), bytes(data), asyncio.current_task() is not None))
                 write(data)
 
             inner.write = record  # type: ignore[method-assign]
@@ -135,13 +150,24 @@ async def test_a_served_response_leaves_in_one_write() -> None:
         httptools_impl.HttpToolsProtocol.connection_made = spying  # type: ignore[method-assign]
         try:
             async with httpx.AsyncClient(base_url=http.url) as fresh:
-                for text in ("a", "b", "c"):
-                    reply = await fresh.get("/demo/svc/echo", params={"text": text})
-                    assert reply.status_code == 200 and reply.json()["text"] == text
+                reply = await fresh.get("/demo/svc/echo", params={"text": "alone"})
+                assert reply.status_code == 200
+            alone, writes[:] = list(writes), []
+            clients = [httpx.AsyncClient(base_url=http.url) for _ in range(6)]
+            try:
+                replies = await asyncio.gather(*(c.get("/demo/svc/slow", params={"delay": 0.15}) for c in clients))
+            finally:
+                await asyncio.gather(*(c.aclose() for c in clients))
+            assert all(r.status_code == 200 for r in replies)
         finally:
             httptools_impl.HttpToolsProtocol.connection_made = real  # type: ignore[method-assign]
-    assert len(writes) == 3
-    assert all(w.startswith(b"HTTP/1.1 200 OK\r\n") and w.endswith(b"}") for w in writes)
-    # A lone request's response is sent as it ends, by the request's own task, not a turn of
-    # the loop later (a callback runs in no task): the client of a lone connection waits for it.
-    assert all(task is not None for task in writers)
+    assert b"".join(data for _, data, _ in alone).startswith(b"HTTP/1.1 200 OK\r\n")
+    assert all(in_task for _, _, in_task in alone)  # at once, not a turn of the loop later
+    per_connection: dict[int, list[bytes]] = {}
+    for connection, data, _ in writes:
+        per_connection.setdefault(connection, []).append(data)
+    assert len(per_connection) == 6
+    loaded = [chunks for chunks in per_connection.values()]
+    # Six requests were in flight together (each waits 0.15 s): most responses left whole.
+    whole = [c for c in loaded if len(c) == 1 and c[0].startswith(b"HTTP/1.1 200 OK\r\n")]
+    assert len(whole) >= 4, loaded

@@ -6,16 +6,20 @@ response costs two ``send`` system calls and, with ``TCP_NODELAY``, two TCP segm
 the client's work for each). Sending it in one cut the server's CPU per trivial request by
 about a fifth on the loopback (``benchmarks/http.py``, both ends on one machine). The protocols
 of :mod:`.guard` give uvicorn this transport instead: a write is kept until the end of the
-current turn of the loop (one ``call_soon``), then everything kept is sent in one call; a
-response that ends while no other request is in flight is sent as it ends (the protocol
-calls :meth:`CoalescingTransport.flush`), since nothing would join it and its client waits. A
-large write (over :data:`DIRECT`), a close or an end of file sends what is kept first, so the
+current turn of the loop (one ``call_soon``), then everything kept is sent in one call.
+
+That is for a loaded server. While no other request is in flight, nothing would join a write
+in this turn and the client waits for it: writes go at once, as uvicorn's do (measured at one
+connection, keeping them until the response's end cost latency on both loops: one send call
+instead of two saves less than the wait adds), and a response that ends with writes kept is
+sent as it ends (the protocol calls :meth:`CoalescingTransport.flush`). A large write (over :data:`DIRECT`), a close or an end of file sends what is kept first, so the
 bytes leave in order and nothing is held past its connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sized
 from typing import Any
 
 __all__ = ["DIRECT", "CoalescingTransport"]
@@ -29,15 +33,23 @@ class CoalescingTransport:
     """Wraps ``transport`` (see the module documentation); every other attribute is the
     wrapped transport's."""
 
-    __slots__ = ("_transport", "_loop", "_kept")
+    __slots__ = ("_transport", "_loop", "_kept", "_in_flight")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, in_flight: Sized | None = None
+    ) -> None:
         self._transport = transport
         self._loop = loop
         self._kept: list[bytes] = []
+        #: The server's requests being answered (None: not known, always keep). With one, nothing
+        #: would join a write in this turn: it is sent at once (see the module documentation).
+        self._in_flight = in_flight
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         kept = self._kept
+        if not kept and self._in_flight is not None and len(self._in_flight) <= 1:
+            self._transport.write(data)
+            return
         if len(data) > DIRECT:
             if kept:
                 self.flush()

@@ -158,7 +158,9 @@ class _Bounded:
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # One send per response, not uvicorn's two (its head, then its body): see coalesce.py.
-        super().connection_made(CoalescingTransport(cast(asyncio.Transport, transport), self.loop))  # type: ignore[misc]
+        super().connection_made(  # type: ignore[misc]
+            CoalescingTransport(cast(asyncio.Transport, transport), self.loop, self.tasks)
+        )
         limits = cast(Config, self.config).limits
         if limits.max_connections is not None and len(self.connections) > limits.max_connections:
             self._refuse(limits)
