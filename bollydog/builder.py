@@ -96,10 +96,12 @@ class ServiceBuilder:
     def build(self) -> AppService:
         unit_of_work = self._unit_of_work
         if isinstance(unit_of_work, tuple):
+            _check_part(*unit_of_work, f"{self._where}.unit_of_work", {}, alone=False)
             unit_of_work = construct(*unit_of_work, where=f"{self._where}.unit_of_work")
         protocol = self._protocol
         if isinstance(protocol, tuple):
             cls, options = protocol
+            _check_part(cls, options, f"{self._where}.protocol", {}, alone=unit_of_work is None)
             if unit_of_work is not None:
                 options = {"unit_of_work": unit_of_work, **options}
             protocol = construct(cls, options, where=f"{self._where}.protocol")
@@ -133,12 +135,9 @@ class ServiceBuilder:
             if spec is None:
                 continue
             target, part_options = _section_part(spec, f"{key}.{part}", base)
-            takes: type = target
-            if part == "protocol" and section.get("unit_of_work") is None:
-                takes = getattr(target, "unit_of_work_class", None) or target
-            check_options(
-                takes, part_options, f"{key}.{part}", getattr(spec, "lines", None) or {},
-                keys=("module",) if takes is target else ("module", "unit_of_work"),
+            _check_part(
+                target, part_options, f"{key}.{part}", getattr(spec, "lines", None) or {},
+                alone=part == "protocol" and section.get("unit_of_work") is None, keys=("module",),
             )
             getattr(builder, part)(target, **part_options)
         return builder.options(**options)
@@ -325,6 +324,16 @@ def _eager(annotation: Any) -> Any:
     if origin in (typing.Union, types.UnionType) and args:
         return functools.reduce(operator.or_, (_eager(a) for a in args))
     return annotation
+
+
+def _check_part(
+    target: type, options: Mapping[str, Any], where: str, locations: Mapping[str, str], *,
+    alone: bool, keys: tuple[str, ...] = (),
+) -> None:
+    """The options of a unit of work or protocol class, in a config section or in code. A
+    protocol ``alone`` (no unit of work given) takes the options of the unit of work it makes."""
+    takes: type = (getattr(target, "unit_of_work_class", None) or target) if alone else target
+    check_options(takes, options, where, locations, keys=keys if takes is target else (*keys, "unit_of_work"))
 
 
 def _part(value: Any, options: dict[str, Any], base: type, where: str) -> Any:

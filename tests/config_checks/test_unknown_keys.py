@@ -76,6 +76,17 @@ def test_code_gets_the_same_check():
         AppService(domain="shop", colour="red")  # type: ignore[call-arg]
 
 
+def test_code_gets_the_same_check_of_persistence_options():
+    from bollydog.adapters.memory import MemoryProtocol
+    from bollydog.adapters.sqlalchemy import SqlAlchemyProtocol
+
+    with pytest.raises(ConfigError, match=r"shop\.protocol\.colour: unknown key; MemoryProtocol takes unit_of_work"):
+        ServiceBuilder("shop").protocol(MemoryProtocol, colour="red").build()
+    # A protocol alone takes the options of the unit of work it makes.
+    with pytest.raises(ConfigError, match=r"shop\.protocol\.echo: expected true or false"):
+        ServiceBuilder("shop").protocol(SqlAlchemyProtocol, url="sqlite+aiosqlite://", echo="loud").build()
+
+
 def test_the_example_config_still_builds():
     composition = build("example/config.yaml", entrypoints=False)
     assert "example" in composition.hub.apps
