@@ -96,8 +96,9 @@ class ServiceBuilder:
     def build(self) -> AppService:
         unit_of_work = self._unit_of_work
         if isinstance(unit_of_work, tuple):
-            _check_part(*unit_of_work, f"{self._where}.unit_of_work", {}, alone=False)
-            unit_of_work = construct(*unit_of_work, where=f"{self._where}.unit_of_work")
+            uow_class, uow_options = unit_of_work
+            _check_part(uow_class, uow_options, f"{self._where}.unit_of_work", {}, alone=False)
+            unit_of_work = construct(uow_class, uow_options, where=f"{self._where}.unit_of_work")
         protocol = self._protocol
         if isinstance(protocol, tuple):
             cls, options = protocol

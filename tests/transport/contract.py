@@ -70,12 +70,13 @@ class TransportContract:
 
     async def test_claim_once_is_won_by_one_process_until_it_expires(self, deployment: Deployment) -> None:
         async with deployment.process(["calc"]) as first, deployment.process(["calc"]) as second:
-            claims = [t.claim_once(key, 0.3) for key in ("tick:1", "tick:2") for t in (first.transport, second.transport) * 10]
+            # A claim lasts 1 s: long enough for all 40 tries on a loaded machine.
+            claims = [t.claim_once(key, 1.0) for key in ("tick:1", "tick:2") for t in (first.transport, second.transport) * 10]
             won = await asyncio.gather(*claims)
             assert won.count(True) == 2  # one per key, among 20 tries each
-            assert not await second.transport.claim_once("tick:1", 0.3)
-            await asyncio.sleep(0.4)  # expired: the next tick of that key may be claimed again
-            assert await second.transport.claim_once("tick:1", 0.3)
+            assert not await second.transport.claim_once("tick:1", 1.0)
+            await asyncio.sleep(1.1)  # expired: the next tick of that key may be claimed again
+            assert await second.transport.claim_once("tick:1", 1.0)
 
     # -- request / reply -----------------------------------------------------------------------
 
