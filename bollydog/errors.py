@@ -390,12 +390,10 @@ def describe(error: BaseException) -> ErrorInfo:
 
 def brief(error: BaseException) -> str:
     """``error`` in a few words, for a message that reports several: a mapped error's code and
-    message (public by design), an unmapped one's class name only (its text may hold internals,
-    such as SQL and its parameters, and is in the log)."""
-    if isinstance(error, (ErrorMapping, RemoteHandlerError)) and not isinstance(error, BaseExceptionGroup):
-        info = describe(error)
-        return f"{info.code}: {info.message}"
-    return type(error).__name__
+    message (public by design), an internal one's code only (its text may hold SQL and its
+    parameters, and is in the log: see :attr:`ErrorInfo.internal`)."""
+    info = describe(error)
+    return info.code if info.internal else f"{info.code}: {info.message}"
 
 
 def log_failure(logger: logging.Logger, error: BaseException, info: ErrorInfo, what: str, *args: Any) -> None:

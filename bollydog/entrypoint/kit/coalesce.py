@@ -12,7 +12,7 @@ That is for a loaded server. While no other request is in flight, nothing would 
 in this turn and the client waits for it: writes go at once, as uvicorn's do (measured at one
 connection, keeping them until the response's end cost latency on both loops: one send call
 instead of two saves less than the wait adds), and a response that ends with writes kept is
-sent as it ends (the protocol calls :meth:`CoalescingTransport.flush`). A large write (over :data:`DIRECT`), a close or an end of file sends what is kept first, so the
+sent as it ends (the protocol calls :meth:`CoalescingTransport.response_ended`). A large write (over :data:`DIRECT`), a close or an end of file sends what is kept first, so the
 bytes leave in order and nothing is held past its connection.
 """
 
@@ -45,9 +45,12 @@ class CoalescingTransport:
         #: would join a write in this turn: it is sent at once (see the module documentation).
         self._in_flight = in_flight
 
+    def _alone(self) -> bool:
+        return self._in_flight is not None and len(self._in_flight) <= 1
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         kept = self._kept
-        if not kept and self._in_flight is not None and len(self._in_flight) <= 1:
+        if not kept and self._alone():
             self._transport.write(data)
             return
         if len(data) > DIRECT:
@@ -63,6 +66,11 @@ class CoalescingTransport:
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:
             self.write(chunk)
+
+    def response_ended(self) -> None:
+        """A response is complete: alone, what it kept leaves now, not a turn later."""
+        if self._kept and self._alone():
+            self.flush()
 
     def flush(self) -> None:
         """Send what is kept now."""

@@ -197,10 +197,7 @@ class _Bounded:
 
     def on_response_complete(self) -> None:
         self._answered = True
-        if len(self.tasks) <= 1:
-            # No other request in flight: no other write will join this one in the loop's
-            # turn, and the client waits for it (a lone connection's latency).
-            cast(CoalescingTransport, self.transport).flush()
+        cast(CoalescingTransport, self.transport).response_ended()  # alone: sent now (coalesce.py)
         super().on_response_complete()  # type: ignore[misc]
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
             # keep-alive: the next head has the same deadline
