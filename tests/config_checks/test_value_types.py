@@ -81,22 +81,25 @@ def test_a_protocol_section_alone_is_checked_against_the_unit_of_work_it_makes(t
     assert f"{config}:6: fleet.protocol.echo: expected true or false (unquoted), got a string ('loud')" in result.output
 
 
-def test_an_entrypoint_option_is_named_by_the_section_key(tmp_path):
-    result, config = _ls(tmp_path, (
-        "fleet:\n  handlers: [tests.config_checks.parking]\n"
-        "web:\n  app: !module bollydog.entrypoint.http.app.HttpService\n  prot: 1\n"
-    ))
+@pytest.mark.parametrize(("text", "line", "message"), [
+    ("fleet:\n  handlers: [tests.config_checks.parking]\n"
+     "web:\n  app: !module bollydog.entrypoint.http.app.HttpService\n  prot: 1\n", 5,
+     "web.prot: unknown key (did you mean 'port'?); HttpService takes app, "),
+    ("fleet:\n  handlers: [tests.config_checks.parking]\n"
+     "web:\n  app: !module bollydog.entrypoint.http.app.HttpService\n  port: [1]\n", 5,
+     "web.port: expected an integer, got a list"),
+    ("fleet:\n  handlers: [tests.config_checks.parking]\n  name: fleet\n  handlers: [x.y]\n", 4,
+     "fleet.handlers: duplicate key (first at line 2)"),
+    ("fleet:\n  handlers: [tests.config_checks.parking]\n  app: !module tests.config_checks.nope.App\n", 3,
+     "cannot resolve !module 'tests.config_checks.nope.App' at key 'fleet.app': "
+     "no module named 'tests.config_checks.nope'"),
+])
+def test_a_section_problem_is_named_by_its_own_key_and_line(tmp_path, text, line, message):
+    # An entrypoint's options by the user's key (not its class's default section), a key
+    # written twice with both lines, a reference through a module that does not exist.
+    result, config = _ls(tmp_path, text)
     assert result.exit_code == 2, result.output
-    assert f"{config}:5: web.prot: unknown key (did you mean 'port'?); HttpService takes app, " in result.output
-
-
-def test_an_entrypoint_option_of_the_wrong_type_is_named_by_the_section_key(tmp_path):
-    result, config = _ls(tmp_path, (
-        "fleet:\n  handlers: [tests.config_checks.parking]\n"
-        "web:\n  app: !module bollydog.entrypoint.http.app.HttpService\n  port: [1]\n"
-    ))
-    assert result.exit_code == 2, result.output
-    assert f"{config}:5: web.port: expected an integer, got a list" in result.output
+    assert f"{config}:{line}: {message}" in result.output
 
 
 @pytest.mark.parametrize("command", ["ls", "graph", "docs asyncapi", "docs openapi"])
@@ -108,21 +111,3 @@ def test_a_websocket_pattern_naming_no_message_is_refused_by_every_command(tmp_p
     ), command)
     assert result.exit_code == 2, result.output
     assert ":7: ws.include: 'flet.*' matches no message" in result.output  # the section's own key and line
-
-
-def test_a_key_written_twice_is_refused_with_both_lines(tmp_path):
-    result, config = _ls(tmp_path, (
-        "fleet:\n  handlers: [tests.config_checks.parking]\n  name: fleet\n  handlers: [x.y]\n"
-    ))
-    assert result.exit_code == 2, result.output
-    assert f"{config}:4: fleet.handlers: duplicate key (first at line 2)" in result.output
-
-
-def test_a_missing_module_of_a_reference_names_its_line(tmp_path):
-    result, config = _ls(tmp_path, (
-        "fleet:\n  handlers: [tests.config_checks.parking]\n"
-        "  app: !module tests.config_checks.nope.App\n"
-    ))
-    assert result.exit_code == 2, result.output
-    assert (f"{config}:3: cannot resolve !module 'tests.config_checks.nope.App' at key 'fleet.app': "
-            "no module named 'tests.config_checks.nope'") in result.output
